@@ -1,0 +1,1 @@
+"""Configuration: one TOML file plus a drop-in directory over built-in defaults."""

@@ -1,0 +1,3 @@
+"""Everything that moves bytes: envelopes and sockets between processes, host channels and the
+three wire protocols (qga, ovirt, spice). Must never import ``concierge.actors``.
+"""

@@ -1,0 +1,1 @@
+"""Host channels: virtio-serial, isa-serial, unix-listen, unix-connect, vsock-listen."""

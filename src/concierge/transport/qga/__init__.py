@@ -1,0 +1,1 @@
+"""The QEMU guest agent protocol front-end (byte-compatible with qemu-ga)."""

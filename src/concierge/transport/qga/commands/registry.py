@@ -1,0 +1,31 @@
+"""A QGA route: which capability actor serves a command and how its answer is rendered.
+
+The front-end validates arguments against the QAPI schema first, then sends
+``to_request(args)`` as the body of request ``request`` to ``actor`` and renders the reply body
+with ``render``. Capability errors carry qemu-ga's exact ``desc`` text in their message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def identity(value: Any) -> Any:
+    """Pass a value through unchanged."""
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class QgaRoute:
+    """How one QGA command reaches the actor that owns the capability."""
+
+    command: str
+    actor: str
+    request: str
+    timeout_s: float = 10.0
+    success_response: bool = True
+    allowed_while_frozen: bool = False
+    to_request: Callable[[dict[str, Any]], Any] = identity
+    render: Callable[[Any], Any] = identity
