@@ -90,7 +90,7 @@ class FreezableHandler(logging.StreamHandler[TextIO]):
 
     def __init__(self, stream: TextIO, capacity: int = 2000) -> None:
         super().__init__(stream)
-        self._held: collections.deque[logging.LogRecord] = collections.deque(maxlen=capacity)
+        self._held: collections.deque[logging.LogRecord | str] = collections.deque(maxlen=capacity)
         self._frozen = False
         self._hold_lock = threading.Lock()
 
@@ -101,8 +101,22 @@ class FreezableHandler(logging.StreamHandler[TextIO]):
             held = list(self._held) if not frozen else []
             if not frozen:
                 self._held.clear()
-        for record in held:
-            super().emit(record)
+        for item in held:
+            if isinstance(item, str):
+                self.stream.write(item + self.terminator)
+            else:
+                super().emit(item)
+        if held:
+            self.flush()
+
+    def is_frozen(self) -> bool:
+        """True while records are being held in memory."""
+        return self._frozen
+
+    def hold_line(self, line: str) -> None:
+        """Hold an already formatted line (a child's log line re-emitted by the supervisor)."""
+        with self._hold_lock:
+            self._held.append(line)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write the record, or keep it in memory while frozen."""

@@ -1,0 +1,504 @@
+"""The bridge: the one I/O thread of an actor process, and the real :class:`NodeContext`.
+
+It owns every ZeroMQ socket and watched fd of the process and runs one poll loop over the
+control DEALER (supervisor), the inbox ROUTER (data plane), outbound DEALERs (replies to our
+requests), the event SUB, an eventfd that other threads use to hand it work, and node fds.
+Other threads never touch a socket: they encode in their own thread and queue frames here.
+Must not import ``concierge.supervisor``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pykka
+import zmq
+
+from concierge.actors.node import Health, Incoming, Lane, Node, Reply
+from concierge.clock import Clock, MonotonicClock
+from concierge.errors import ErrorCode, ProtocolError
+from concierge.transport import envelope, sockets
+from concierge.transport.endpoints import RuntimeLayout
+
+log = logging.getLogger(__name__)
+
+Frames = list[bytes]
+
+
+class _Timer:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _ReplyPort:
+    """Answers one request through the inbox ROUTER, exactly once, from any thread."""
+
+    __slots__ = ("_bridge", "_done", "_header", "_route")
+
+    def __init__(self, bridge: Bridge, route: bytes, header: envelope.Header) -> None:
+        self._bridge = bridge
+        self._route = route
+        self._header = header
+        self._done = False
+
+    def _send(self, kind: str, body: Any, blobs: tuple[bytes, ...]) -> None:
+        if self._done:
+            return
+        self._done = True
+        req = self._header
+        header = envelope.Header(kind, req.type, 0, req.id, self._bridge.actor_id, req.src)
+        frames = [self._route, *envelope.encode(header, body, blobs)]
+        self._bridge.submit(lambda: self._bridge.send_inbox(frames))
+
+    def ok(self, body: Any = None, blobs: tuple[bytes, ...] = ()) -> None:
+        self._send("rep", body, blobs)
+
+    def error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+        self._send("err", {"code": str(code), "message": message, "retryable": retryable}, ())
+
+
+class Bridge:
+    """Per-process runtime: poll loop, routing, deadlines, heartbeats (implements NodeContext)."""
+
+    def __init__(
+        self,
+        *,
+        actor_id: str,
+        layout: RuntimeLayout,
+        welcome: Mapping[str, Any],
+        zctx: zmq.Context[zmq.Socket[bytes]],
+        control: zmq.Socket[bytes],
+        clock: Clock | None = None,
+        on_frozen: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.actor_id = actor_id
+        self.settings: Mapping[str, Any] = welcome.get("settings", {})
+        self.agent: Mapping[str, Any] = welcome.get("agent", {})
+        self.runtime_dir: Path = layout.root
+        self.clock: Clock = clock or MonotonicClock()
+        self.layout = layout
+        self.node: Node | None = None
+        self.exit_code = 0
+        self._zctx = zctx
+        self._control = control
+        self._hb_interval = float(welcome.get("heartbeat_interval_s", 0.5))
+        self._unresponsive_s = float(welcome.get("actor_unresponsive_s", 3.0))
+        self._orphan_s = max(3.0, 6 * self._hb_interval)
+        self._on_frozen = on_frozen
+        self._ids = itertools.count(1)
+        self._thread_id = threading.get_ident()
+        self._running = True
+        self._counters: Counter[str] = Counter()
+        self._health: tuple[Health, str] = ("ok", "")
+        self._actors: list[pykka.ActorRef[Any]] = []
+        self._pings: dict[int, tuple[Any, float]] = {}
+        self._last_pong: dict[int, float] = {}
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._timers: list[tuple[float, int, Callable[[], None], _Timer]] = []
+        self._pending: dict[int, tuple[Callable[[Reply], None], _Timer]] = {}
+        self._fds: dict[int, Callable[[int], None]] = {}
+        self._dealers: dict[tuple[str, Lane], zmq.Socket[bytes]] = {}
+        self._poller = zmq.Poller()
+        self._inbox = sockets.router(zctx, layout.url(layout.inbox(actor_id)))
+        self._pub: zmq.Socket[bytes] | None = None
+        self._sub: zmq.Socket[bytes] | None = None
+        self._last_supervisor = self.clock.monotonic()
+        self._poller.register(self._control, zmq.POLLIN)
+        self._poller.register(self._inbox, zmq.POLLIN)
+        self._poller.register(self._wake_fd, zmq.POLLIN)
+
+    # --- NodeContext: messaging ------------------------------------------------------------------
+    def request(
+        self,
+        dst: str,
+        type: str,  # noqa: A002
+        body: Any = None,
+        *,
+        timeout_s: float,
+        on_reply: Callable[[Reply], None],
+        blobs: tuple[bytes, ...] = (),
+    ) -> None:
+        """Send a request; ``on_reply`` runs on the bridge thread (TIMEOUT included)."""
+        msg_id = next(self._ids)
+        deadline_ns = time.monotonic_ns() + int(timeout_s * 1e9)
+        header = envelope.Header("req", type, msg_id, 0, self.actor_id, dst, deadline_ns)
+        frames = envelope.encode(header, body, blobs)
+
+        def send() -> None:
+            timer = self.call_later(timeout_s, lambda: self._expire(msg_id, dst, type))
+            self._pending[msg_id] = (on_reply, timer)
+            if not self._send_dealer(dst, "default", frames):
+                self._finish(msg_id, Reply(False, code=ErrorCode.BACKPRESSURE, message=f"{dst} is not accepting requests"))
+
+        self.submit(send)
+
+    def call(
+        self,
+        dst: str,
+        type: str,  # noqa: A002
+        body: Any = None,
+        *,
+        timeout_s: float,
+        blobs: tuple[bytes, ...] = (),
+    ) -> Reply:
+        """Blocking request for worker and actor threads."""
+        if self.in_bridge_thread():
+            raise RuntimeError("call() would deadlock the bridge thread; use request()")
+        future: Future[Reply] = Future()
+        self.request(dst, type, body, timeout_s=timeout_s, on_reply=future.set_result, blobs=blobs)
+        return future.result(timeout=timeout_s + 5.0)
+
+    def cast(
+        self,
+        dst: str,
+        type: str,  # noqa: A002
+        body: Any = None,
+        *,
+        blobs: tuple[bytes, ...] = (),
+        lane: Lane = "default",
+        ttl_s: float = 5.0,
+    ) -> None:
+        """One-way message with a time to live."""
+        deadline_ns = time.monotonic_ns() + int(ttl_s * 1e9)
+        header = envelope.Header("cast", type, next(self._ids), 0, self.actor_id, dst, deadline_ns)
+        frames = envelope.encode(header, body, blobs)
+        if self.in_bridge_thread():
+            if not self._send_dealer(dst, lane, frames):
+                self._counters["cast.dropped"] += 1
+        else:
+            self.submit(lambda: self.cast_frames(dst, lane, frames))
+
+    def cast_frames(self, dst: str, lane: Lane, frames: Frames) -> None:
+        """Send pre-encoded cast frames (bridge thread)."""
+        if not self._send_dealer(dst, lane, frames):
+            self._counters["cast.dropped"] += 1
+
+    def publish(self, topic: str, body: Any = None) -> None:
+        """Send an event to the proxy (lossy)."""
+        header = envelope.Header("evt", topic, 0, 0, self.actor_id, "*")
+        frames = [topic.encode(), *envelope.encode(header, body)]
+
+        def send() -> None:
+            if self._pub is None:
+                self._pub = sockets.publisher(self._zctx, self.layout.url(self.layout.events_in))
+            try:
+                self._pub.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self._counters["evt.dropped"] += 1
+
+        self.submit(send)
+
+    def subscribe(self, topic: str) -> None:
+        """Receive events whose topic starts with ``topic``."""
+        if self._sub is None:
+            self._sub = sockets.subscriber(self._zctx, self.layout.url(self.layout.events_out))
+            self._poller.register(self._sub, zmq.POLLIN)
+        self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    # --- NodeContext: loop services ---------------------------------------------------------------
+    def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = zmq.POLLIN) -> None:
+        """Call ``callback(revents)`` when ``fd`` is ready."""
+        self._fds[fd] = callback
+        self._poller.register(fd, events)
+
+    def unwatch_fd(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        if self._fds.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
+        """Schedule ``callback`` on the bridge thread."""
+        timer = _Timer()
+        entry = (self.clock.monotonic() + delay_s, next(self._ids), callback, timer)
+        if self.in_bridge_thread():
+            heapq.heappush(self._timers, entry)
+        else:
+            self.submit(lambda: heapq.heappush(self._timers, entry))
+        return timer
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the bridge thread soon."""
+        self.submit(callback)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the bridge thread: now if already there, else queued with a wake-up."""
+        if self.in_bridge_thread():
+            job()
+            return
+        self._jobs.put(job)
+        os.eventfd_write(self._wake_fd, 1)
+
+    def set_health(self, status: Health, detail: str = "") -> None:
+        """Report functional health in the next heartbeat."""
+        self._health = (status, detail)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Bump a counter (shown by ``concierge metrics``)."""
+        self._counters[name] += n
+
+    def notify_supervisor(self, type: str, body: Any = None) -> None:  # noqa: A002
+        """Send a note to the supervisor over the control plane."""
+        payload = envelope.encode_value({"type": type, "body": body})
+        self.submit(lambda: self._control.send_multipart([b"note", payload]))
+
+    def register_actor(self, ref: pykka.ActorRef[Any]) -> None:
+        """Watch a pykka actor's liveness and stop it with the process."""
+        self._actors.append(ref)
+        self._last_pong[id(ref)] = self.clock.monotonic()
+
+    def in_bridge_thread(self) -> bool:
+        """True on the bridge thread."""
+        return threading.get_ident() == self._thread_id
+
+    def stop(self, code: int = 0) -> None:
+        """Leave the loop; the runner stops the node and exits with ``code``."""
+        self.exit_code = code
+        self._running = False
+        os.eventfd_write(self._wake_fd, 1)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Poll until stopped; returns the process exit code."""
+        self._thread_id = threading.get_ident()
+        self.call_later(0.0, self._heartbeat)
+        while self._running:
+            timeout_ms = 1000
+            if self._timers:
+                timeout_ms = max(0, min(1000, int((self._timers[0][0] - self.clock.monotonic()) * 1000) + 1))
+            for item, revents in self._poller.poll(timeout_ms):
+                if item is self._inbox:
+                    self._drain_inbox()
+                elif item is self._control:
+                    self._drain_control()
+                elif item is self._wake_fd:
+                    self._drain_jobs()
+                elif item is self._sub:
+                    self._drain_events()
+                elif isinstance(item, int):
+                    callback = self._fds.get(item)
+                    if callback is not None:
+                        callback(revents)
+                else:
+                    self._drain_dealer(item)
+            self._run_timers()
+        return self.exit_code
+
+    def _run_timers(self) -> None:
+        now = self.clock.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, callback, timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                callback()
+
+    def _drain_jobs(self) -> None:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            job()
+
+    def send_inbox(self, frames: Frames) -> None:
+        """Send a reply through the inbox ROUTER (the requester may have gone: counted)."""
+        try:
+            self._inbox.send_multipart(frames, zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            self._counters["reply.undeliverable"] += 1
+
+    def _send_dealer(self, dst: str, lane: Lane, frames: Frames) -> bool:
+        sock = self._dealers.get((dst, lane))
+        if sock is None:
+            url = self.layout.url(self.layout.inbox(dst))
+            ident = self.actor_id if lane == "default" else f"{self.actor_id}/{lane}"
+            sock = sockets.dealer(self._zctx, url, ident, immediate=lane == "input")
+            self._dealers[(dst, lane)] = sock
+            self._poller.register(sock, zmq.POLLIN)
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) <= 3)
+        except zmq.Again:
+            return False
+        self._counters["msg.out"] += 1
+        return True
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                frames = self._inbox.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._counters["msg.in"] += 1
+            route, rest = frames[0], frames[1:]
+            try:
+                header, body, blobs = envelope.decode(rest)
+            except ProtocolError:
+                self._counters["msg.malformed"] += 1
+                continue
+            if header.deadline_ns and header.deadline_ns < time.monotonic_ns():
+                self._counters["msg.expired"] += 1
+                continue
+            reply = _ReplyPort(self, route, header) if header.kind == "req" else None
+            kind = "req" if header.kind == "req" else "cast"
+            self._deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
+
+    def _deliver(self, msg: Incoming) -> None:
+        node = self.node
+        if node is None or (node.accepts is not None and msg.type not in node.accepts):
+            self._counters["msg.unknown_type"] += 1
+            if msg.reply is not None:
+                msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.actor_id} does not handle {msg.type}")
+            return
+        try:
+            node.handle(msg)
+        except Exception as err:  # loop boundary: a node bug answers INTERNAL, the loop lives on
+            log.exception("node failed on %s", msg.type, extra={"event": "node.handle_failed"})
+            self._counters["node.errors"] += 1
+            if msg.reply is not None:
+                msg.reply.error(ErrorCode.INTERNAL, f"{msg.type} failed: {type(err).__name__}")
+
+    def _drain_dealer(self, sock: zmq.Socket[bytes]) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                header, body, blobs = envelope.decode(frames)
+            except ProtocolError:
+                self._counters["msg.malformed"] += 1
+                continue
+            if header.kind == "rep":
+                self._finish(header.corr, Reply(True, body=body, blobs=blobs))
+            elif header.kind == "err":
+                data = body if isinstance(body, dict) else {}
+                code = data.get("code", "INTERNAL")
+                self._finish(header.corr, Reply(False, code=ErrorCode(code) if code in ErrorCode.__members__ else ErrorCode.INTERNAL, message=str(data.get("message", ""))))
+
+    def _finish(self, msg_id: int, reply: Reply) -> None:
+        entry = self._pending.pop(msg_id, None)
+        if entry is None:
+            self._counters["reply.late"] += 1
+            return
+        callback, timer = entry
+        timer.cancel()
+        try:
+            callback(reply)
+        except Exception:  # loop boundary: a reply callback bug must not stop the process loop
+            log.exception("reply callback failed", extra={"event": "node.callback_failed"})
+            self._counters["node.errors"] += 1
+
+    def _expire(self, msg_id: int, dst: str, type_: str) -> None:
+        self._counters["request.timeout"] += 1
+        self._finish(msg_id, Reply(False, code=ErrorCode.TIMEOUT, message=f"{dst} did not answer {type_} in time"))
+
+    def _drain_events(self) -> None:
+        assert self._sub is not None
+        while True:
+            try:
+                frames = self._sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                header, body, blobs = envelope.decode(frames[1:])
+            except ProtocolError:
+                continue
+            if header.src != self.actor_id:
+                self._deliver(Incoming("evt", header.type, body, header.src, blobs=blobs))
+
+    # --- control plane -------------------------------------------------------------------------
+    def _drain_control(self) -> None:
+        while True:
+            try:
+                verb, *rest = self._control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._last_supervisor = self.clock.monotonic()
+            if verb == b"stop":
+                log.info("stop requested", extra={"event": "actor.stopping"})
+                self.stop(0)
+            elif verb == b"frozen" and rest and self._on_frozen is not None:
+                self._on_frozen(rest[0] == b"1")
+
+    def _heartbeat(self) -> None:
+        now = self.clock.monotonic()
+        stuck = []
+        for ref in self._actors:
+            key = id(ref)
+            if not ref.is_alive():
+                log.error("actor thread died", extra={"event": "actor.thread_died"})
+                self.stop(70)
+                return
+            pending = self._pings.get(key)
+            if pending is not None and pending[0].done():
+                self._last_pong[key] = pending[1]
+                pending = None
+            if pending is None:
+                self._pings[key] = (_ask_ping(ref), now)
+            if now - self._last_pong.get(key, now) > self._unresponsive_s:
+                stuck.append(ref.actor_class.__name__)
+        status, detail = self._health
+        if stuck:
+            status, detail = "failing", f"unresponsive actor thread: {', '.join(stuck)}"
+        payload = {
+            "health": status,
+            "detail": detail,
+            "stuck": bool(stuck),
+            "counters": dict(self._counters),
+        }
+        self._control.send_multipart([b"hb", envelope.encode_value(payload)])
+        if now - self._last_supervisor > self._orphan_s:
+            log.error("supervisor silent, exiting", extra={"event": "actor.orphaned"})
+            self.stop(75)
+            return
+        self.call_later(self._hb_interval, self._heartbeat)
+
+    def close(self) -> None:
+        """Stop registered actors (reverse order) and close every socket."""
+        for ref in reversed(self._actors):
+            ref.stop(block=True, timeout=2.0) if ref.is_alive() else None
+        for sock in (*self._dealers.values(), self._inbox, self._pub, self._sub):
+            if sock is not None:
+                sock.close(0)
+        os.close(self._wake_fd)
+
+
+class _DoneFuture:
+    """Adapter: pykka futures have no ``done()``; poll with a zero timeout."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def done(self) -> bool:
+        try:
+            self._future.get(timeout=0)
+        except pykka.Timeout:
+            return False
+        except Exception:  # an actor that answered with an error is still alive
+            return True
+        return True
+
+
+def _ask_ping(ref: pykka.ActorRef[Any]) -> _DoneFuture:
+    return _DoneFuture(ref.ask("ping", block=False))

@@ -1,0 +1,133 @@
+"""Entry point of every actor process: ``python -m concierge.actors.runner --id ID --runtime-dir D``.
+
+Handshake with the supervisor (Hello -> Welcome with the resolved config -> Ready), start the
+node named by ``entry``, run the bridge, and turn the outcome into a classified exit code:
+78 config error (never restarted), 69 resource absent (retried slowly), 70 crash.
+Children die with their supervisor (PR_SET_PDEATHSIG plus a heartbeat timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import pkgutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from concierge import __version__
+from concierge.actors.bridge import Bridge
+from concierge.actors.node import Node
+from concierge.errors import ConfigError, ExitCode, ProtocolError, UnavailableError
+from concierge.logs import setup_logging
+from concierge.transport import envelope, sockets
+from concierge.transport.endpoints import RuntimeLayout
+
+log = logging.getLogger("concierge.runner")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGTERM us when the supervisor dies; exit if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+    if parent_pid and os.getppid() != parent_pid:
+        raise SystemExit(ExitCode.TEMPFAIL)
+
+
+def _handshake(
+    control: zmq.Socket[bytes], actor_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """Send Hello, wait for Welcome (the resolved actor config)."""
+    hello = {"pid": os.getpid(), "version": __version__, "id": actor_id}
+    control.send_multipart([b"hello", envelope.encode_value(hello)])
+    if not control.poll(int(timeout_s * 1000)):
+        raise UnavailableError("supervisor did not answer hello")
+    verb, *rest = control.recv_multipart()
+    if verb != b"welcome" or not rest:
+        raise ProtocolError(f"expected welcome, got {verb!r}")
+    welcome = envelope.decode_value(rest[0])
+    if not isinstance(welcome, dict):
+        raise ProtocolError("welcome is not a map")
+    return welcome
+
+
+def _load_node(entry: str) -> type[Node]:
+    try:
+        cls = pkgutil.resolve_name(entry)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"cannot import {entry!r}: {err}", key="entry") from None
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise ConfigError(f"{entry!r} is not a Node subclass", key="entry")
+    return cls
+
+
+def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
+    """Run one actor process to completion; returns its exit code."""
+    _die_with_parent(parent_pid)
+    handler = setup_logging(actor_id)
+    layout = RuntimeLayout(runtime_dir)
+    zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    control = sockets.dealer(zctx, layout.url(layout.control), actor_id)
+    bridge: Bridge | None = None
+    try:
+        welcome = _handshake(control, actor_id, timeout_s=10.0)
+        setup_logging(actor_id, fmt=welcome.get("log_format"), level=welcome.get("log_level"))
+        node_cls = _load_node(str(welcome["entry"]))
+        bridge = Bridge(
+            actor_id=actor_id,
+            layout=layout,
+            welcome=welcome,
+            zctx=zctx,
+            control=control,
+            on_frozen=handler.set_frozen,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: bridge.stop(0) if bridge else None)
+        node = node_cls(bridge)
+        bridge.node = node
+        node.start()
+        control.send_multipart([b"ready", b""])
+        log.info("actor ready", extra={"event": "actor.ready"})
+        code = bridge.run()
+        node.stop()
+        return code
+    except ConfigError as err:
+        log.error("config error: %s", err, extra={"event": "actor.config_error"})  # noqa: TRY400
+        return ExitCode.CONFIG
+    except UnavailableError as err:
+        log.warning("unavailable: %s", err, extra={"event": "actor.unavailable"})
+        return ExitCode.UNAVAILABLE
+    except Exception:  # process boundary: any other failure is a crash the supervisor restarts
+        log.exception("actor crashed", extra={"event": "actor.crashed"})
+        return ExitCode.SOFTWARE
+    finally:
+        if bridge is not None:
+            bridge.close()
+        control.close(0)
+        zctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the supervisor's arguments and run the actor."""
+    parser = argparse.ArgumentParser(prog="concierge-actor")
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--runtime-dir", required=True, type=Path)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+    code = run(args.id, args.runtime_dir, args.parent_pid)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # pykka/daemon threads must not keep a dead actor process alive
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

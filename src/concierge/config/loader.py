@@ -1,0 +1,96 @@
+"""Load defaults.toml, then the main file, then drop-ins (sorted), merging tables key by key.
+
+Every error names the file and the dotted key, e.g.
+``/etc/concierge/concierge.d/10-x.toml: actors.monitor.restrat: unknown field``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from concierge.config.schema import AgentConfig
+from concierge.errors import ConfigError
+
+DEFAULT_FILE = Path("/etc/concierge/concierge.toml")
+DEFAULT_DROPIN = Path("/etc/concierge/concierge.d")
+_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def _read(path: Path | None, text: str | None = None) -> dict[str, Any]:
+    name = str(path) if path else "<defaults>"
+    try:
+        data = tomllib.loads(text if text is not None else path.read_text())  # type: ignore[union-attr]
+    except OSError as err:
+        raise ConfigError(f"cannot read: {err.strerror}", source=name) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"TOML syntax: {err}", source=name) from None
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _validate(data: dict[str, Any], source: str) -> AgentConfig:
+    try:
+        config = msgspec.convert(data, AgentConfig)
+    except msgspec.ValidationError as err:
+        text = str(err)
+        match = re.search(r"at `\$\.?(.*?)`", text)
+        key = match.group(1).replace("[", ".").replace("]", "").replace("'", "") if match else ""
+        message = re.sub(r" - at `.*`", "", text)
+        if "Object contains unknown field" in message:
+            field = re.search(r"unknown field `(.*?)`", message)
+            if field:
+                key = f"{key}.{field.group(1)}" if key else field.group(1)
+            message = "unknown key"
+        raise ConfigError(message, source=source, key=key) from None
+    for actor_id in config.actors:
+        if not _ID.match(actor_id):
+            raise ConfigError("actor ids are lowercase names", source=source, key=f"actors.{actor_id}")
+    return config
+
+
+def defaults_text() -> str:
+    """The built-in defaults shipped in the package."""
+    return resources.files("concierge.config").joinpath("defaults.toml").read_text()
+
+
+def load_config(
+    path: Path | None = None,
+    dropin: Path | None = None,
+    *,
+    explicit: bool = False,
+) -> tuple[AgentConfig, list[str]]:
+    """Resolve the configuration; returns it with the list of files that were read.
+
+    Each file is validated on its own merge step, so the error names the file that broke it.
+    A missing main file is fine unless it was given explicitly.
+    """
+    data = _read(None, defaults_text())
+    _validate(data, "<defaults>")
+    used: list[str] = []
+    files: list[Path] = []
+    main = path or DEFAULT_FILE
+    if main.exists() or explicit:
+        files.append(main)
+    drop = dropin or (main.parent / "concierge.d" if path else DEFAULT_DROPIN)
+    if drop.is_dir():
+        files.extend(sorted(drop.glob("*.toml")))
+    for file in files:
+        _merge(data, _read(file))
+        _validate(data, str(file))
+        used.append(str(file))
+    return _validate(data, str(files[-1]) if files else "<defaults>"), used

@@ -1,0 +1,71 @@
+"""Typed configuration (strict: unknown keys are errors naming the file and key).
+
+Imports msgspec only, never zmq or pykka: the CLI validates configs without starting anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Restart = Literal["permanent", "transient", "temporary"]
+
+
+class AgentSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Agent-wide settings."""
+
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    heartbeat_interval_s: float = 0.5
+    heartbeat_timeout_s: float = 3.0
+    actor_unresponsive_s: float = 3.0
+    admin_group: str = ""
+    state_dir: str = ""
+    input_sink: str = ""
+
+
+class SupervisorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Restart policy defaults (OTP intensity/period, supervisord-style backoff)."""
+
+    intensity: int = 5
+    period_s: float = 60.0
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 30.0
+    stable_after_s: float = 10.0
+    parole_s: float = 300.0
+    start_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 3.0
+
+
+class ActorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One child spec of the root supervisor."""
+
+    entry: str
+    enabled: bool = True
+    essential: bool = False
+    restart: Restart = "permanent"
+    start_timeout_s: float | None = None
+    shutdown_timeout_s: float | None = None
+    intensity: int | None = None
+    period_s: float | None = None
+    user: str | None = None
+    group: str | None = None
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ChannelSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A host channel: which protocol, over which transport, at which path."""
+
+    protocol: Literal["qga", "ovirt", "spice"]
+    method: Literal["virtio-serial", "isa-serial", "unix-listen", "unix-connect", "vsock-listen"]
+    path: str
+
+
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The whole resolved configuration."""
+
+    agent: AgentSection = msgspec.field(default_factory=AgentSection)
+    supervisor: SupervisorSection = msgspec.field(default_factory=SupervisorSection)
+    actors: dict[str, ActorSection] = msgspec.field(default_factory=dict)
+    channels: dict[str, ChannelSection] = msgspec.field(default_factory=dict)

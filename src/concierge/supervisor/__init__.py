@@ -1,0 +1,1 @@
+"""The root supervisor (``concierge run``), its operator control socket and the CLI client."""

@@ -1,0 +1,153 @@
+"""One supervised child: its spec, state, process handle, pidfd, log ring and statistics.
+
+Spawns a *fresh interpreter* per actor (never fork: zmq contexts and threads do not survive it)
+and knows how to signal it. Decisions about restarts live in :mod:`concierge.supervisor.core`.
+"""
+
+from __future__ import annotations
+
+import collections
+import grp
+import logging
+import os
+import pwd
+import random
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from concierge.config.schema import ActorSection
+from concierge.supervisor.policy import RestartWindow
+from concierge.supervisor.state import State, allowed
+
+log = logging.getLogger(__name__)
+
+LOG_RING = 2000
+
+
+@dataclass
+class Child:
+    """Runtime record of one actor process."""
+
+    id: str
+    spec: ActorSection
+    window: RestartWindow
+    settings: dict[str, Any]
+    state: State = State.STOPPED
+    proc: subprocess.Popen[bytes] | None = None
+    pidfd: int = -1
+    stderr_fd: int = -1
+    pid: int = 0
+    restarts: int = 0
+    attempt: int = 0
+    started_at: float = 0.0
+    running_since: float = 0.0
+    last_hb: float = 0.0
+    last_exit: str = ""
+    last_exit_class: str = ""
+    health: str = "unknown"
+    detail: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+    next_start: float = 0.0
+    kill_at: float = 0.0
+    term_sent: bool = False
+    restart_pending: bool = False
+    wanted: bool = True
+    stderr_buf: bytes = b""
+    logs: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LOG_RING))
+
+    def set_state(self, target: State) -> None:
+        """Move to ``target``, logging (not raising on) an illegal transition."""
+        if target == self.state:
+            return
+        if not allowed(self.state, target):
+            log.error(
+                "illegal transition %s -> %s for %s", self.state, target, self.id,
+                extra={"event": "supervisor.illegal_transition"},
+            )
+        self.state = target
+
+    def spawn(self, runtime_dir: Path) -> None:
+        """Start the actor process and open its pidfd."""
+        argv = [
+            sys.executable, "-m", "concierge.actors.runner",
+            "--id", self.id, "--runtime-dir", str(runtime_dir), "--parent-pid", str(os.getpid()),
+        ]
+        kwargs: dict[str, Any] = {}
+        if self.spec.user:
+            entry = pwd.getpwnam(self.spec.user)
+            kwargs.update(user=entry.pw_uid, group=entry.pw_gid)
+        if self.spec.group:
+            kwargs["group"] = grp.getgrnam(self.spec.group).gr_gid
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("WATCHDOG_USEC", None)
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            env=env,
+            **kwargs,
+        )
+        self.pid = self.proc.pid
+        self.pidfd = os.pidfd_open(self.pid)
+        assert self.proc.stderr is not None
+        self.stderr_fd = self.proc.stderr.fileno()
+        os.set_blocking(self.stderr_fd, False)
+        self.stderr_buf = b""
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the process if it still exists."""
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            except ProcessLookupError:
+                pass
+
+    def read_stderr(self) -> list[str]:
+        """Complete lines available on the child's stderr (non-blocking)."""
+        if self.stderr_fd < 0:
+            return []
+        chunks = []
+        while True:
+            try:
+                data = os.read(self.stderr_fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        if not chunks:
+            return []
+        self.stderr_buf += b"".join(chunks)
+        *lines, self.stderr_buf = self.stderr_buf.split(b"\n")
+        if len(self.stderr_buf) > 65536:  # a child writing without newlines cannot grow us
+            lines.append(self.stderr_buf)
+            self.stderr_buf = b""
+        out = [line.decode("utf-8", "replace") for line in lines if line]
+        self.logs.extend(out)
+        return out
+
+    def reap(self) -> int:
+        """Collect the exit status after the pidfd fired; closes the fds."""
+        assert self.proc is not None
+        code = self.proc.wait()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+        self.pidfd = -1
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.stderr_fd = -1
+        self.proc = None
+        self.pid = 0
+        return code
+
+
+def make_rng() -> random.Random:
+    """Jitter source (not for security)."""
+    return random.Random()  # noqa: S311

@@ -1,0 +1,234 @@
+"""The operator socket: JSON requests over ROUTER, answered from the supervisor's cached state.
+
+Request ``{"v":1,"id":N,"cmd":"status","args":{}}``; reply ``{"v":1,"id":N,"ok":true,
+"result":...}`` or ``{"ok":false,"error":{"code":...,"message":...}}``; streams (``logs -f``)
+send several replies with ``"more": true``. Only root (and the admin group, if configured) can
+connect: the socket file is 0600 (0660 with that group) in a directory only root writes to.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from concierge import __version__
+from concierge.errors import ConciergeError, ErrorCode
+from concierge.supervisor import procstat
+from concierge.supervisor.state import State
+from concierge.transport import sockets
+
+if TYPE_CHECKING:
+    from concierge.supervisor.children import Child
+    from concierge.supervisor.core import Supervisor
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes, int, dict[str, Any]], Any]
+_NO_REPLY = object()
+
+
+@dataclass
+class _Waiter:
+    route: bytes
+    req_id: int
+    targets: dict[str, frozenset[State]]
+
+
+class ControlServer:
+    """Serves the operator commands of ``concierge`` (status, start, stop, restart, logs ...)."""
+
+    def __init__(self, supervisor: Supervisor, zctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+        self.sup = supervisor
+        layout = supervisor.layout
+        self.sock = sockets.router(zctx, layout.url(layout.ctl))
+        self._secure(str(layout.ctl), supervisor.config.agent.admin_group)
+        self._waiters: list[_Waiter] = []
+        self._followers: list[tuple[bytes, int, str]] = []
+        self.handlers: dict[str, Handler] = {
+            "status": self._status,
+            "health": self._health,
+            "start": self._start,
+            "stop": self._stop,
+            "restart": self._restart,
+            "logs": self._logs,
+            "metrics": self._metrics,
+            "reload": self._reload,
+            "version": lambda *_: {"version": __version__},
+            "shutdown": self._shutdown,
+        }
+
+    @staticmethod
+    def _secure(path: str, admin_group: str) -> None:
+        mode = 0o600
+        if admin_group:
+            try:
+                os.chown(path, 0, grp.getgrnam(admin_group).gr_gid)
+                mode = 0o660
+            except (KeyError, PermissionError):
+                log.warning("admin group %s not usable", admin_group, extra={"event": "ctl.group"})
+        os.chmod(path, mode)
+
+    def drain(self) -> None:
+        """Answer every pending operator request."""
+        while True:
+            try:
+                route, *frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not frames:
+                continue
+            try:
+                request = json.loads(frames[-1])
+                req_id = int(request.get("id", 0))
+                cmd = str(request["cmd"])
+                args = request.get("args") or {}
+                if not isinstance(args, dict):
+                    raise TypeError("args must be an object")
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                self.send(route, {"v": 1, "id": 0, "ok": False, "error": {"code": ErrorCode.BAD_REQUEST, "message": f"bad request: {err}"}})
+                continue
+            handler = self.handlers.get(cmd)
+            if handler is None:
+                self.reply_error(route, req_id, ErrorCode.NOT_FOUND, f"unknown command {cmd!r}")
+                continue
+            try:
+                result = handler(route, req_id, args)
+            except ConciergeError as err:
+                self.reply_error(route, req_id, ErrorCode.BAD_REQUEST, str(err))
+                continue
+            if result is not _NO_REPLY:
+                self.send(route, {"v": 1, "id": req_id, "ok": True, "result": result})
+
+    def send(self, route: bytes, message: dict[str, Any]) -> bool:
+        """Send one reply; False if the client has gone (ROUTER_MANDATORY)."""
+        try:
+            self.sock.send_multipart([route, json.dumps(message).encode()], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def reply_error(self, route: bytes, req_id: int, code: ErrorCode, message: str) -> None:
+        """Send an error reply."""
+        self.send(route, {"v": 1, "id": req_id, "ok": False, "error": {"code": str(code), "message": message}})
+
+    def _select(self, args: dict[str, Any]) -> list[Child]:
+        names = args.get("actors") or []
+        if not names or names == ["all"]:
+            return list(self.sup.children.values())
+        missing = [n for n in names if n not in self.sup.children]
+        if missing:
+            raise ConciergeError(f"no such actor: {', '.join(missing)}")
+        return [self.sup.children[n] for n in names]
+
+    def _status(self, _route: bytes, _req_id: int, args: dict[str, Any]) -> Any:
+        status = self.sup.status()
+        names = set(args.get("actors") or [])
+        if names:
+            status["actors"] = [a for a in status["actors"] if a["id"] in names]
+        return status
+
+    def _health(self, _route: bytes, _req_id: int, _args: dict[str, Any]) -> Any:
+        bad = [
+            {"id": a["id"], "state": a["state"], "health": a["health"], "detail": a["detail"]}
+            for a in self.sup.status()["actors"]
+            if a["state"] != State.RUNNING or a["health"] not in ("ok", "degraded")
+        ]
+        return {"healthy": not bad, "unhealthy": bad, "frozen": self.sup.frozen()}
+
+    def _wait_or_reply(self, route: bytes, req_id: int, args: dict[str, Any], children: list[Child], targets: frozenset[State]) -> Any:
+        if not args.get("wait"):
+            return {"actors": [c.id for c in children]}
+        self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}))
+        for child in children:
+            self.notify_waiters(child)
+        return _NO_REPLY
+
+    def _start(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
+        children = self._select(args)
+        for child in children:
+            if child.pid == 0:
+                child.attempt = 0
+                child.set_state(State.STOPPED) if child.state != State.STOPPED else None
+                self.sup.start_child(child)
+        return self._wait_or_reply(route, req_id, args, children, frozenset({State.RUNNING, State.FATAL}))
+
+    def _stop(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
+        children = self._select(args)
+        for child in children:
+            self.sup.stop_child(child)
+        return self._wait_or_reply(route, req_id, args, children, frozenset({State.STOPPED, State.EXITED, State.FATAL}))
+
+    def _restart(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
+        children = self._select(args)
+        for child in children:
+            child.attempt = 0
+            if child.pid:
+                child.restart_pending = True
+                self.sup.stop_child(child, wanted=True)
+            else:
+                if child.state != State.STOPPED:
+                    child.set_state(State.STOPPED)
+                self.sup.start_child(child)
+        return self._wait_or_reply(route, req_id, args, children, frozenset({State.RUNNING, State.FATAL}))
+
+    def notify_waiters(self, child: Child) -> None:
+        """Complete ``--wait`` requests whose actors all reached their target state."""
+        for waiter in list(self._waiters):
+            if child.id not in waiter.targets:
+                continue
+            if child.restart_pending:
+                continue
+            done = all(self.sup.children[name].state in states for name, states in waiter.targets.items())
+            if done:
+                self._waiters.remove(waiter)
+                states = {name: str(self.sup.children[name].state) for name in waiter.targets}
+                self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "result": {"states": states}})
+
+    def _logs(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
+        (child,) = self._select({"actors": [args.get("actor", "")]})
+        count = int(args.get("n", 200))
+        lines = list(child.logs)[-count:] if count > 0 else []
+        if not args.get("follow"):
+            return {"lines": lines}
+        self.send(route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": lines}})
+        self._followers.append((route, req_id, child.id))
+        return _NO_REPLY
+
+    def follow(self, child: Child, line: str) -> None:
+        """Forward a new log line to ``logs -f`` clients; drop clients that have gone."""
+        for entry in list(self._followers):
+            route, req_id, actor = entry
+            if actor == child.id and not self.send(route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": [line]}}):
+                self._followers.remove(entry)
+
+    def _metrics(self, _route: bytes, _req_id: int, args: dict[str, Any]) -> Any:
+        out = []
+        for child in self._select(args):
+            sample = procstat.sample(child.pid) if child.pid else {}
+            out.append({"id": child.id, "state": str(child.state), "pid": child.pid or None, "restarts": child.restarts, "health": child.health, "counters": child.counters, **sample})
+        own = procstat.sample(os.getpid())
+        return {"supervisor": own, "actors": out, "uptime_s": self.sup.status()["uptime_s"]}
+
+    def _reload(self, _route: bytes, _req_id: int, _args: dict[str, Any]) -> Any:
+        return self.reload()
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config and apply the difference (added, removed, changed actors)."""
+        if self.sup.config_loader is None:
+            raise ConciergeError("this supervisor has no config file to reload")
+        return dict(self.sup.reload(self.sup.config_loader()))
+
+    def _shutdown(self, _route: bytes, _req_id: int, _args: dict[str, Any]) -> Any:
+        self.sup.begin_shutdown()
+        return {"stopping": True}
+
+    def close(self) -> None:
+        """Close the operator socket."""
+        self.sock.close(0)

@@ -1,0 +1,122 @@
+"""``concierge run``: lock the runtime dir, resolve config and channels, supervise.
+
+Exit codes: 0 stopped cleanly, 70 an essential actor gave up, 75 another instance holds the
+runtime directory, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from concierge.config.loader import load_config
+from concierge.config.schema import AgentConfig
+from concierge.errors import ConfigError, ExitCode
+from concierge.logs import setup_logging
+from concierge.transport.endpoints import RuntimeLayout, default_runtime_dir
+
+log = logging.getLogger("concierge.supervisor")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``concierge run`` (mirrors qemu-ga's -m/-p with ``--channel``)."""
+    parser.add_argument("--config", type=Path, help="main TOML file (default /etc/concierge/concierge.toml)")
+    parser.add_argument("--channel", action="append", default=[], metavar="NAME=METHOD:PATH",
+                        help="host channel, e.g. qga=unix-listen:/run/qga.sock (repeatable)")
+    parser.add_argument("--input-sink", help="uinput (default) or file:PATH for raw input_event records")
+    parser.add_argument("--log-format", choices=("json", "text"))
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def take_lock(layout: RuntimeLayout) -> IO[str]:
+    """Single-instance lock, taken before any bind (a second bind would steal ipc paths)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    handle = open(layout.lock, "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise RuntimeError(f"another concierge (pid {owner}) is running on {layout.root}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def clean_stale(layout: RuntimeLayout) -> None:
+    """Remove sockets left by a crashed run (safe: we hold the lock)."""
+    if layout.core.exists():
+        shutil.rmtree(layout.core)
+    layout.ctl.unlink(missing_ok=True)
+
+
+def resolve_channels(args: argparse.Namespace, config: AgentConfig, layout: RuntimeLayout) -> list[dict[str, str]]:
+    """Channels from --channel flags, else the config, else the embedded default."""
+    from concierge.transport.host import spec  # noqa: PLC0415 - only the run command needs it
+
+    if args.channel:
+        return [spec.parse_channel(text) for text in args.channel]
+    if config.channels:
+        return [
+            {"name": name, "protocol": ch.protocol, "method": ch.method, "path": ch.path}
+            for name, ch in config.channels.items()
+        ]
+    return spec.default_channels(layout.root)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the supervisor in the foreground."""
+    from concierge.supervisor.core import Supervisor  # noqa: PLC0415 - keeps `concierge status` lean
+
+    def loader() -> AgentConfig:
+        return load_config(args.config, explicit=args.config is not None)[0]
+
+    try:
+        config = loader()
+    except ConfigError as err:
+        print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
+        return ExitCode.CONFIG
+    agent = config.agent
+    handler = setup_logging("supervisor", fmt=args.log_format or agent.log_format, level=args.log_level or agent.log_level)
+    layout = RuntimeLayout(args.runtime_dir or default_runtime_dir())
+    try:
+        lock = take_lock(layout)
+    except RuntimeError as err:
+        print(f"concierge: {err}", file=sys.stderr)  # noqa: T201
+        return ExitCode.TEMPFAIL
+    clean_stale(layout)
+    layout.ensure_dirs()
+    settings: dict[str, dict[str, Any]] = {}
+    try:
+        if "transport" in config.actors and config.actors["transport"].enabled:
+            channels = resolve_channels(args, config, layout)
+            settings["transport"] = {"channels": channels}
+            for channel in channels:
+                log.info("channel %s: %s %s", channel["name"], channel["method"], channel["path"], extra={"event": "agent.channel"})
+    except ConfigError as err:
+        print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
+        return ExitCode.CONFIG
+    sink = args.input_sink or agent.input_sink
+    if sink:
+        settings.setdefault("input", {})["sink"] = sink
+    if args.log_format or args.log_level:
+        import msgspec  # noqa: PLC0415
+
+        agent = msgspec.structs.replace(agent, log_format=args.log_format or agent.log_format, log_level=args.log_level or agent.log_level)
+        config = msgspec.structs.replace(config, agent=agent)
+    os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format
+    supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader)
+    log.info("concierge starting on %s", layout.root, extra={"event": "agent.starting"})
+    try:
+        return supervisor.run()
+    finally:
+        lock.close()

@@ -1,0 +1,130 @@
+"""Fake actor nodes for tests, injected by changing one ``entry`` line in a config.
+
+- EchoNode: answers ``echo`` with its body, ``pid`` with its pid, ``ask`` by asking another actor.
+- CrashNode: exits with a crash code right after start (settings ``code``, ``after_s``).
+- HangNode: ``hang`` deadlocks its actor thread while the process stays alive.
+- SlowStartNode: takes ``delay_s`` to become ready.
+- FloodNode: casts ``count`` messages to ``target`` as fast as it can.
+- RecorderNode: records every delivery; ``recorded`` returns them.
+- ConfigErrorNode / UnavailableNode: fail start with a classified error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from concierge.actors.node import Incoming, Reply
+from concierge.actors.service import ServiceNode, handler
+from concierge.errors import ConfigError, UnavailableError
+
+
+class EchoNode(ServiceNode):
+    """Answers requests; the workhorse of runtime tests and the ipc benchmark."""
+
+    @handler("echo")
+    def echo(self, msg: Incoming) -> Any:
+        """Return the body unchanged."""
+        return msg.body
+
+    @handler("pid")
+    def pid(self, _msg: Incoming) -> int:
+        """Return this process's pid."""
+        return os.getpid()
+
+    @handler("ask", blocking=True)
+    def ask(self, msg: Incoming) -> Any:
+        """Forward ``{"dst", "type", "body"}`` to another actor and return its answer."""
+        body = msg.body
+        reply: Reply = self.ctx.call(body["dst"], body["type"], body.get("body"), timeout_s=5.0)
+        return {"ok": reply.ok, "body": reply.body, "code": reply.code, "message": reply.message}
+
+    @handler("publish")
+    def publish(self, msg: Incoming) -> None:
+        """Publish ``{"topic", "body"}`` on the event plane."""
+        self.ctx.publish(msg.body["topic"], msg.body.get("body"))
+
+    @handler("exit")
+    def exit(self, msg: Incoming) -> None:
+        """Exit the process with the given code (simulates a crash)."""
+        os._exit(int(msg.body or 70))
+
+
+class CrashNode(EchoNode):
+    """Crashes ``after_s`` seconds after start with exit ``code`` (default 70)."""
+
+    def on_start(self) -> None:
+        """Schedule the crash."""
+        code = int(self.ctx.settings.get("code", 70))
+        self.ctx.call_later(float(self.ctx.settings.get("after_s", 0.05)), lambda: os._exit(code))
+
+
+class HangNode(EchoNode):
+    """``hang`` blocks the actor thread forever: only the heartbeat watchdog can notice."""
+
+    @handler("hang")
+    def hang(self, _msg: Incoming) -> None:
+        """Deadlock the actor thread on a lock nobody releases."""
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()
+
+
+class SlowStartNode(EchoNode):
+    """Takes ``delay_s`` (default 1 s) before it is ready."""
+
+    def on_start(self) -> None:
+        """Sleep on purpose: this fake exists to test start timeouts."""
+        time.sleep(float(self.ctx.settings.get("delay_s", 1.0)))
+
+
+class FloodNode(EchoNode):
+    """Casts ``count`` messages of ``size`` bytes to ``target`` on ``flood``."""
+
+    @handler("flood")
+    def flood(self, msg: Incoming) -> int:
+        """Send the flood; returns how many were queued."""
+        body = msg.body or {}
+        payload = b"x" * int(body.get("size", 64))
+        count = int(body.get("count", 1000))
+        for _ in range(count):
+            self.ctx.cast(str(body.get("target", "recorder")), "flood.item", payload)
+        return count
+
+
+class RecorderNode(ServiceNode):
+    """Records every cast and event it receives; ``recorded`` returns them."""
+
+    def on_start(self) -> None:
+        """Accept every type, and subscribe to the topics named in settings."""
+        self.accepts = None
+        self.seen: list[dict[str, Any]] = []
+        for topic in self.ctx.settings.get("subscribe", []):
+            self.ctx.subscribe(topic)
+
+    def handle(self, msg: Incoming) -> None:
+        """Record, then answer ``recorded`` requests."""
+        if msg.type == "recorded" and msg.reply is not None:
+            msg.reply.ok(self.seen)
+            return
+        self.seen.append({"kind": msg.kind, "type": msg.type, "src": msg.src, "body": msg.body if not isinstance(msg.body, bytes) else len(msg.body)})
+        if msg.reply is not None:
+            msg.reply.ok(None)
+
+
+class ConfigErrorNode(EchoNode):
+    """Refuses to start with a configuration error (exit 78)."""
+
+    def on_start(self) -> None:
+        """Fail like a typo in settings would."""
+        raise ConfigError("unknown key", key="actors.bad.settings.colour")
+
+
+class UnavailableNode(EchoNode):
+    """Refuses to start because its device is absent (exit 69)."""
+
+    def on_start(self) -> None:
+        """Fail like a missing virtio port would."""
+        raise UnavailableError("device not there yet")
