@@ -4,7 +4,7 @@
     ├── ConfigError          a config file or key is wrong (exit 78, never restarted)
     ├── UnavailableError     a device or service is not there yet (exit 69, retried slowly)
     ├── ActorError           a request failed with a wire code (BAD_REQUEST, NOT_FOUND, ...)
-    │   └── RequestTimeout   the peer did not answer before the deadline
+    │   └── RequestTimeoutError   the peer did not answer before the deadline
     └── ProtocolError        bytes from a host or a peer could not be decoded
 
 Must not import anything but the standard library.
@@ -73,7 +73,7 @@ class ActorError(ConciergeError):
         self.retryable = retryable
 
 
-class RequestTimeout(ActorError):
+class RequestTimeoutError(ActorError):
     """The peer did not answer before the request's deadline."""
 
     def __init__(self, message: str = "request timed out") -> None:

@@ -20,9 +20,7 @@ from typing import Any, Generic, TextIO, TypeVar
 
 T = TypeVar("T")
 
-_STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
-)
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"})
 
 
 class Secret(Generic[T]):
@@ -127,9 +125,7 @@ class FreezableHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
-def setup_logging(actor: str, *, fmt: str | None = None, level: str | None = None) -> (
-    FreezableHandler
-):
+def setup_logging(actor: str, *, fmt: str | None = None, level: str | None = None) -> FreezableHandler:
     """Configure the root logger of this process; returns the handler (for freeze control)."""
     fmt = fmt or os.environ.get("CONCIERGE_LOG_FORMAT", "json")
     level = level or os.environ.get("CONCIERGE_LOG_LEVEL", "info")

@@ -9,6 +9,7 @@ Must not import ``concierge.supervisor``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -25,7 +26,7 @@ from typing import Any
 import pykka
 import zmq
 
-from concierge.actors.node import Health, Incoming, Lane, Node, Reply
+from concierge.actors.node import Health, Incoming, Kind, Lane, Node, Reply
 from concierge.clock import Clock, MonotonicClock
 from concierge.errors import ErrorCode, ProtocolError
 from concierge.transport import envelope, sockets
@@ -128,7 +129,7 @@ class Bridge:
     def request(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         timeout_s: float,
@@ -145,14 +146,16 @@ class Bridge:
             timer = self.call_later(timeout_s, lambda: self._expire(msg_id, dst, type))
             self._pending[msg_id] = (on_reply, timer)
             if not self._send_dealer(dst, "default", frames):
-                self._finish(msg_id, Reply(False, code=ErrorCode.BACKPRESSURE, message=f"{dst} is not accepting requests"))
+                self._finish(
+                    msg_id, Reply(False, code=ErrorCode.BACKPRESSURE, message=f"{dst} is not accepting requests")
+                )
 
         self.submit(send)
 
     def call(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         timeout_s: float,
@@ -168,7 +171,7 @@ class Bridge:
     def cast(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         blobs: tuple[bytes, ...] = (),
@@ -253,10 +256,14 @@ class Bridge:
         """Bump a counter (shown by ``concierge metrics``)."""
         self._counters[name] += n
 
-    def notify_supervisor(self, type: str, body: Any = None) -> None:  # noqa: A002
+    def notify_supervisor(self, type: str, body: Any = None) -> None:
         """Send a note to the supervisor over the control plane."""
         payload = envelope.encode_value({"type": type, "body": body})
-        self.submit(lambda: self._control.send_multipart([b"note", payload]))
+
+        def send() -> None:
+            self._control.send_multipart([b"note", payload])
+
+        self.submit(send)
 
     def register_actor(self, ref: pykka.ActorRef[Any]) -> None:
         """Watch a pykka actor's liveness and stop it with the process."""
@@ -308,10 +315,8 @@ class Bridge:
                 callback()
 
     def _drain_jobs(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wake_fd)
-        except BlockingIOError:
-            pass
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -358,7 +363,7 @@ class Bridge:
                 self._counters["msg.expired"] += 1
                 continue
             reply = _ReplyPort(self, route, header) if header.kind == "req" else None
-            kind = "req" if header.kind == "req" else "cast"
+            kind: Kind = "req" if header.kind == "req" else "cast"
             self._deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
 
     def _deliver(self, msg: Incoming) -> None:
@@ -392,7 +397,14 @@ class Bridge:
             elif header.kind == "err":
                 data = body if isinstance(body, dict) else {}
                 code = data.get("code", "INTERNAL")
-                self._finish(header.corr, Reply(False, code=ErrorCode(code) if code in ErrorCode.__members__ else ErrorCode.INTERNAL, message=str(data.get("message", ""))))
+                self._finish(
+                    header.corr,
+                    Reply(
+                        False,
+                        code=ErrorCode(code) if code in ErrorCode.__members__ else ErrorCode.INTERNAL,
+                        message=str(data.get("message", "")),
+                    ),
+                )
 
     def _finish(self, msg_id: int, reply: Reply) -> None:
         entry = self._pending.pop(msg_id, None)
@@ -495,7 +507,7 @@ class _DoneFuture:
             self._future.get(timeout=0)
         except pykka.Timeout:
             return False
-        except Exception:  # an actor that answered with an error is still alive
+        except Exception:  # noqa: BLE001 - an actor that answered with an error is still alive
             return True
         return True
 

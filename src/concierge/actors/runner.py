@@ -44,9 +44,7 @@ def _die_with_parent(parent_pid: int) -> None:
         raise SystemExit(ExitCode.TEMPFAIL)
 
 
-def _handshake(
-    control: zmq.Socket[bytes], actor_id: str, timeout_s: float
-) -> dict[str, Any]:
+def _handshake(control: zmq.Socket[bytes], actor_id: str, timeout_s: float) -> dict[str, Any]:
     """Send Hello, wait for Welcome (the resolved actor config)."""
     hello = {"pid": os.getpid(), "version": __version__, "id": actor_id}
     control.send_multipart([b"hello", envelope.encode_value(hello)])
@@ -101,7 +99,7 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
         node.stop()
         return code
     except ConfigError as err:
-        log.error("config error: %s", err, extra={"event": "actor.config_error"})  # noqa: TRY400
+        log.error("config error: %s", err, extra={"event": "actor.config_error"})
         return ExitCode.CONFIG
     except UnavailableError as err:
         log.warning("unavailable: %s", err, extra={"event": "actor.unavailable"})

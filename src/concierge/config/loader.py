@@ -11,15 +11,16 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from concierge.config.schema import AgentConfig
+from concierge.config.schema import ActorSection, AgentConfig, ChannelSection
 from concierge.errors import ConfigError
 
 DEFAULT_FILE = Path("/etc/concierge/concierge.toml")
 DEFAULT_DROPIN = Path("/etc/concierge/concierge.d")
+T = TypeVar("T")
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -43,20 +44,30 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _validate(data: dict[str, Any], source: str) -> AgentConfig:
+def _convert(data: Any, struct: type[T], source: str, prefix: str) -> T:
     try:
-        config = msgspec.convert(data, AgentConfig)
+        return msgspec.convert(data, struct)
     except msgspec.ValidationError as err:
         text = str(err)
         match = re.search(r"at `\$\.?(.*?)`", text)
         key = match.group(1).replace("[", ".").replace("]", "").replace("'", "") if match else ""
         message = re.sub(r" - at `.*`", "", text)
-        if "Object contains unknown field" in message:
-            field = re.search(r"unknown field `(.*?)`", message)
-            if field:
-                key = f"{key}.{field.group(1)}" if key else field.group(1)
+        field = re.search(r"unknown field `(.*?)`", message)
+        if field:
+            key = f"{key}.{field.group(1)}" if key else field.group(1)
             message = "unknown key"
-        raise ConfigError(message, source=source, key=key) from None
+        full = ".".join(part for part in (prefix, key) if part)
+        raise ConfigError(message, source=source, key=full) from None
+
+
+def _validate(data: dict[str, Any], source: str) -> AgentConfig:
+    """Validate table by table so that every error names the exact dotted key."""
+    for section, struct in (("actors", ActorSection), ("channels", ChannelSection)):
+        table = data.get(section, {})
+        if isinstance(table, dict):
+            for name, entry in table.items():
+                _convert(entry, struct, source, f"{section}.{name}")
+    config = _convert(data, AgentConfig, source, "")
     for actor_id in config.actors:
         if not _ID.match(actor_id):
             raise ConfigError("actor ids are lowercase names", source=source, key=f"actors.{actor_id}")

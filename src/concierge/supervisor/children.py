@@ -7,6 +7,7 @@ and knows how to signal it. Decisions about restarts live in :mod:`concierge.sup
 from __future__ import annotations
 
 import collections
+import contextlib
 import grp
 import logging
 import os
@@ -65,7 +66,10 @@ class Child:
             return
         if not allowed(self.state, target):
             log.error(
-                "illegal transition %s -> %s for %s", self.state, target, self.id,
+                "illegal transition %s -> %s for %s",
+                self.state,
+                target,
+                self.id,
                 extra={"event": "supervisor.illegal_transition"},
             )
         self.state = target
@@ -73,8 +77,15 @@ class Child:
     def spawn(self, runtime_dir: Path) -> None:
         """Start the actor process and open its pidfd."""
         argv = [
-            sys.executable, "-m", "concierge.actors.runner",
-            "--id", self.id, "--runtime-dir", str(runtime_dir), "--parent-pid", str(os.getpid()),
+            sys.executable,
+            "-m",
+            "concierge.actors.runner",
+            "--id",
+            self.id,
+            "--runtime-dir",
+            str(runtime_dir),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         kwargs: dict[str, Any] = {}
         if self.spec.user:
@@ -85,7 +96,7 @@ class Child:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         env.pop("WATCHDOG_USEC", None)
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -104,10 +115,8 @@ class Child:
     def signal(self, signum: int) -> None:
         """Send a signal to the process if it still exists."""
         if self.pidfd >= 0:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signum)
-            except ProcessLookupError:
-                pass
 
     def read_stderr(self) -> list[str]:
         """Complete lines available on the child's stderr (non-blocking)."""

@@ -75,11 +75,17 @@ def render_status(result: dict[str, Any], tty: bool) -> str:
     """The status table as people read it."""
     rows = [["ACTOR", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST EXIT"]]
     for actor in result["actors"]:
-        rows.append([
-            actor["id"], actor["state"], str(actor["pid"] or "-"), _uptime(actor["uptime_s"]),
-            f"{actor['restarts_recent']}/{actor['restarts']}",
-            actor["health"] + (f" ({actor['detail']})" if actor["detail"] else ""), actor["last_exit"] or "-",
-        ])
+        rows.append(
+            [
+                actor["id"],
+                actor["state"],
+                str(actor["pid"] or "-"),
+                _uptime(actor["uptime_s"]),
+                f"{actor['restarts_recent']}/{actor['restarts']}",
+                actor["health"] + (f" ({actor['detail']})" if actor["detail"] else ""),
+                actor["last_exit"] or "-",
+            ]
+        )
     text = _table(rows)
     if tty:
         for state in ("RUNNING", "FATAL", "BACKOFF", "STARTING"):
@@ -94,12 +100,12 @@ def _unhealthy(result: dict[str, Any]) -> bool:
 
 
 def _operate(args: argparse.Namespace) -> int:
-    from concierge.supervisor.client import ControlClient, Unreachable  # noqa: PLC0415
+    from concierge.supervisor.client import ControlClient, UnreachableError  # noqa: PLC0415
 
     runtime_dir = args.runtime_dir or default_runtime_dir()
     try:
         client = ControlClient(runtime_dir, args.timeout)
-    except Unreachable as err:
+    except UnreachableError as err:
         if args.command == "version":
             print(f"concierge {__version__} (agent not reachable: {err})")
             return EXIT_UNREACHABLE
@@ -107,7 +113,7 @@ def _operate(args: argparse.Namespace) -> int:
         return EXIT_UNREACHABLE
     try:
         return _dispatch(client, args)
-    except Unreachable as err:
+    except UnreachableError as err:
         print(f"concierge: {err}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
@@ -120,7 +126,11 @@ def _dispatch(client: Any, args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
     cmd = args.command
     if cmd == "logs":
-        for reply in client.stream("logs", {"actor": args.actor, "n": args.n, "follow": args.follow}, timeout_s=None if not args.follow else 3600 * 24):
+        for reply in client.stream(
+            "logs",
+            {"actor": args.actor, "n": args.n, "follow": args.follow},
+            timeout_s=None if not args.follow else 3600 * 24,
+        ):
             if not reply.get("ok"):
                 print(f"concierge: {reply['error']['message']}", file=sys.stderr)
                 return EXIT_ERROR
@@ -147,12 +157,26 @@ def _dispatch(client: Any, args: argparse.Namespace) -> int:
     elif cmd == "status":
         print(render_status(result, tty))
     elif cmd == "health":
-        print("healthy" if result["healthy"] else "unhealthy: " + ", ".join(f"{a['id']} {a['state']} {a['health']}" for a in result["unhealthy"]))
+        print(
+            "healthy"
+            if result["healthy"]
+            else "unhealthy: " + ", ".join(f"{a['id']} {a['state']} {a['health']}" for a in result["unhealthy"])
+        )
     elif cmd == "metrics":
         rows = [["ACTOR", "PID", "RSS MB", "PSS MB", "CPU s", "THREADS", "MSG IN/OUT"]]
         for actor in result["actors"]:
             c = actor.get("counters", {})
-            rows.append([actor["id"], str(actor["pid"] or "-"), f"{actor.get('rss_bytes', 0) / 1e6:.1f}", f"{actor.get('pss_bytes', 0) / 1e6:.1f}", str(actor.get("cpu_s", "-")), str(actor.get("threads", "-")), f"{c.get('msg.in', 0)}/{c.get('msg.out', 0)}"])
+            rows.append(
+                [
+                    actor["id"],
+                    str(actor["pid"] or "-"),
+                    f"{actor.get('rss_bytes', 0) / 1e6:.1f}",
+                    f"{actor.get('pss_bytes', 0) / 1e6:.1f}",
+                    str(actor.get("cpu_s", "-")),
+                    str(actor.get("threads", "-")),
+                    f"{c.get('msg.in', 0)}/{c.get('msg.out', 0)}",
+                ]
+            )
         print(_table(rows))
     elif cmd == "version":
         print(f"concierge {__version__} (agent {result['version']})")

@@ -14,7 +14,7 @@ import zmq
 from concierge.transport.endpoints import RuntimeLayout
 
 
-class Unreachable(Exception):
+class UnreachableError(Exception):
     """The agent did not answer (not running, no permission, or timed out)."""
 
 
@@ -26,23 +26,25 @@ class ControlClient:
         self.timeout_ms = int(timeout_s * 1000)
         path = self.layout.ctl
         if not path.exists():
-            raise Unreachable(f"no agent socket at {path}")
+            raise UnreachableError(f"no agent socket at {path}")
         if not os.access(path, os.W_OK):
-            raise Unreachable(f"permission denied on {path} (root or the admin group only)")
+            raise UnreachableError(f"permission denied on {path} (root or the admin group only)")
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(self.layout.url(path))
         self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
-    def stream(self, cmd: str, args: dict[str, Any] | None = None, *, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+    def stream(
+        self, cmd: str, args: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Send a request and yield its replies until one without ``more``."""
         req_id = next(self._ids)
         self.sock.send(json.dumps({"v": 1, "id": req_id, "cmd": cmd, "args": args or {}}).encode())
         timeout_ms = int(timeout_s * 1000) if timeout_s is not None else self.timeout_ms
         while True:
             if not self.sock.poll(timeout_ms):
-                raise Unreachable("the agent did not answer in time")
+                raise UnreachableError("the agent did not answer in time")
             reply = json.loads(self.sock.recv())
             if reply.get("id") != req_id:
                 continue
@@ -54,7 +56,7 @@ class ControlClient:
         """One request, one reply."""
         for reply in self.stream(cmd, args, timeout_s=timeout_s):
             return reply
-        raise Unreachable("no reply")
+        raise UnreachableError("no reply")
 
     def close(self) -> None:
         """Release the socket."""

@@ -92,7 +92,15 @@ class ControlServer:
                 if not isinstance(args, dict):
                     raise TypeError("args must be an object")
             except (ValueError, KeyError, TypeError, AttributeError) as err:
-                self.send(route, {"v": 1, "id": 0, "ok": False, "error": {"code": ErrorCode.BAD_REQUEST, "message": f"bad request: {err}"}})
+                self.send(
+                    route,
+                    {
+                        "v": 1,
+                        "id": 0,
+                        "ok": False,
+                        "error": {"code": ErrorCode.BAD_REQUEST, "message": f"bad request: {err}"},
+                    },
+                )
                 continue
             handler = self.handlers.get(cmd)
             if handler is None:
@@ -142,7 +150,9 @@ class ControlServer:
         ]
         return {"healthy": not bad, "unhealthy": bad, "frozen": self.sup.frozen()}
 
-    def _wait_or_reply(self, route: bytes, req_id: int, args: dict[str, Any], children: list[Child], targets: frozenset[State]) -> Any:
+    def _wait_or_reply(
+        self, route: bytes, req_id: int, args: dict[str, Any], children: list[Child], targets: frozenset[State]
+    ) -> Any:
         if not args.get("wait"):
             return {"actors": [c.id for c in children]}
         self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}))
@@ -205,14 +215,26 @@ class ControlServer:
         """Forward a new log line to ``logs -f`` clients; drop clients that have gone."""
         for entry in list(self._followers):
             route, req_id, actor = entry
-            if actor == child.id and not self.send(route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": [line]}}):
+            if actor == child.id and not self.send(
+                route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": [line]}}
+            ):
                 self._followers.remove(entry)
 
     def _metrics(self, _route: bytes, _req_id: int, args: dict[str, Any]) -> Any:
         out = []
         for child in self._select(args):
             sample = procstat.sample(child.pid) if child.pid else {}
-            out.append({"id": child.id, "state": str(child.state), "pid": child.pid or None, "restarts": child.restarts, "health": child.health, "counters": child.counters, **sample})
+            out.append(
+                {
+                    "id": child.id,
+                    "state": str(child.state),
+                    "pid": child.pid or None,
+                    "restarts": child.restarts,
+                    "health": child.health,
+                    "counters": child.counters,
+                    **sample,
+                }
+            )
         own = procstat.sample(os.getpid())
         return {"supervisor": own, "actors": out, "uptime_s": self.sup.status()["uptime_s"]}
 

@@ -7,6 +7,7 @@ commands answer from cached state, so a stuck actor can never hang ``concierge s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -67,7 +68,7 @@ class Supervisor:
         self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.control = sockets.router(self.zctx, layout.url(layout.control))
         self.ctl = ControlServer(self, self.zctx)
-        self.proxy = zmq.devices.ThreadProxy(zmq.XSUB, zmq.XPUB)
+        self.proxy = zmq.devices.ThreadProxy(zmq.XSUB, zmq.XPUB)  # type: ignore[no-untyped-call]
         self.proxy.bind_in(layout.url(layout.events_in))
         self.proxy.bind_out(layout.url(layout.events_out))
         self.proxy.start()
@@ -148,7 +149,9 @@ class Supervisor:
     def _after_exit(self, child: Child, code: int) -> None:
         now = self.clock.monotonic()
         cls = classify_exit(code)
-        child.last_exit = describe_exit(code) + (f" ({child.detail})" if child.detail and cls == ExitClass.CRASH else "")
+        child.last_exit = describe_exit(code) + (
+            f" ({child.detail})" if child.detail and cls == ExitClass.CRASH else ""
+        )
         child.last_exit_class = str(cls)
         child.health = "unknown"
         log.info("%s exited: %s", child.id, child.last_exit, extra={"event": "actor.exited"})
@@ -186,7 +189,9 @@ class Supervisor:
         if child.window.add(now):
             self._give_up(child, "restart intensity exceeded")
             return
-        delay = backoff_delay(child.attempt, self.config.supervisor.backoff_base_s, self.config.supervisor.backoff_cap_s, self.rng)
+        delay = backoff_delay(
+            child.attempt, self.config.supervisor.backoff_base_s, self.config.supervisor.backoff_cap_s, self.rng
+        )
         child.attempt += 1
         child.restarts += 1
         child.set_state(State.BACKOFF)
@@ -245,10 +250,9 @@ class Supervisor:
 
     # --- control plane ------------------------------------------------------------------------
     def _send(self, actor_id: str, verb: bytes, payload: bytes = b"") -> None:
-        try:
+        # not connected (yet or any more): the pidfd and timeout paths handle it
+        with contextlib.suppress(zmq.ZMQError):
             self.control.send_multipart([actor_id.encode(), verb, payload], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # not connected (yet or any more): the pidfd/timeout paths handle it
 
     def _drain_control(self) -> None:
         while True:
@@ -411,9 +415,7 @@ class Supervisor:
                 self.ctl.reload()
 
     def _systemd(self, now: float) -> None:
-        if not self.ready_sent and all(
-            c.state == State.RUNNING for c in self.children.values() if c.spec.essential
-        ):
+        if not self.ready_sent and all(c.state == State.RUNNING for c in self.children.values() if c.spec.essential):
             self.ready_sent = True
             self.notifier.notify("READY=1", f"STATUS=running {len(self.children)} actors")
             log.info("agent ready", extra={"event": "agent.ready"})
@@ -427,30 +429,30 @@ class Supervisor:
         if self.log_handler is not None and self.log_handler.is_frozen():
             self.log_handler.hold_line(line)
             return
-        try:
+        with contextlib.suppress(OSError):
             sys.stderr.write(line + "\n")
-        except OSError:
-            pass
 
     def status(self) -> dict[str, Any]:
         """Cached state of every actor (never asks an actor anything)."""
         now = self.clock.monotonic()
         actors = []
         for child in self.children.values():
-            actors.append({
-                "id": child.id,
-                "state": str(child.state),
-                "pid": child.pid or None,
-                "restarts": child.restarts,
-                "restarts_recent": child.window.recent(now),
-                "uptime_s": round(now - child.running_since, 3) if child.running_since else 0.0,
-                "last_exit": child.last_exit,
-                "health": child.health,
-                "detail": child.detail,
-                "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
-                "essential": child.spec.essential,
-                "counters": child.counters,
-            })
+            actors.append(
+                {
+                    "id": child.id,
+                    "state": str(child.state),
+                    "pid": child.pid or None,
+                    "restarts": child.restarts,
+                    "restarts_recent": child.window.recent(now),
+                    "uptime_s": round(now - child.running_since, 3) if child.running_since else 0.0,
+                    "last_exit": child.last_exit,
+                    "health": child.health,
+                    "detail": child.detail,
+                    "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
+                    "essential": child.spec.essential,
+                    "counters": child.counters,
+                }
+            )
         return {
             "version": __version__,
             "pid": os.getpid(),

@@ -27,8 +27,13 @@ log = logging.getLogger("concierge.supervisor")
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``concierge run`` (mirrors qemu-ga's -m/-p with ``--channel``)."""
     parser.add_argument("--config", type=Path, help="main TOML file (default /etc/concierge/concierge.toml)")
-    parser.add_argument("--channel", action="append", default=[], metavar="NAME=METHOD:PATH",
-                        help="host channel, e.g. qga=unix-listen:/run/qga.sock (repeatable)")
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="NAME=METHOD:PATH",
+        help="host channel, e.g. qga=unix-listen:/run/qga.sock (repeatable)",
+    )
     parser.add_argument("--input-sink", help="uinput (default) or file:PATH for raw input_event records")
     parser.add_argument("--log-format", choices=("json", "text"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
@@ -86,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
     agent = config.agent
-    handler = setup_logging("supervisor", fmt=args.log_format or agent.log_format, level=args.log_level or agent.log_level)
+    handler = setup_logging(
+        "supervisor", fmt=args.log_format or agent.log_format, level=args.log_level or agent.log_level
+    )
     layout = RuntimeLayout(args.runtime_dir or default_runtime_dir())
     try:
         lock = take_lock(layout)
@@ -101,7 +108,13 @@ def run(args: argparse.Namespace) -> int:
             channels = resolve_channels(args, config, layout)
             settings["transport"] = {"channels": channels}
             for channel in channels:
-                log.info("channel %s: %s %s", channel["name"], channel["method"], channel["path"], extra={"event": "agent.channel"})
+                log.info(
+                    "channel %s: %s %s",
+                    channel["name"],
+                    channel["method"],
+                    channel["path"],
+                    extra={"event": "agent.channel"},
+                )
     except ConfigError as err:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
@@ -111,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if args.log_format or args.log_level:
         import msgspec  # noqa: PLC0415
 
-        agent = msgspec.structs.replace(agent, log_format=args.log_format or agent.log_format, log_level=args.log_level or agent.log_level)
+        agent = msgspec.structs.replace(
+            agent, log_format=args.log_format or agent.log_format, log_level=args.log_level or agent.log_level
+        )
         config = msgspec.structs.replace(config, agent=agent)
     os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format
     supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader)

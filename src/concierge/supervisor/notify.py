@@ -5,6 +5,7 @@ Fifteen lines instead of a dependency. Does nothing when not run by systemd.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -25,11 +26,11 @@ class SystemdNotifier:
         """Send one datagram with ``lines``; errors are ignored (systemd may be gone)."""
         if not self.address:
             return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            try:
-                sock.sendto("\n".join(lines).encode(), self.address)
-            except OSError:
-                pass
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+            contextlib.suppress(OSError),
+        ):
+            sock.sendto("\n".join(lines).encode(), self.address)
 
     def watchdog_interval_s(self) -> float:
         """How often to send WATCHDOG=1 (half of WatchdogSec), 0 when disabled."""

@@ -45,7 +45,8 @@ def describe_exit(returncode: int) -> str:
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Equal-jitter exponential backoff: ``min(cap, base * 2**attempt) * U(0.5, 1.0)``."""
-    return min(cap_s, base_s * (2 ** min(attempt, 30))) * rng.uniform(0.5, 1.0)
+    top: float = min(cap_s, base_s * float(2 ** min(attempt, 30)))
+    return top * rng.uniform(0.5, 1.0)
 
 
 class RestartWindow:

@@ -48,6 +48,10 @@ class _Timer:
         self.cancelled = True
 
 
+def _noop() -> None:
+    pass
+
+
 class FakeContext:
     """An in-process stand-in for the runtime's NodeContext."""
 
@@ -64,7 +68,7 @@ class FakeContext:
         self.actor_id = actor_id
         self.settings: Mapping[str, Any] = dict(settings or {})
         self.agent: Mapping[str, Any] = dict(agent or {})
-        self.runtime_dir = runtime_dir or Path("/tmp")
+        self.runtime_dir = runtime_dir or Path("/tmp")  # noqa: S108 - fake, nothing is created there
         self.clock: Clock = clock or MonotonicClock()
         self.peers: dict[str, PeerFn | FakeContext] = dict(peers or {})
         self.counters: Counter[str] = Counter()
@@ -92,7 +96,7 @@ class FakeContext:
                 node.start()
                 self.node = node
                 done.set_result(node)
-            except BaseException as err:  # test helper: hand any start failure to the test
+            except BaseException as err:  # noqa: BLE001 - test helper: hand any start failure to the test
                 done.set_exception(err)
 
         self._jobs.put(boot)
@@ -111,6 +115,7 @@ class FakeContext:
 
     def close(self) -> None:
         """Stop the node, its actors and the bridge thread."""
+
         def shutdown() -> None:
             if self.node is not None:
                 self.node.stop()
@@ -132,7 +137,7 @@ class FakeContext:
     def request(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         timeout_s: float,
@@ -150,7 +155,7 @@ class FakeContext:
     def call(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         timeout_s: float,
@@ -176,7 +181,7 @@ class FakeContext:
     def cast(
         self,
         dst: str,
-        type: str,  # noqa: A002
+        type: str,
         body: Any = None,
         *,
         blobs: tuple[bytes, ...] = (),
@@ -229,7 +234,7 @@ class FakeContext:
         """Bump a counter."""
         self.counters[name] += n
 
-    def notify_supervisor(self, type: str, body: Any = None) -> None:  # noqa: A002
+    def notify_supervisor(self, type: str, body: Any = None) -> None:
         """Record the note."""
         self.supervisor_notes.append((type, body))
 
@@ -249,7 +254,7 @@ class FakeContext:
             try:
                 job = self._jobs.get(timeout=timeout if timeout is not None else 0.05)
             except queue.Empty:
-                job = None if False else (lambda: None)
+                job = _noop
             if job is None:
                 return
             job()

@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from concierge.config.loader import defaults_text
-
-import tomllib
 
 BUILTIN_IDS = tuple(tomllib.loads(defaults_text())["actors"])
 
@@ -45,7 +44,9 @@ def catalog(actors: dict[str, dict[str, Any]], *, extra: str = "") -> str:
 class AgentHarness:
     """Starts, inspects and stops one supervisor process."""
 
-    def __init__(self, root: Path, config_text: str, *, args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, config_text: str, *, args: Iterable[str] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.runtime_dir = root / "run"
         self.config_path = root / "concierge.toml"
@@ -60,16 +61,26 @@ class AgentHarness:
 
     def start(self, *, wait: bool = True, timeout_s: float = 20.0) -> None:
         """Run the supervisor; with ``wait``, until every enabled actor is RUNNING."""
-        cmd = [sys.executable, "-m", "concierge", "--runtime-dir", str(self.runtime_dir), "run", "--config", str(self.config_path), *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "concierge",
+            "--runtime-dir",
+            str(self.runtime_dir),
+            "run",
+            "--config",
+            str(self.config_path),
+            *self.args,
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env)  # noqa: S603
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env)
         if wait:
             self.wait_for(lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), timeout_s, "all actors RUNNING")
 
     def cli(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run the real ``concierge`` CLI against this agent."""
         cmd = [sys.executable, "-m", "concierge", "--runtime-dir", str(self.runtime_dir), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout_s, check=False)  # noqa: S603
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout_s, check=False)
 
     def status(self) -> dict[str, Any]:
         """``concierge status --json`` parsed (raises if the agent is unreachable)."""

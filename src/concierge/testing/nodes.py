@@ -109,7 +109,14 @@ class RecorderNode(ServiceNode):
         if msg.type == "recorded" and msg.reply is not None:
             msg.reply.ok(self.seen)
             return
-        self.seen.append({"kind": msg.kind, "type": msg.type, "src": msg.src, "body": msg.body if not isinstance(msg.body, bytes) else len(msg.body)})
+        self.seen.append(
+            {
+                "kind": msg.kind,
+                "type": msg.type,
+                "src": msg.src,
+                "body": msg.body if not isinstance(msg.body, bytes) else len(msg.body),
+            }
+        )
         if msg.reply is not None:
             msg.reply.ok(None)
 

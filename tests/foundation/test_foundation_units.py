@@ -1,0 +1,122 @@
+"""Pure policy, state, config, envelope and logging units (no processes)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytest
+
+from concierge.actors.node import Incoming
+from concierge.actors.service import ServiceNode, handler
+from concierge.config.loader import load_config
+from concierge.errors import ActorError, ConfigError, ErrorCode, ProtocolError
+from concierge.logs import JsonFormatter, Secret
+from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
+from concierge.supervisor.state import State, allowed
+from concierge.testing.clock import FakeClock
+from concierge.testing.context import FakeContext
+from concierge.transport import envelope
+
+
+def test_exit_classification() -> None:
+    assert classify_exit(0) == ExitClass.NORMAL
+    assert classify_exit(78) == ExitClass.CONFIG and classify_exit(64) == ExitClass.CONFIG
+    assert classify_exit(69) == ExitClass.UNAVAILABLE
+    assert classify_exit(70) == ExitClass.CRASH and classify_exit(-9) == ExitClass.CRASH
+    assert describe_exit(-9) == "signal SIGKILL" and describe_exit(3) == "exit 3"
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 0.1, 2.0, rng) for n in range(8)]
+    for n, delay in enumerate(delays):
+        top = min(2.0, 0.1 * 2**n)
+        assert top * 0.5 <= delay <= top
+
+
+def test_restart_window_with_fake_clock() -> None:
+    clock = FakeClock()
+    window = RestartWindow(intensity=2, period_s=10)
+    assert not window.add(clock.monotonic())
+    clock.advance(1)
+    assert not window.add(clock.monotonic())
+    clock.advance(1)
+    assert window.add(clock.monotonic())
+    clock.advance(30)
+    assert not window.add(clock.monotonic())
+    assert window.recent(clock.monotonic()) == 1
+
+
+def test_state_table() -> None:
+    assert allowed(State.STOPPED, State.STARTING)
+    assert allowed(State.RUNNING, State.BACKOFF)
+    assert not allowed(State.STOPPED, State.RUNNING)
+    assert not allowed(State.STOPPING, State.RUNNING)
+
+
+def test_defaults_load_and_unknown_keys_are_named(tmp_path: Path) -> None:
+    config, used = load_config(tmp_path / "absent.toml")
+    assert used == [] and config.actors["transport"].essential
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[actors.monitor]\nentry = 'x:Y'\nrestrat = 'permanent'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(bad) in str(err.value) and "actors.monitor.restrat" in str(err.value)
+    bad.write_text("[agent\n")
+    with pytest.raises(ConfigError, match="TOML syntax"):
+        load_config(bad)
+
+
+def test_envelope_round_trip_and_garbage() -> None:
+    header = envelope.Header("req", "echo", 7, 0, "a", "b", 123)
+    frames = envelope.encode(header, {"k": b"\x00"}, (b"blob",))
+    assert envelope.decode(frames) == (header, {"k": b"\x00"}, (b"blob",))
+    for garbage in ([b"CC/1", b"\xc1", b""], [b"XX", b"", b""], [b"CC/1"]):
+        with pytest.raises(ProtocolError):
+            envelope.decode(garbage)
+
+
+def test_secret_never_renders() -> None:
+    secret = Secret("hunter2")
+    assert "hunter2" not in repr(secret) and "hunter2" not in f"{secret}"
+    record = logging.LogRecord("x", logging.INFO, "", 0, "login %s", (secret,), None)
+    assert "hunter2" not in JsonFormatter("sso").format(record)
+
+
+class _Calc(ServiceNode):
+    @handler("add")
+    def add(self, msg: Incoming) -> int:
+        return int(msg.body["a"]) + int(msg.body["b"])
+
+    @handler("boom")
+    def boom(self, _msg: Incoming) -> None:
+        raise ActorError(ErrorCode.BAD_REQUEST, "no boom today")
+
+    @handler("slow", blocking=True)
+    def slow(self, msg: Incoming) -> str:
+        import time
+
+        time.sleep(float(msg.body))
+        return "done"
+
+
+def test_service_node_in_fake_context() -> None:
+    ctx = FakeContext("calc")
+    ctx.run_node(_Calc)
+    try:
+        assert ctx.ask("add", {"a": 2, "b": 3}).unwrap() == 5
+        err = ctx.ask("boom")
+        assert not err.ok and err.code == ErrorCode.BAD_REQUEST and err.message == "no boom today"
+        assert ctx.ask("nope").code == ErrorCode.UNKNOWN_TYPE
+        import threading
+
+        results: list[str] = []
+        t = threading.Thread(target=lambda: results.append(ctx.ask("slow", 1.0).unwrap()))
+        t.start()
+        assert ctx.ask("add", {"a": 1, "b": 1}, timeout_s=0.5).unwrap() == 2, "a blocking handler must not block others"
+        t.join()
+        assert results == ["done"]
+    finally:
+        ctx.close()
