@@ -228,4 +228,5 @@ def test_reload_applies_added_changed_removed(agent_factory: Any) -> None:
         "reload applied",
     )
     by_id = {a["id"]: a["pid"] for a in status["actors"]}
-    assert by_id["keep"] == keep_pid and by_id["change"] != change_pid
+    assert by_id["keep"] == keep_pid, agent.log_tail(60)
+    assert by_id["change"] != change_pid

@@ -15,6 +15,7 @@ import os
 import pkgutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,14 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGTERM us when the supervisor dies; exit if it already has."""
+    """Ask the kernel to SIGTERM us when the supervisor dies; exit if it already has.
+
+    A forked actor is re-parented to the supervisor (a subreaper) when its intermediate
+    parent exits; wait for that first, or the death signal would name the wrong parent.
+    """
+    deadline = time.monotonic() + 2.0
+    while parent_pid and os.getppid() != parent_pid and time.monotonic() < deadline:
+        time.sleep(0.001)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -112,6 +120,14 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
             bridge.close()
         control.close(0)
         zctx.term()
+
+
+def run_forked(actor_id: str, runtime_dir: str, parent_pid: int) -> int:
+    """Entry of an actor forked by the fork server; returns the exit code."""
+    code = run(actor_id, Path(runtime_dir), parent_pid)
+    logging.shutdown()
+    sys.stderr.flush()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

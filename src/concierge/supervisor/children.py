@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from concierge.config.schema import ActorSection
+from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.policy import RestartWindow
 from concierge.supervisor.state import State, allowed
 
@@ -74,43 +75,44 @@ class Child:
             )
         self.state = target
 
-    def spawn(self, runtime_dir: Path) -> None:
-        """Start the actor process and open its pidfd."""
-        argv = [
-            sys.executable,
-            "-m",
-            "concierge.actors.runner",
-            "--id",
-            self.id,
-            "--runtime-dir",
-            str(runtime_dir),
-            "--parent-pid",
-            str(os.getpid()),
-        ]
-        kwargs: dict[str, Any] = {}
+    def spawn(self, runtime_dir: Path, forkserver: ForkServer | None) -> None:
+        """Start the actor process (forked from the fork server, else a fresh interpreter)."""
+        uid = gid = None
         if self.spec.user:
             entry = pwd.getpwnam(self.spec.user)
-            kwargs.update(user=entry.pw_uid, group=entry.pw_gid)
+            uid, gid = entry.pw_uid, entry.pw_gid
         if self.spec.group:
-            kwargs["group"] = grp.getgrnam(self.spec.group).gr_gid
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("WATCHDOG_USEC", None)
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            close_fds=True,
-            env=env,
-            **kwargs,
-        )
-        self.pid = self.proc.pid
+            gid = grp.getgrnam(self.spec.group).gr_gid
+        if forkserver is not None and forkserver.alive():
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            try:
+                self.pid = forkserver.spawn(self.id, str(runtime_dir), write_end, uid, gid)
+            except OSError:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self.stderr_fd = read_end
+        else:
+            self._exec(runtime_dir, uid, gid)
         self.pidfd = os.pidfd_open(self.pid)
-        assert self.proc.stderr is not None
-        self.stderr_fd = self.proc.stderr.fileno()
         os.set_blocking(self.stderr_fd, False)
         self.stderr_buf = b""
+
+    def _exec(self, runtime_dir: Path, uid: int | None, gid: int | None) -> None:
+        argv = [
+            sys.executable, "-m", "concierge.actors.runner",
+            "--id", self.id, "--runtime-dir", str(runtime_dir), "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            close_fds=True, env=env, user=uid, group=gid, extra_groups=[] if gid is not None else None,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        self.pid = self.proc.pid
+        self.stderr_fd = os.dup(self.proc.stderr.fileno())
+        self.proc.stderr.close()
 
     def signal(self, signum: int) -> None:
         """Send a signal to the process if it still exists."""
@@ -142,15 +144,23 @@ class Child:
         self.logs.extend(out)
         return out
 
-    def reap(self) -> int:
-        """Collect the exit status after the pidfd fired; closes the fds."""
-        assert self.proc is not None
-        code = self.proc.wait()
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
+    def try_reap(self) -> int | None:
+        """Collect the exit status if the process has exited (negative = signal), else None.
+
+        Never blocks: a poll event can be stale when fd numbers were reused within one batch.
+        """
+        code = 0
+        try:
+            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)  # type: ignore[attr-defined]
+            if result is None:
+                return None
+            code = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+        except ChildProcessError:
+            code = self.proc.returncode or 0 if self.proc is not None else 0
+        os.close(self.pidfd)
         self.pidfd = -1
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.stderr_fd >= 0:
+            os.close(self.stderr_fd)
         self.stderr_fd = -1
         self.proc = None
         self.pid = 0

@@ -27,6 +27,7 @@ from concierge.errors import ExitCode, ProtocolError
 from concierge.logs import FreezableHandler
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
+from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.notify import SystemdNotifier
 from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
 from concierge.supervisor.state import State
@@ -46,6 +47,7 @@ class Supervisor:
         settings: dict[str, dict[str, Any]],
         *,
         log_handler: FreezableHandler | None = None,
+        forkserver: ForkServer | None = None,
         clock: Clock | None = None,
         config_loader: Any = None,
     ) -> None:
@@ -54,6 +56,7 @@ class Supervisor:
         self.clock = clock or MonotonicClock()
         self.rng = make_rng()
         self.log_handler = log_handler
+        self.forkserver = forkserver
         self.config_loader = config_loader
         self.started_at = self.clock.monotonic()
         self.children: dict[str, Child] = {}
@@ -103,7 +106,7 @@ class Supervisor:
         child.term_sent = False
         child.detail = ""
         try:
-            child.spawn(self.layout.root)
+            child.spawn(self.layout.root, self.forkserver)
         except OSError as err:
             log.error("cannot spawn %s: %s", child.id, err, extra={"event": "supervisor.spawn_failed"})
             self._after_exit(child, ExitCode.SOFTWARE)
@@ -137,13 +140,17 @@ class Supervisor:
         child.signal(signal.SIGKILL)
 
     def _on_exit(self, child: Child) -> None:
+        if child.pidfd < 0:
+            return
         for line in child.read_stderr():
             self._emit(line)
-        self.poller.unregister(child.pidfd)
-        self.poller.unregister(child.stderr_fd)
-        self._fd_owner.pop(child.pidfd, None)
-        self._fd_owner.pop(child.stderr_fd, None)
-        code = child.reap()
+        pidfd, stderr_fd = child.pidfd, child.stderr_fd
+        code = child.try_reap()
+        if code is None:
+            return
+        for fd in (pidfd, stderr_fd):
+            self.poller.unregister(fd)
+            self._fd_owner.pop(fd, None)
         self._after_exit(child, code)
 
     def _after_exit(self, child: Child, code: int) -> None:
@@ -375,6 +382,7 @@ class Supervisor:
             self._stop_next()
 
     _stopping = False
+    _all_running_logged = False
     _last_watchdog = 0.0
 
     def stopping_all(self) -> bool:
@@ -419,6 +427,14 @@ class Supervisor:
             self.ready_sent = True
             self.notifier.notify("READY=1", f"STATUS=running {len(self.children)} actors")
             log.info("agent ready", extra={"event": "agent.ready"})
+        if not self._all_running_logged and all(c.state == State.RUNNING for c in self.children.values()):
+            self._all_running_logged = True
+            elapsed_ms = round((now - self.started_at) * 1000, 1)
+            log.info(
+                "all actors running after %s ms",
+                elapsed_ms,
+                extra={"event": "agent.all_running", "elapsed_ms": elapsed_ms},
+            )
         interval = self.notifier.watchdog_interval_s()
         if interval and now - self._last_watchdog >= interval:
             self._last_watchdog = now
@@ -468,6 +484,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         self.ctl.close()
         self.control.close(0)
+        if self.forkserver is not None:
+            self.forkserver.close()
         self._sig_r.close()
         self._sig_w.close()
         time.sleep(0)

@@ -81,9 +81,19 @@ def resolve_channels(args: argparse.Namespace, config: AgentConfig, layout: Runt
 def run(args: argparse.Namespace) -> int:
     """Start the supervisor in the foreground."""
     from concierge.supervisor.core import Supervisor  # noqa: PLC0415 - keeps `concierge status` lean
+    from concierge.supervisor.forkserver import ForkServer, preload  # noqa: PLC0415
 
     def loader() -> AgentConfig:
-        return load_config(args.config, explicit=args.config is not None)[0]
+        """The configuration with command-line overrides applied (also used by reload)."""
+        import msgspec  # noqa: PLC0415
+
+        loaded = load_config(args.config, explicit=args.config is not None)[0]
+        agent = msgspec.structs.replace(
+            loaded.agent,
+            log_format=args.log_format or loaded.agent.log_format,
+            log_level=args.log_level or loaded.agent.log_level,
+        )
+        return msgspec.structs.replace(loaded, agent=agent)
 
     try:
         config = loader()
@@ -91,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
     agent = config.agent
-    handler = setup_logging(
-        "supervisor", fmt=args.log_format or agent.log_format, level=args.log_level or agent.log_level
-    )
+    handler = setup_logging("supervisor", fmt=agent.log_format, level=agent.log_level)
     layout = RuntimeLayout(args.runtime_dir or default_runtime_dir())
     try:
         lock = take_lock(layout)
@@ -121,15 +129,12 @@ def run(args: argparse.Namespace) -> int:
     sink = args.input_sink or agent.input_sink
     if sink:
         settings.setdefault("input", {})["sink"] = sink
-    if args.log_format or args.log_level:
-        import msgspec  # noqa: PLC0415
-
-        agent = msgspec.structs.replace(
-            agent, log_format=args.log_format or agent.log_format, log_level=args.log_level or agent.log_level
-        )
-        config = msgspec.structs.replace(config, agent=agent)
     os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format
-    supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader)
+    forkserver = None
+    if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
+        preload()
+        forkserver = ForkServer(keep_fds=(2,))
+    supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader, forkserver=forkserver)
     log.info("concierge starting on %s", layout.root, extra={"event": "agent.starting"})
     try:
         return supervisor.run()

@@ -41,6 +41,29 @@ class EchoNode(ServiceNode):
         reply: Reply = self.ctx.call(body["dst"], body["type"], body.get("body"), timeout_s=5.0)
         return {"ok": reply.ok, "body": reply.body, "code": reply.code, "message": reply.message}
 
+    @handler("pingpong", blocking=True)
+    def pingpong(self, msg: Incoming) -> list[int]:
+        """Time ``count`` sequential echo round trips to ``dst``, chained on the bridge thread (ns)."""
+        dst, count = str(msg.body["dst"]), int(msg.body.get("count", 1000))
+        samples: list[int] = []
+        done = threading.Event()
+
+        def send() -> None:
+            started = time.perf_counter_ns()
+
+            def on_reply(_reply: Reply) -> None:
+                samples.append(time.perf_counter_ns() - started)
+                if len(samples) < count:
+                    send()
+                else:
+                    done.set()
+
+            self.ctx.request(dst, "echo", None, timeout_s=5.0, on_reply=on_reply)
+
+        self.ctx.call_soon(send)
+        done.wait(timeout=120)
+        return samples
+
     @handler("publish")
     def publish(self, msg: Incoming) -> None:
         """Publish ``{"topic", "body"}`` on the event plane."""

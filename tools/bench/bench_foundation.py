@@ -1,0 +1,112 @@
+"""Foundation benchmarks: ipc round trip between two actors, SIGKILL -> serving again,
+start -> all RUNNING, idle PSS of the supervisor and of a minimal actor.
+
+Run: ``.venv/bin/python tools/bench/bench_foundation.py`` (prints a markdown table).
+Not a test: numbers vary with machine load; docs/benchmarks.md records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from concierge.testing.harness import AgentHarness, catalog  # noqa: E402
+from concierge.testing.rpc import ActorClient  # noqa: E402
+
+ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--starts", type=int, default=5)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = AgentHarness(Path(tmp), catalog({"a": ECHO, "b": ECHO}, extra="[agent]\nlog_level='warning'\n"))
+        agent.start()
+        try:
+            with ActorClient(agent.runtime_dir, "bench") as client:
+                samples = client.request("a", "pingpong", {"dst": "b", "count": args.count}, timeout_s=120).unwrap()
+                us = [s / 1000 for s in samples[len(samples) // 10 :]]
+                rows.append(
+                    (
+                        "ipc request/reply a->b (bridge to bridge)",
+                        f"p50 {pct(us, 0.5):.1f} µs, p99 {pct(us, 0.99):.1f} µs",
+                        "p50 <= 60 µs",
+                    )
+                )
+                ext = []
+                for _ in range(2000):
+                    t = time.perf_counter_ns()
+                    client.request("b", "echo", 1).unwrap()
+                    ext.append((time.perf_counter_ns() - t) / 1000)
+                ext = ext[200:]
+                rows.append(
+                    (
+                        "ipc request/reply client->b (pykka actor hop)",
+                        f"p50 {pct(ext, 0.5):.1f} µs, p99 {pct(ext, 0.99):.1f} µs",
+                        "-",
+                    )
+                )
+                recover = []
+                for _ in range(args.kills):
+                    pid = client.request("b", "pid").unwrap()
+                    t = time.monotonic()
+                    os.kill(pid, signal.SIGKILL)
+                    while True:
+                        reply = client.request("b", "pid", timeout_s=0.05)
+                        if reply.ok and reply.body != pid:
+                            break
+                    recover.append((time.monotonic() - t) * 1000)
+                    time.sleep(0.3)
+                rows.append(
+                    (
+                        "SIGKILL -> actor serving again",
+                        f"median {statistics.median(recover):.0f} ms, max {max(recover):.0f} ms",
+                        "<= 200 ms",
+                    )
+                )
+            metrics = json.loads(agent.cli("--json", "metrics").stdout)
+            sup = metrics["supervisor"]["pss_bytes"] / 1e6
+            actor = min(a["pss_bytes"] for a in metrics["actors"]) / 1e6
+            rows.append(("idle PSS supervisor / minimal actor", f"{sup:.1f} MB / {actor:.1f} MB", "-"))
+        finally:
+            agent.stop()
+        starts = []
+        for i in range(args.starts):
+            root = Path(tmp) / f"s{i}"
+            root.mkdir()
+            cat = catalog({n: ECHO for n in ("a", "b", "c", "d", "e", "f", "g")})
+            agent = AgentHarness(root, cat, args=("--log-format", "json"))
+            agent.start()
+            agent.stop()
+            match = re.search(r'"elapsed_ms":([0-9.]+)', agent.log_path.read_text())
+            if match:
+                starts.append(float(match.group(1)))
+        rows.append(
+            ("start -> all 7 actors RUNNING (echo nodes)", f"median {statistics.median(starts):.0f} ms", "<= 300 ms")
+        )
+    print("| measure | result | target |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+if __name__ == "__main__":
+    main()
