@@ -113,8 +113,8 @@ def test_time_get_and_rtc_load(ctx: FakeContext, tmp_path: Path) -> None:
     assert ctx.ask(m.SET_TIME, {}).ok
     assert (tmp_path / "hwclock.log").read_text().split() == ["-s"]
     bad = ctx.ask(m.SET_TIME, {"time": 4102444800 * 10**9 + 1})  # year 2100
-    assert not bad.ok and bad.message == "Invalid time: Success"
-    assert not ctx.ask(m.SET_TIME, {"time": 2**63 - 1}).ok
+    assert not bad.ok and bad.message == "Invalid time"
+    assert ctx.ask(m.SET_TIME, {"time": 2**63 - 1}).message == "Invalid time"
 
 
 def test_time_setter_sets_clock_then_rtc(tmp_path: Path) -> None:
