@@ -68,10 +68,11 @@ def loop_fs(fstype: str) -> Iterator[Path]:
     finally:
         if mounted:
             _thaw_quietly(mnt)
-            if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+            umount = subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+            if umount.returncode != 0:
+                subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
         if device:
-            subprocess.run(["losetup", "-d", device], capture_output=True)
+            subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 
