@@ -1,4 +1,4 @@
-"""The frozen marker: a small JSON file written (and fsynced) before the first FIFREEZE.
+"""The frozen marker: a small JSON file written before the first FIFREEZE.
 
 It lists every mountpoint the freeze may touch, so a lifecycle process started after a crash
 or a SIGKILL knows exactly what to thaw. The state dir should be on tmpfs (``/run``): a reboot
@@ -34,24 +34,24 @@ class FreezeMarker:
         self.path = self.dir / MARKER_NAME
 
     def write(self, mountpoints: list[str]) -> None:
-        """Record the planned freeze; durable before this returns."""
+        """Record the planned freeze.
+
+        Written in place into a fresh file (no rename, no truncate of old data, no fsync): ext4
+        flushes on rename-over and truncate (auto_da_alloc), which cost ~5 ms per freeze on a
+        busy root fs. The marker only has to survive the death of this process, which the page
+        cache guarantees; a machine crash thaws everything anyway. A torn marker reads as
+        "corrupt", which still means "thaw every candidate".
+        """
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(
             {"mountpoints": mountpoints, "pid": os.getpid(), "frozen_at": time.time()}
         ).encode()
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.remove()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
     def read(self) -> MarkerContent | None:
         """The marker left behind, or None. A corrupt marker still means "thaw": it yields an
