@@ -105,12 +105,31 @@ def summary(samples: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p90, ordered[-1]
 
 
+def run_rounds(qga: Qga, ctx: Any, mnt: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Interleaved rounds: qemu-ga then concierge, freeze-list / status / thaw each."""
+    from concierge.actors.lifecycle import messages as m
+
+    results: dict[str, dict[str, list[float]]] = {
+        "qemu-ga": {"freeze": [], "thaw": [], "status": []},
+        "concierge": {"freeze": [], "thaw": [], "status": []},
+    }
+    q, c = results["qemu-ga"], results["concierge"]
+    points = {"mountpoints": [str(mnt)]}
+    for _ in range(rounds):
+        q["freeze"].append(timed(lambda: qga.cmd("guest-fsfreeze-freeze-list", points)))
+        q["status"].append(timed(lambda: qga.cmd("guest-fsfreeze-status")))
+        q["thaw"].append(timed(lambda: qga.cmd("guest-fsfreeze-thaw")))
+        c["freeze"].append(timed(lambda: ctx.ask(m.FREEZE, points).unwrap()))
+        c["status"].append(timed(lambda: ctx.ask(m.FREEZE_STATUS).unwrap()))
+        c["thaw"].append(timed(lambda: ctx.ask(m.THAW, {}).unwrap()))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
     rounds = parser.parse_args().rounds
 
-    from concierge.actors.lifecycle import messages as m
     from concierge.actors.lifecycle.node import LifecycleNode
     from concierge.testing.context import FakeContext
 
@@ -122,20 +141,7 @@ def main() -> None:
                                             "state_dir": str(state)})
             ctx.run_node(LifecycleNode)
             try:
-                results: dict[str, dict[str, list[float]]] = {
-                    "qemu-ga": {"freeze": [], "thaw": [], "status": []},
-                    "concierge": {"freeze": [], "thaw": [], "status": []},
-                }
-                for _ in range(rounds):
-                    q, c = results["qemu-ga"], results["concierge"]
-                    q["freeze"].append(timed(lambda: qga.cmd(
-                        "guest-fsfreeze-freeze-list", {"mountpoints": [str(mnt)]})))
-                    q["status"].append(timed(lambda: qga.cmd("guest-fsfreeze-status")))
-                    q["thaw"].append(timed(lambda: qga.cmd("guest-fsfreeze-thaw")))
-                    c["freeze"].append(timed(lambda: ctx.ask(
-                        m.FREEZE, {"mountpoints": [str(mnt)]}).unwrap()))
-                    c["status"].append(timed(lambda: ctx.ask(m.FREEZE_STATUS).unwrap()))
-                    c["thaw"].append(timed(lambda: ctx.ask(m.THAW, {}).unwrap()))
+                results = run_rounds(qga, ctx, mnt, rounds)
                 for op in ("freeze", "thaw", "status"):
                     qp50, qp90, qmax = summary(results["qemu-ga"][op])
                     cp50, cp90, cmax = summary(results["concierge"][op])
