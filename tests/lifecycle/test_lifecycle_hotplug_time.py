@@ -157,3 +157,28 @@ def test_qga_routes() -> None:
     assert body("guest-fsfreeze-freeze-list", {"mountpoints": ["/a"]}) == {"mountpoints": ["/a"]}
     assert body("guest-set-memory-blocks", {"mem-blks": []}) == {"mem-blks": []}
     assert mine["guest-fsfreeze-freeze"].request == m.FREEZE
+
+
+def test_clock_watch_detects_resume_and_rtc_jumps_but_not_drift() -> None:
+    from concierge.actors.lifecycle.clockwatch import ClockWatch, Sample, detect
+
+    base = Sample(realtime=1000.0, sleep_offset=5.0, rtc=1000.0)
+    drift = Sample(realtime=1010.3, sleep_offset=5.0, rtc=1010.0)
+    assert detect(base, drift, 2.0) is None
+    assert detect(base, Sample(1070.0, 65.0, 1070.0), 2.0) == ("resume", 60.0)
+    paused = detect(base, Sample(realtime=1010.0, sleep_offset=5.0, rtc=1130.0), 2.0)
+    assert paused == ("rtc", 120.0)
+    assert detect(base, Sample(1010.0, 5.0, None), 2.0) is None
+
+    samples = iter([base, Sample(1010.0, 5.0, 1130.0), Sample(1130.0, 5.0, 1130.0),
+                    Sample(1135.0, 5.0, 1135.0)])
+    resyncs: list[str] = []
+    steps: list[tuple[str, float, str]] = []
+    watch = ClockWatch(interval_s=60, threshold_s=2.0,
+                       resync_from_rtc=lambda: resyncs.append("rtc"),
+                       on_step=lambda *a: steps.append(a), sample=lambda: next(samples),
+                       ntp_step=lambda: False)
+    watch._last = watch.sample()
+    assert watch.check() == ("rtc", 120.0, "hwclock")
+    assert resyncs == ["rtc"] and steps == [("rtc", 120.0, "hwclock")]
+    assert watch.check() is None  # re-baselined after the resync

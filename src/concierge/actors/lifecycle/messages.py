@@ -32,7 +32,8 @@ Requests (all answered by ``lifecycle``; suggested requester timeouts in bracket
 Events consumed: ``host.connected`` / ``host.disconnected`` ``{"channel", "protocol"}`` (a
 ``qga`` disconnect thaws a freeze after ``disconnect_grace_s``).
 Events published: ``lifecycle.frozen`` :class:`FrozenEvent`, ``lifecycle.thawed``
-:class:`ThawedEvent`. Supervisor note: ``freeze.state`` ``{"frozen": bool, "deadline_s": float}``
+:class:`ThawedEvent`, ``lifecycle.clock_stepped`` :class:`ClockSteppedEvent` (only with
+``clock_watch_s`` > 0). Supervisor note: ``freeze.state`` ``{"frozen": bool, "deadline_s": float}``
 (sent *before* the first FIFREEZE, so the supervisor stops writing and restarting first).
 """
 
@@ -59,6 +60,7 @@ GET_MEMORY_BLOCK_INFO = "lifecycle.get_memory_block_info"
 
 EVT_FROZEN = "lifecycle.frozen"
 EVT_THAWED = "lifecycle.thawed"
+EVT_CLOCK_STEPPED = "lifecycle.clock_stepped"
 NOTE_FREEZE_STATE = "freeze.state"
 
 ShutdownMode = Literal["powerdown", "halt", "reboot"]
@@ -176,3 +178,11 @@ class ThawedEvent(TypedDict):
 
     count: int
     reason: str
+
+
+class ClockSteppedEvent(TypedDict):
+    """Body of ``lifecycle.clock_stepped``: cause resume | rtc, the jump, the resync used."""
+
+    cause: str
+    seconds: float
+    action: str

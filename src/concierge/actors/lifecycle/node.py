@@ -18,6 +18,7 @@ import msgspec
 
 from concierge.actors.lifecycle import messages as m
 from concierge.actors.lifecycle.clockset import ClockError, TimeSetter, get_time_ns
+from concierge.actors.lifecycle.clockwatch import ClockWatch, sample_clocks
 from concierge.actors.lifecycle.fsops import trim_all
 from concierge.actors.lifecycle.hooks import HookRunner
 from concierge.actors.lifecycle.hotplug import Hotplug, HotplugError
@@ -75,6 +76,16 @@ class LifecycleNode(ServiceNode):
         self._grace: dict[str, threading.Timer] = {}
         self._grace_lock = threading.Lock()
         self.recovered = threading.Event()
+        self.clock_watch: ClockWatch | None = None
+        if s.clock_watch_s > 0:
+            self.clock_watch = ClockWatch(
+                interval_s=s.clock_watch_s,
+                threshold_s=s.clock_step_threshold_s,
+                resync_from_rtc=lambda: self.time_setter.set_time(None),
+                on_step=self._clock_stepped,
+                sample=lambda: sample_clocks(s.sysfs_root),
+            )
+            self.clock_watch.start()
         self.ctx.subscribe("host.")
         threading.Thread(target=self._recover, name="lifecycle-recover", daemon=True).start()
 
@@ -94,8 +105,15 @@ class LifecycleNode(ServiceNode):
         finally:
             self.recovered.set()
 
+    def _clock_stepped(self, cause: str, seconds: float, action: str) -> None:
+        self.ctx.count("time.steps")
+        body = {"cause": cause, "seconds": seconds, "action": action}
+        self.ctx.publish(m.EVT_CLOCK_STEPPED, body)
+
     def on_stop(self) -> None:
         """Never leave the guest frozen behind a stopping actor."""
+        if self.clock_watch is not None:
+            self.clock_watch.stop()
         self._cancel_grace()
         self.quiescer.close()
 
@@ -168,11 +186,14 @@ class LifecycleNode(ServiceNode):
     # --- host channel loss --------------------------------------------------------------------
     @handler("host.disconnected")
     def on_host_disconnected(self, msg: Incoming) -> None:
-        """A QGA channel went away: thaw after the grace period unless it comes back."""
+        """A QGA channel went away: thaw after the grace period unless it comes back.
+
+        Also during a freeze still running its hooks: the requester will never send the thaw.
+        """
         body = msg.body if isinstance(msg.body, dict) else {}
         if body.get("protocol") != "qga" or not self.settings.thaw_on_disconnect:
             return
-        if self.quiescer.status() != "frozen":
+        if not self.quiescer.active():
             return
         channel = str(body.get("channel", ""))
         if self._freeze_channel and channel != self._freeze_channel:
@@ -198,7 +219,7 @@ class LifecycleNode(ServiceNode):
             timer.cancel()
 
     def _disconnect_thaw(self) -> None:
-        if self.quiescer.status() == "frozen":
+        if self.quiescer.active():
             self.quiescer.thaw("disconnect")
 
     def _cancel_grace(self) -> None:

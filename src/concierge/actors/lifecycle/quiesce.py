@@ -80,6 +80,11 @@ class Quiescer:
         with self._state_lock:
             return "frozen" if self._phase == "frozen" else "thawed"
 
+    def active(self) -> bool:
+        """True from the start of a freeze (hooks included) until it is thawed."""
+        with self._state_lock:
+            return self._phase != "thawed"
+
     def frozen_mountpoints(self) -> list[str]:
         """Mountpoints this process froze and has not thawed yet."""
         with self._state_lock:
@@ -214,7 +219,7 @@ class Quiescer:
 
     def close(self) -> None:
         """Stop: thaw if frozen (a stopping agent never leaves the guest frozen)."""
-        if self.status() == "frozen" or self._phase == "freezing":
+        if self.active():
             self.thaw("stop")
 
     # --- lease -------------------------------------------------------------------------------

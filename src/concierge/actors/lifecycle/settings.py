@@ -46,5 +46,10 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     sysfs_root: str = "/sys"
     #: hwclock binary used by set-time, as qemu-ga (/sbin/hwclock -w / -s)
     hwclock: str = "/sbin/hwclock"
+    #: sample the clocks every this many seconds to detect a step after resume / pause /
+    #: migration and resync (chronyc makestep, else hwclock -s); 0 = off (qemu-ga has none)
+    clock_watch_s: float = 0.0
+    #: a jump larger than this between two samples is a step (the RTC has 1 s resolution)
+    clock_step_threshold_s: float = 2.0
     #: seconds allowed for helper programs (hwclock, shutdown, pm-utils, wall)
     helper_timeout_s: float = 30.0
