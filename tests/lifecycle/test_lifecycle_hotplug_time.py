@@ -182,3 +182,29 @@ def test_clock_watch_detects_resume_and_rtc_jumps_but_not_drift() -> None:
     assert watch.check() == ("rtc", 120.0, "hwclock")
     assert resyncs == ["rtc"] and steps == [("rtc", 120.0, "hwclock")]
     assert watch.check() is None  # re-baselined after the resync
+
+
+def test_node_clock_watch_resyncs_from_rtc_after_a_jump(tmp_path: Path) -> None:
+    from lifecycle_support import wait_for
+
+    rtc = tmp_path / "sys" / "class" / "rtc" / "rtc0"
+    rtc.mkdir(parents=True)
+    epoch = rtc / "since_epoch"
+    epoch.write_text(f"{int(time.time())}\n")
+    hwclock = make_script(tmp_path / "hwclock", f'echo "$@" >> {tmp_path}/hwclock.log\n')
+    context = FakeContext("lifecycle", {
+        "sysfs_root": str(tmp_path / "sys"), "hwclock": str(hwclock), "fsfreeze_hook": "",
+        "state_dir": str(tmp_path / "state"), "only_mountpoints": ["/nonexistent-test-mount"],
+        "clock_watch_s": 0.05, "clock_resync": "rtc",
+    })
+    context.run_node(LifecycleNode)
+    try:
+        time.sleep(0.3)
+        epoch.write_text(f"{int(time.time()) + 600}\n")  # the host moved on while we were paused
+        assert wait_for(lambda: any(t == m.EVT_CLOCK_STEPPED for t, _ in context.published), 10)
+        body = next(b for t, b in context.published if t == m.EVT_CLOCK_STEPPED)
+        assert body["cause"] == "rtc" and body["action"] == "hwclock"
+        assert 590 < body["seconds"] < 610
+        assert (tmp_path / "hwclock.log").read_text().split()[0] == "-s"
+    finally:
+        context.close()

@@ -18,7 +18,7 @@ import msgspec
 
 from concierge.actors.lifecycle import messages as m
 from concierge.actors.lifecycle.clockset import ClockError, TimeSetter, get_time_ns
-from concierge.actors.lifecycle.clockwatch import ClockWatch, sample_clocks
+from concierge.actors.lifecycle.clockwatch import ClockWatch, chrony_makestep, sample_clocks
 from concierge.actors.lifecycle.fsops import trim_all
 from concierge.actors.lifecycle.hooks import HookRunner
 from concierge.actors.lifecycle.hotplug import Hotplug, HotplugError
@@ -84,6 +84,7 @@ class LifecycleNode(ServiceNode):
                 resync_from_rtc=lambda: self.time_setter.set_time(None),
                 on_step=self._clock_stepped,
                 sample=lambda: sample_clocks(s.sysfs_root),
+                ntp_step=chrony_makestep if s.clock_resync == "auto" else lambda: False,
             )
             self.clock_watch.start()
         self.ctx.subscribe("host.")

@@ -51,5 +51,7 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     clock_watch_s: float = 0.0
     #: a jump larger than this between two samples is a step (the RTC has 1 s resolution)
     clock_step_threshold_s: float = 2.0
+    #: how to resync after a step: "auto" = chronyc makestep when chrony answers, else the RTC
+    clock_resync: Literal["auto", "rtc"] = "auto"
     #: seconds allowed for helper programs (hwclock, shutdown, pm-utils, wall)
     helper_timeout_s: float = 30.0
