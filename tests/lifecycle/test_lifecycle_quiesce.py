@@ -285,3 +285,26 @@ def test_bad_request_bodies_are_rejected(make_node: Any, ext4: Path) -> None:
     reply = ctx.ask(m.FREEZE, {"mountpoints": "not-a-list"})
     assert not reply.ok and reply.code == ErrorCode.BAD_REQUEST
     assert ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed"
+
+
+def test_fifreeze_failing_midway_thaws_what_was_frozen_then_freezefail(
+    make_node: Any, ext4: Path, tmp_path: Path
+) -> None:
+    real = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if f" {ext4} " in line)
+    gone = tmp_path / "vanished"
+    # the vanished mount comes first in mount order, so it is frozen last: after ext4
+    table = tmp_path / "mountinfo"
+    table.write_text(f"900 1 7:250 / {gone} rw - ext4 /dev/loop250 rw\n{real}\n")
+    log = tmp_path / "hook.log"
+    hook = make_script(tmp_path / "hook", f'echo "$1" >> {log}\n')
+    ctx = make_node([ext4, gone], mount_table=str(table), fsfreeze_hook=str(hook))
+    reply = ctx.ask(m.FREEZE, {})
+    assert not reply.ok
+    assert reply.message == f"failed to open {gone}: No such file or directory"
+    assert log.read_text().split() == ["freeze", "freezefail"]
+    assert ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed"
+    assert not_frozen(ext4)
+    notes = [b["frozen"] for t, b in ctx.supervisor_notes if t == m.NOTE_FREEZE_STATE]
+    assert notes == [True, False]
+    assert not (tmp_path / "state" / "frozen.json").exists()
