@@ -225,7 +225,9 @@ def test_hanging_hook_is_killed_and_freezefail_runs(
     assert not_frozen(ext4)
 
 
-def test_hook_dir_order_and_failure_midway(make_node: Any, ext4: Path, tmp_path: Path) -> None:
+def test_hook_dir_runs_in_order_and_skips_package_leftovers(
+    make_node: Any, ext4: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "hook.log"
     hook_d = tmp_path / "hook.d"
     hook_d.mkdir()

@@ -10,6 +10,7 @@ Standard library only; runs on worker threads.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -88,7 +89,7 @@ class HookRunner:
 
     def _run_one(self, script: str, phase: Phase) -> None:
         if not os.access(script, os.X_OK):
-            err = os.strerror(13 if os.path.exists(script) else 2)
+            err = os.strerror(errno.EACCES if os.path.exists(script) else errno.ENOENT)
             raise HookError(f"can't access fsfreeze hook '{script}': {err}")
         if phase == "freeze" and self._cancelled.is_set():
             raise HookError("fsfreeze hook has terminated abnormally")
