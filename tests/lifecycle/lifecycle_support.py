@@ -1,0 +1,186 @@
+"""Shared helpers for the lifecycle tests: loop-mounted filesystems the test owns, a blocked-writer
+probe, a raw QGA client for the real qemu-ga, and a polling helper.
+
+Only filesystems created here are ever frozen; cleanup always thaws, unmounts, detaches the
+loop device and removes the image, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from concierge.testing.peers import require, require_binary
+
+FITHAW = 0xC0045878
+SIZES_MB = {"ext4": 64, "xfs": 320}  # xfsprogs >= 5.19 refuses filesystems below 300 MB
+
+
+def can_loop_mount() -> bool:
+    """Root and a loop-control device are needed to create test filesystems."""
+    return os.geteuid() == 0 and os.path.exists("/dev/loop-control")
+
+
+def _thaw_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for _ in range(4):
+                fcntl.ioctl(fd, FITHAW, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def loop_fs(fstype: str) -> Iterator[Path]:
+    """A freshly made ``fstype`` filesystem on a loop device, mounted in a private tmp dir."""
+    require(can_loop_mount(), "needs root and /dev/loop-control for loop-mounted filesystems")
+    mkfs = require_binary(f"mkfs.{fstype}", "xfsprogs" if fstype == "xfs" else "e2fsprogs")
+    base = Path(tempfile.mkdtemp(prefix=f"cc-lifecycle-{fstype}-"))
+    image, mnt = base / "fs.img", base / "mnt"
+    mnt.mkdir()
+    device = ""
+    mounted = False
+    try:
+        with open(image, "wb") as fh:
+            fh.truncate(SIZES_MB[fstype] * 1024 * 1024)
+        quiet = ["-q", "-F"] if fstype == "ext4" else ["-q", "-f"]
+        subprocess.run([mkfs, *quiet, str(image)], check=True, capture_output=True)
+        device = subprocess.run(
+            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        subprocess.run(["mount", "-t", fstype, device, str(mnt)], check=True, capture_output=True)
+        mounted = True
+        yield mnt
+    finally:
+        if mounted:
+            _thaw_quietly(mnt)
+            umount = subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+            if umount.returncode != 0:
+                subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+        if device:
+            subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def start_writer(directory: Path, name: str = "probe") -> subprocess.Popen[bytes]:
+    """A child that creates a file in ``directory`` and fsyncs it: blocks while it is frozen."""
+    code = (
+        "import os,sys\n"
+        "fd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o644)\n"
+        "os.write(fd,b'x'*4096); os.fsync(fd); os.close(fd)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(directory / name)])
+
+
+def writer_blocked(proc: subprocess.Popen[bytes], settle_s: float = 0.5) -> bool:
+    """True when the writer has not finished after ``settle_s`` (it is stuck on a frozen fs)."""
+    try:
+        proc.wait(timeout=settle_s)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def writer_finishes(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> bool:
+    """True when the writer completes successfully within a generous bound."""
+    try:
+        return proc.wait(timeout=timeout_s) == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def not_frozen(directory: Path, name: str = "check") -> bool:
+    """A fresh writer on ``directory`` completes: nothing there is left frozen."""
+    return writer_finishes(start_writer(directory, name))
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0, step_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout_s`` passed (a bound, never a speed claim)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()
+
+
+def make_script(path: Path, body: str) -> Path:
+    """Write an executable shell script."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+class QgaClient:
+    """Minimal raw client for a QGA unix socket (one JSON object per line)."""
+
+    def __init__(self, path: str, timeout_s: float = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def cmd(self, execute: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one command and return the decoded reply object."""
+        req: dict[str, Any] = {"execute": execute}
+        if arguments is not None:
+            req["arguments"] = arguments
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("qemu-ga closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def real_qemu_ga() -> Iterator[QgaClient]:
+    """Run the stock qemu-ga on a private unix socket (no hook, private state dir)."""
+    binary = require_binary("qemu-ga", "qemu-guest-agent")
+    base = Path(tempfile.mkdtemp(prefix="cc-lifecycle-qga-"))
+    sock = base / "qga.sock"
+    proc = subprocess.Popen(
+        [binary, "-m", "unix-listen", "-p", str(sock), "-t", str(base),
+         "-f", str(base / "qemu-ga.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client: QgaClient | None = None
+    try:
+        assert wait_for(sock.exists, 10.0), "qemu-ga did not create its socket"
+        client = QgaClient(str(sock))
+        assert client.cmd("guest-sync", {"id": 7}) == {"return": 7}
+        yield client
+    finally:
+        if client is not None:
+            with contextlib.suppress(OSError, ConnectionError):
+                if client.cmd("guest-fsfreeze-status").get("return") == "frozen":
+                    client.cmd("guest-fsfreeze-thaw")
+            client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
