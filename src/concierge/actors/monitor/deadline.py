@@ -96,7 +96,7 @@ class DeadlineRunner:
             func, future = job
             try:
                 future.set_result(func())
-            except BaseException as err:  # worker boundary: hand every failure to the waiter
+            except BaseException as err:  # noqa: BLE001 - worker boundary: the waiter re-raises it
                 future.set_exception(err)
             with self._lock:
                 self._idle += 1

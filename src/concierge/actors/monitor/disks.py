@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import os
 import struct
 from typing import Any
@@ -142,7 +143,7 @@ class DiskProbe:
             if disk.get("address", {}).get("bus-type") == "nvme":
                 try:
                     smart = self._runner.run(
-                        f"smart:{name}", lambda n=name: read_nvme_smart(n), self._timeout_s
+                        f"smart:{name}", functools.partial(read_nvme_smart, name), self._timeout_s
                     )
                 except ProbeTimeout:
                     smart = None

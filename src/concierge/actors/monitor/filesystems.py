@@ -8,6 +8,7 @@ list, for disks-usage. Must not import the node or transport code.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import stat
@@ -20,10 +21,41 @@ from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
 
 #: oVirt guest agent's ignored_fs: pseudo filesystems never reported in scope "all"
 IGNORED_FS = frozenset(
-    "autofs binfmt_misc bpf cgroup cgroup2 configfs debugfs devpts devtmpfs efivarfs fusectl "
-    "fuse.gvfsd-fuse fuse.gvfs-fuse-daemon fuse.portal hugetlbfs mqueue nfsd nsfs proc pstore "
-    "ramfs rootfs rpc_pipefs securityfs selinuxfs squashfs sysfs tmpfs tracefs udev usbfs "
-    "overlay".split()
+    {
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "fusectl",
+        "fuse.gvfsd-fuse",
+        "fuse.gvfs-fuse-daemon",
+        "fuse.portal",
+        "hugetlbfs",
+        "mqueue",
+        "nfsd",
+        "nsfs",
+        "proc",
+        "pstore",
+        "ramfs",
+        "rootfs",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+        "udev",
+        "usbfs",
+        "overlay",
+    }
+)
 )
 
 
@@ -202,7 +234,7 @@ class FilesystemProbe:
             path = mount.mountpoint
             try:
                 vfs = self._runner.run(
-                    f"statvfs:{path}", lambda p=path: os.statvfs(p), self._timeout_s
+                    f"statvfs:{path}", functools.partial(os.statvfs, path), self._timeout_s
                 )
             except ProbeTimeout:
                 timed_out.append(mount.mountpoint)

@@ -130,7 +130,11 @@ class InterfaceProbe:
 
     def _build(self) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
         layout: list[tuple[str, str | None, list[dict[str, Any]]]] = []
-        for name, addrs in psutil.net_if_addrs().items():
+        by_name = psutil.net_if_addrs()
+        # getifaddrs (hence qemu-ga) lists links in ifindex order; psutil's dict does not
+        rank = {name: index for index, name in socket.if_nameindex()}
+        for name in sorted(by_name, key=lambda n: rank.get(n, 1 << 30)):
+            addrs = by_name[name]
             addresses: list[dict[str, Any]] = []
             for addr in addrs:
                 if addr.family == socket.AF_INET:

@@ -115,10 +115,8 @@ class MonitorNode(ServiceNode):
             return self.runner.run(
                 "logind", lambda: users.read_logind(bus, timeout), timeout + 0.5
             )
-        except (ProbeTimeout, OSError, ConnectionError, TimeoutError, ValueError) as err:
+        except (ProbeTimeout, OSError, TimeoutError, ValueError, KeyError) as err:
             log.info("logind not available: %s", err, extra={"event": "monitor.no_logind"})
-        except Exception as err:  # jeepney raises DBusErrorResponse for an absent logind
-            log.info("logind refused: %s", err, extra={"event": "monitor.no_logind"})
         return found or []
 
     # --- network ------------------------------------------------------------------------------

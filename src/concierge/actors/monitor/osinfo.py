@@ -42,8 +42,8 @@ def unquote_os_release(value: str) -> str:
 def parse_os_release(text: str) -> dict[str, str]:
     """KEY=value assignments of an os-release file."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
