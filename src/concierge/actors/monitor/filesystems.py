@@ -56,7 +56,6 @@ IGNORED_FS = frozenset(
         "overlay",
     }
 )
-)
 
 
 @dataclass(frozen=True, slots=True)
