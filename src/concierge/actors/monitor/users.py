@@ -1,5 +1,5 @@
 """Logged-in users: utmp read directly (qemu-ga's rules: USER_PROCESS records, one entry per
-user with the earliest login, most recent first-appearance first), or logind's sessions over
+user with the earliest login, in order of first appearance), or logind's sessions over
 D-Bus (jeepney) when utmp is missing or empty, which is common on current distributions.
 
 Must not import the node or transport code.
@@ -45,7 +45,6 @@ def read_utmp(path: str) -> list[dict[str, Any]] | None:
             continue
         earliest[name] = login
         order.append(name)
-    order.reverse()  # qemu-ga prepends each new user
     return [{"user": n, "login_time": earliest[n], "source": "utmp"} for n in order]
 
 
