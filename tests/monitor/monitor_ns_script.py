@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -110,8 +111,6 @@ def loop_mount(work: Path, qga_binary: str) -> dict[str, Any]:
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        import socket  # noqa: PLC0415
-
         conn = socket.socket(socket.AF_UNIX)
         conn.connect(str(sock))
         stream = conn.makefile("rwb")
@@ -135,10 +134,7 @@ def loop_mount(work: Path, qga_binary: str) -> dict[str, Any]:
 def main() -> None:
     """Dispatch on the mode argument."""
     mode, work = sys.argv[1], Path(sys.argv[2])
-    if mode == "fuse-hang":
-        result = fuse_hang(work)
-    else:
-        result = loop_mount(work, sys.argv[3])
+    result = fuse_hang(work) if mode == "fuse-hang" else loop_mount(work, sys.argv[3])
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)  # a stuck probe thread must not keep the namespace alive

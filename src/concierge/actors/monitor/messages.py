@@ -27,7 +27,8 @@ TIMEZONE = "monitor.timezone"
 """-> :class:`TimezoneReply`."""
 
 USERS = "monitor.users"
-"""-> list of :class:`UserEntry`: unique users from utmp (earliest login, order of first appearance as qemu-ga);
+"""-> list of :class:`UserEntry`: unique users from utmp (earliest login, in order of first
+appearance, as qemu-ga);
 from logind over D-Bus when utmp is missing or empty."""
 
 INTERFACES = "monitor.interfaces"
