@@ -20,7 +20,7 @@ from typing import Any
 
 from concierge.actors.monitor.node import MonitorNode
 from concierge.testing.context import FakeContext
-from concierge.transport.qga.commands.monitor import render_fsinfo
+from concierge.transport.qga.commands.monitor import render_disks, render_fsinfo
 
 MNT_DETACH = 2
 
@@ -118,10 +118,21 @@ def loop_mount(work: Path, qga_binary: str) -> dict[str, Any]:
         stream.flush()
         out["qga"] = json.loads(stream.readline())["return"]
         out["ours"] = render_fsinfo(ctx.ask("monitor.filesystems", None).body)
+        stream.write(b'{"execute": "guest-get-disks"}\n')
+        stream.flush()
+        out["qga_disks"] = json.loads(stream.readline())["return"]
+        out["ours_disks"] = render_disks(ctx.ask("monitor.disks", None).body)
         conn.close()
         subprocess.run(["umount", str(mnt)], check=True)
         gone = ctx.ask("monitor.filesystems", None).body
         out["after_umount"] = [f["mountpoint"] for f in gone["filesystems"]]
+        deadline = time.monotonic() + 5  # autoclear detaches the loop device asynchronously
+        while time.monotonic() < deadline:
+            disks = [d["name"] for d in ctx.ask("monitor.disks", None).body]
+            if len(disks) < len(out["ours_disks"]):
+                break
+            time.sleep(0.05)
+        out["disks_after_umount"] = disks
     finally:
         if qga is not None:
             qga.terminate()

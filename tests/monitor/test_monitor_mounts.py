@@ -77,3 +77,9 @@ def test_loop_mount_is_visible_at_next_request_and_matches_qemu_ga(tmp_path: Pat
         if a["mountpoint"] == mnt:
             assert a == b
     assert mnt not in result["after_umount"]
+    # guest-get-disks saw the loop device appear (cache invalidated by the uevent) ...
+    loop_dev = "/dev/" + new[0]["name"]
+    assert loop_dev in [d["name"] for d in result["ours_disks"]]
+    assert json.dumps(result["ours_disks"]) == json.dumps(result["qga_disks"])
+    # ... and go away once the loop device was detached
+    assert loop_dev not in result["disks_after_umount"]

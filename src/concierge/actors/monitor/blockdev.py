@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +30,60 @@ _DRIVERS = frozenset(
 def read_text(path: str) -> str | None:
     """The file's content, or None when it cannot be read (sysfs attributes come and go)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class UeventWatch:
+    """Kernel and udev uevents for block devices, so a cached inventory knows it is stale.
+
+    ``generation()`` drains the socket and bumps a counter per block-device event; without
+    the netlink socket (odd sandboxes) every call counts as a change.
+    """
+
+    _NETLINK_KOBJECT_UEVENT = 15
+
+    def __init__(self) -> None:
+        self._gen = 0
+        self._sock: socket.socket | None
+        try:
+            sock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK,
+                self._NETLINK_KOBJECT_UEVENT,
+            )
+            sock.bind((0, 1 | 2))  # kernel events and udev's processed events
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self._sock = sock
+        except OSError:
+            self._sock = None
+
+    def generation(self) -> int:
+        """A number that changes whenever a block device may have changed."""
+        if self._sock is None:
+            self._gen += 1
+            return self._gen
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return self._gen
+            except OSError:  # ENOBUFS: events were lost
+                self._gen += 1
+                continue
+            if b"SUBSYSTEM=block" in data:
+                self._gen += 1
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            self._sock.close()
 
 
 def uevent(syspath: str) -> dict[str, str]:

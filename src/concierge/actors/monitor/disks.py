@@ -12,11 +12,13 @@ import fcntl
 import functools
 import os
 import struct
+import threading
 from typing import Any
 
 from concierge.actors.monitor.blockdev import (
     DeviceWalk,
     UdevDb,
+    UeventWatch,
     devnode,
     is_virtual,
     read_text,
@@ -105,6 +107,14 @@ class DiskProbe:
         self._timeout_s = timeout_s
         self._sys_block = f"{sys_root}/block"
         self._udev = udev or UdevDb()
+        self._watch = UeventWatch()
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, tuple[str, ...]], list[dict[str, Any]]] | None = None
+        self.rebuilds = 0
+
+    def close(self) -> None:
+        """Release the uevent socket."""
+        self._watch.close()
 
     def _alias(self, disk_dir: str) -> str | None:
         alias = self._udev.properties(disk_dir).get("DM_NAME")
@@ -113,12 +123,37 @@ class DiskProbe:
         return alias or None
 
     def probe(self) -> list[dict[str, Any]]:
-        """The reply body of ``monitor.disks``."""
-        built: list[dict[str, Any]] = []
+        """The reply body of ``monitor.disks``: the sysfs layout is rebuilt only after a
+        block uevent (or a changed /sys/block listing); SMART is always read fresh."""
         try:
             entries = list(os.scandir(self._sys_block))
         except OSError:
             return []
+        with self._lock:
+            key = (self._watch.generation(), tuple(e.name for e in entries))
+            if self._cache is None or self._cache[0] != key:
+                self._cache = (key, self._build(entries))
+                self.rebuilds += 1
+            layout = self._cache[1]
+        result = [dict(disk) for disk in layout]
+        for disk in result:
+            if disk.get("address", {}).get("bus-type") == "nvme":
+                self._add_smart(disk)
+        return result
+
+    def _add_smart(self, disk: dict[str, Any]) -> None:
+        name = disk["name"]
+        try:
+            smart = self._runner.run(
+                f"smart:{name}", functools.partial(read_nvme_smart, name), self._timeout_s
+            )
+        except ProbeTimeout:
+            return
+        if smart is not None:
+            disk["smart"] = smart
+
+    def _build(self, entries: list[os.DirEntry[str]]) -> list[dict[str, Any]]:
+        built: list[dict[str, Any]] = []
         for entry in entries:
             if not entry.is_symlink():
                 continue
@@ -140,15 +175,6 @@ class DiskProbe:
                 if walk.disks:
                     disk["address"] = walk.disks[0]
             self._dependencies(disk_dir, disk)
-            if disk.get("address", {}).get("bus-type") == "nvme":
-                try:
-                    smart = self._runner.run(
-                        f"smart:{name}", functools.partial(read_nvme_smart, name), self._timeout_s
-                    )
-                except ProbeTimeout:
-                    smart = None
-                if smart is not None:
-                    disk["smart"] = smart
             built.extend(self._partitions(entry.name, disk_dir, name))
         built.reverse()  # qemu-ga prepends every entry
         return built

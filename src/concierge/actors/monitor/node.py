@@ -66,6 +66,7 @@ class MonitorNode(ServiceNode):
         """Close fds and let idle probe threads go (stuck ones are daemon threads)."""
         self.interfaces.close()
         self.filesystems.close()
+        self.disks.close()
         self.runner.close()
 
     # --- identity -----------------------------------------------------------------------------

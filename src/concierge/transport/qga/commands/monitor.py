@@ -24,16 +24,29 @@ def tdb_hash(key: str) -> int:
     return (1103515243 * value + 12345) & 0xFFFFFFFF
 
 
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    order = _ORDERS.get(keys)
+    if order is None:
+        buckets: dict[int, list[str]] = {}
+        for key in keys:
+            buckets.setdefault(tdb_hash(key) % _BUCKETS, []).insert(0, key)
+        order = tuple(key for b in sorted(buckets) for key in buckets[b])
+        if len(_ORDERS) < 4096:  # key sets are schema-bound, so this stays small
+            _ORDERS[keys] = order
+    return order
+
+
+#: insertion-ordered key tuple -> QDict output order (pure function of the keys)
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def qdict_order(value: Any) -> Any:
     """Reorder every dict (recursively) the way qemu-ga's JSON output lists the keys."""
     if isinstance(value, list):
         return [qdict_order(item) for item in value]
     if not isinstance(value, dict):
         return value
-    buckets: dict[int, list[str]] = {}
-    for key in value:
-        buckets.setdefault(tdb_hash(key) % _BUCKETS, []).insert(0, key)
-    return {key: qdict_order(value[key]) for b in sorted(buckets) for key in buckets[b]}
+    return {key: qdict_order(value[key]) for key in _key_order(tuple(value))}
 
 
 def _kebab(data: dict[str, Any]) -> dict[str, Any]:
