@@ -45,7 +45,7 @@ EXTRA = [("monitor.memory", None), ("monitor.applications", None),
 def _caller(node: MonitorNode, kind: str, body: Any, render: Callable[[Any], Any]) -> Callable[
     [], str
 ]:
-    func, _ = node._handlers[kind]  # noqa: SLF001 - benchmark drives the handler directly
+    func, _ = node._handlers[kind]  # the benchmark drives the handler directly
 
     def call() -> str:
         return json.dumps(render(func(Incoming(kind="req", type=kind, body=body, src="bench"))))

@@ -6,6 +6,7 @@ Must not import the node or transport code.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 _DISK_14 = (
@@ -15,12 +16,19 @@ _DISK_14 = (
 )
 _DISK_18 = ("discard_ios", "discard_merges", "discard_sectors", "discard_ticks")
 _DISK_20 = ("flush_ios", "flush_ticks")
+_VMSTAT = re.compile(r"^(pswpin|pswpout|pgfault|pgmajfault) (\d+)$", re.MULTILINE)
 _CPU_OPTIONAL = ("iowait", "irq", "softirq", "steal", "guest", "guestnice")
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as handle:
-        return handle.read()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+    finally:
+        os.close(fd)
 
 
 def diskstats(path: str = "/proc/diskstats") -> list[dict[str, Any]]:
@@ -84,11 +92,7 @@ def memory(meminfo: str = "/proc/meminfo", vmstat: str = "/proc/vmstat") -> dict
         parts = rest.split()
         if parts:
             kib[key] = int(parts[0])
-    vm: dict[str, int] = {}
-    for line in _read(vmstat).splitlines():
-        key, _, value = line.partition(" ")
-        if value:
-            vm[key] = int(value)
+    vm = {key: int(value) for key, value in _VMSTAT.findall(_read(vmstat))}
     return {
         "total": kib.get("MemTotal", 0) * 1024,
         "free": kib.get("MemFree", 0) * 1024,

@@ -46,11 +46,24 @@ def qdict_order(value: Any) -> Any:
         return [qdict_order(item) for item in value]
     if not isinstance(value, dict):
         return value
-    return {key: qdict_order(value[key]) for key in _key_order(tuple(value))}
+    return {
+        key: qdict_order(item) if isinstance(item, dict | list) else item
+        for key in _key_order(tuple(value))
+        for item in (value[key],)
+    }
+
+
+_KEBAB: dict[str, str] = {}
 
 
 def _kebab(data: dict[str, Any]) -> dict[str, Any]:
-    return {key.replace("_", "-"): value for key, value in data.items()}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _KEBAB.get(key)
+        if name is None:
+            name = _KEBAB[key] = key.replace("_", "-")
+        out[name] = value
+    return out
 
 
 def render_hostname(body: dict[str, Any]) -> dict[str, Any]:
