@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from concierge.actors.monitor.blockdev import DeviceWalk, UdevDb, walk_device
+from concierge.actors.monitor.blockdev import DeviceWalk, UdevDb, UeventWatch, walk_device
 from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
 
 #: oVirt guest agent's ignored_fs: pseudo filesystems never reported in scope "all"
@@ -178,14 +178,16 @@ class FilesystemProbe:
         self._sys_root = sys_root
         self._udev = udev or UdevDb()
         self._walks: dict[tuple[int, int], DeviceWalk] = {}
-        self._walk_generation = -1
+        self._walk_generation: tuple[int, int] = (-1, -1)
+        self._uevents = UeventWatch()  # a udev serial or dm rename also invalidates the walks
         self._lock = threading.Lock()
 
     def _walk(self, major: int, minor: int) -> DeviceWalk:
         with self._lock:
-            if self._walk_generation != self._table.generation:
+            generation = (self._table.generation, self._uevents.generation())
+            if self._walk_generation != generation:
                 self._walks.clear()
-                self._walk_generation = self._table.generation
+                self._walk_generation = generation
             cached = self._walks.get((major, minor))
         if cached is not None:
             return cached
@@ -250,5 +252,6 @@ class FilesystemProbe:
         return {"filesystems": entries, "timed_out": timed_out}
 
     def close(self) -> None:
-        """Release the mount-table fd."""
+        """Release the mount-table fd and the uevent socket."""
         self._table.close()
+        self._uevents.close()

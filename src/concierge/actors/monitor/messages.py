@@ -145,15 +145,12 @@ class PciAddress(TypedDict):
     function: int
 
 
-class DiskAddress(TypedDict):
-    """QGA ``GuestDiskAddress`` (kebab-case keys, as qemu-ga sends them)."""
-
-    # keys: "pci-controller", "bus-type", "bus", "target", "unit", and optional "serial",
-    # "dev", "ccw-address"; a TypedDict cannot spell them, so this documents the shape only.
-
-
 class Filesystem(TypedDict):
-    """One mounted filesystem; sizes absent when statvfs failed or timed out."""
+    """One mounted filesystem; sizes absent when statvfs failed or timed out. ``disks`` holds
+    QGA ``GuestDiskAddress`` dicts with qemu-ga's kebab-case keys (``pci-controller``,
+    ``bus-type``, ``bus``, ``target``, ``unit``, optional ``serial``, ``dev``, ``ccw-address``).
+    ``name`` is the sysfs name of the device (``vda1``, ``dm-0``); in scope ``all`` network
+    and FUSE mounts carry their source (``server:/export``) and no disks."""
 
     name: str
     mountpoint: str
