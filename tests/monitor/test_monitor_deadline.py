@@ -4,6 +4,7 @@ returns, other keys keep working, and the number of stuck threads is bounded."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -34,16 +35,36 @@ def test_stuck_key_fails_fast_and_recovers() -> None:
 
 
 def test_exceptions_propagate_and_stuck_threads_are_bounded() -> None:
-    runner = DeadlineRunner(max_stuck=1)
+    runner = DeadlineRunner(max_stuck=2)
     gate = threading.Event()
     try:
         with pytest.raises(ZeroDivisionError):
             runner.run("div", lambda: 1 // 0, 5)
-        for i in range(5):  # max_stuck + 4 blocked calls at most
+        for i in range(2):
             with pytest.raises(ProbeTimeout):
                 runner.run(f"hang{i}", gate.wait, 0.05)
         with pytest.raises(ProbeTimeout, match="too many blocked"):
             runner.run("one-more", lambda: 1, 5)
+    finally:
+        gate.set()
+        runner.close()
+
+
+def test_several_hung_keys_share_one_deadline() -> None:
+    runner = DeadlineRunner()
+    gate = threading.Event()
+    try:
+        started = time.monotonic()
+        outcomes = runner.run_many(
+            [("a", gate.wait), ("b", gate.wait), ("ok", lambda: "fine"), ("bad", lambda: 1 // 0)],
+            1.0,
+        )
+        elapsed = time.monotonic() - started
+        assert isinstance(outcomes[0], ProbeTimeout) and isinstance(outcomes[1], ProbeTimeout)
+        assert outcomes[2] == "fine"
+        assert isinstance(outcomes[3], ZeroDivisionError)
+        assert sorted(runner.stuck_keys()) == ["a", "b"]
+        assert elapsed < 1.9  # one deadline for both, not two (generous bound)
     finally:
         gate.set()
         runner.close()

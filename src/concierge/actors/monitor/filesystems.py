@@ -220,7 +220,15 @@ class FilesystemProbe:
         """The reply body of ``monitor.filesystems``."""
         entries: list[dict[str, Any]] = []
         timed_out: list[str] = []
-        for mount, major, minor in self.selected(scope):
+        chosen = self.selected(scope)
+        sizes = self._runner.run_many(
+            [
+                (f"statvfs:{mount.mountpoint}", functools.partial(os.statvfs, mount.mountpoint))
+                for mount, _, _ in chosen
+            ],
+            self._timeout_s,
+        )
+        for (mount, major, minor), vfs in zip(chosen, sizes, strict=True):
             if major:
                 walk = self._walk(major, minor)
                 name = walk.name or f"{major}:{minor}"
@@ -232,16 +240,9 @@ class FilesystemProbe:
                 "mountpoint": mount.mountpoint,
                 "type": mount.fstype,
             }
-            path = mount.mountpoint
-            try:
-                vfs = self._runner.run(
-                    f"statvfs:{path}", functools.partial(os.statvfs, path), self._timeout_s
-                )
-            except ProbeTimeout:
+            if isinstance(vfs, ProbeTimeout):
                 timed_out.append(mount.mountpoint)
-            except OSError:
-                pass
-            else:
+            elif isinstance(vfs, os.statvfs_result):
                 used = vfs.f_blocks - vfs.f_bfree
                 entry["used_bytes"] = used * vfs.f_frsize
                 entry["total_bytes"] = (used + vfs.f_bavail) * vfs.f_frsize
