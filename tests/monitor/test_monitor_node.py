@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -199,3 +201,30 @@ def test_no_utmp_and_no_logind_is_an_empty_list(tmp_path: Path) -> None:
     with monitor_node(settings) as ctx:
         reply = ctx.ask("monitor.users")
     assert reply.ok and reply.body == []
+
+
+def _rpm_header(name: str, version: str, release: str) -> bytes:
+    """An rpm header blob as rpmdb.sqlite stores it (index entries + data store)."""
+    store = b""
+    index = b""
+    for tag, value in ((1000, name), (1001, version), (1002, release)):
+        index += struct.pack(">iiii", tag, 6, len(store), 1)
+        store += value.encode() + b"\0"
+    return struct.pack(">ii", 3, len(store)) + index + store
+
+
+def test_rpm_sqlite_database_is_read_without_rpm(tmp_path: Path) -> None:
+    rpmdir = tmp_path / "rpm"
+    rpmdir.mkdir()
+    conn = sqlite3.connect(rpmdir / "rpmdb.sqlite")
+    conn.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB NOT NULL)")
+    conn.execute("INSERT INTO Packages (blob) VALUES (?)",
+                 (_rpm_header("kernel", "5.14.0", "362.el9"),))
+    conn.execute("INSERT INTO Packages (blob) VALUES (?)",
+                 (_rpm_header("bash", "5.1.8", "6.el9"),))
+    conn.commit()
+    conn.close()
+    settings = {"rpmdb_dir": str(rpmdir), "dpkg_status_path": str(tmp_path / "none")}
+    with monitor_node(settings) as ctx:
+        apps = ctx.ask("monitor.applications").body["applications"]
+    assert apps == ["kernel-5.14.0-362.el9"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from monitor_peers import monitor_node
 
 from concierge.transport.qga.commands.monitor import ROUTES, qdict_order, tdb_hash
 
-SCHEMA = Path("/work/shared/reference/qga-qapi-schema.json")
+SCHEMA = Path(
+    os.environ.get("CONCIERGE_QGA_SCHEMA", "/work/shared/reference/qga-qapi-schema.json")
+)
 _INTS = {"int", "uint64", "int64", "uint16", "uint32", "int32", "uint8", "int8", "size"}
 
 
