@@ -1,0 +1,205 @@
+"""MonitorNode: the monitor actor process (config id ``monitor``).
+
+Cheap probes (procfs reads, cached interface layout) run on the service actor thread;
+hang-prone ones (statvfs, NVMe ioctl, package databases, logind, DNS) are ``blocking=True``
+handlers on the worker pool and, inside, go through a :class:`DeadlineRunner`, so a dead
+mount costs one timeout and never delays other requests. Request/reply shapes: messages.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import msgspec
+
+from concierge.actors.monitor import messages as m
+from concierge.actors.monitor import osinfo, routes, stats, users
+from concierge.actors.monitor.applications import ApplicationsProbe
+from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
+from concierge.actors.monitor.disks import DiskProbe
+from concierge.actors.monitor.filesystems import FilesystemProbe
+from concierge.actors.monitor.network import InterfaceProbe
+from concierge.actors.monitor.settings import MonitorSettings
+from concierge.actors.node import Incoming
+from concierge.actors.service import ServiceNode, handler
+from concierge.errors import ActorError, ConfigError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+def _body(msg: Incoming) -> dict[str, Any]:
+    if msg.body is None:
+        return {}
+    if not isinstance(msg.body, dict):
+        raise ActorError(ErrorCode.BAD_REQUEST, f"{msg.type}: body must be a map or nil")
+    return msg.body
+
+
+class MonitorNode(ServiceNode):
+    """Inventory and statistics on request; see :mod:`concierge.actors.monitor.messages`."""
+
+    worker_threads = 4
+
+    def on_start(self) -> None:
+        """Validate settings and open the long-lived watchers (netlink, mountinfo)."""
+        try:
+            self.settings = msgspec.convert(dict(self.ctx.settings), MonitorSettings)
+        except msgspec.ValidationError as err:
+            raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
+        cfg = self.settings
+        self.runner = DeadlineRunner(max_stuck=cfg.max_stuck_probes)
+        self.interfaces = InterfaceProbe(f"{cfg.proc_root}/net/dev")
+        self.filesystems = FilesystemProbe(
+            self.runner,
+            timeout_s=cfg.probe_timeout_s,
+            mountinfo=f"{cfg.proc_root}/self/mountinfo",
+            sys_root=cfg.sys_root,
+        )
+        self.disks = DiskProbe(self.runner, timeout_s=cfg.probe_timeout_s, sys_root=cfg.sys_root)
+        self.applications = ApplicationsProbe(cfg.dpkg_status_path, cfg.rpmdb_dir)
+        self._fqdn_lock = threading.Lock()
+        self._fqdn: tuple[float, str] | None = None
+
+    def on_stop(self) -> None:
+        """Close fds and let idle probe threads go (stuck ones are daemon threads)."""
+        self.interfaces.close()
+        self.filesystems.close()
+        self.disks.close()
+        self.runner.close()
+
+    # --- identity -----------------------------------------------------------------------------
+    @handler(m.OSINFO)
+    def osinfo(self, msg: Incoming) -> dict[str, Any]:
+        """uname + os-release."""
+        return osinfo.osinfo(self.settings.os_release_paths)
+
+    @handler(m.HOSTNAME, blocking=True)
+    def hostname(self, msg: Incoming) -> dict[str, Any]:
+        """Host name, and the FQDN unless the body says ``{"fqdn": false}``."""
+        name = osinfo.hostname()
+        if _body(msg).get("fqdn", True) is False:
+            return {"hostname": name}
+        return {"hostname": name, "fqdn": self._cached_fqdn(name)}
+
+    def _cached_fqdn(self, name: str) -> str:
+        now = self.ctx.clock.monotonic()
+        with self._fqdn_lock:
+            cached = self._fqdn
+        if cached is not None and now - cached[0] < self.settings.fqdn_cache_s:
+            return cached[1]
+        try:
+            value = self.runner.run("fqdn", osinfo.fqdn, self.settings.fqdn_timeout_s)
+        except ProbeTimeout:
+            return cached[1] if cached is not None else name
+        with self._fqdn_lock:
+            self._fqdn = (now, value)
+        return value
+
+    @handler(m.TIMEZONE)
+    def timezone(self, msg: Incoming) -> dict[str, Any]:
+        """Zone abbreviation/offset (qemu-ga) plus IANA name/standard offset (oVirt)."""
+        return osinfo.timezone()
+
+    @handler(m.USERS, blocking=True)
+    def users(self, msg: Incoming) -> list[dict[str, Any]]:
+        """utmp users, or logind sessions when utmp is missing or empty."""
+        found = users.read_utmp(self.settings.utmp_path)
+        if found:
+            return found
+        bus = self.settings.logind_bus
+        if bus.lower() == "none":
+            return found or []
+        timeout = self.settings.logind_timeout_s
+        try:
+            return self.runner.run(
+                "logind", lambda: users.read_logind(bus, timeout), timeout + 0.5
+            )
+        except (ProbeTimeout, OSError, TimeoutError, ValueError, KeyError) as err:
+            log.info("logind not available: %s", err, extra={"event": "monitor.no_logind"})
+        return found or []
+
+    # --- network ------------------------------------------------------------------------------
+    @handler(m.INTERFACES)
+    def network_interfaces(self, msg: Incoming) -> dict[str, Any]:
+        """Interfaces filtered by the profile's excludes and cap."""
+        profile = _body(msg).get("profile", "default")
+        cfg = self.settings
+        if profile == "qga":
+            return self.interfaces.probe(cfg.qga_interface_excludes, cfg.qga_interface_cap)
+        if profile == "default":
+            return self.interfaces.probe(cfg.interface_excludes, cfg.interface_cap)
+        raise ActorError(ErrorCode.BAD_REQUEST, f"unknown interfaces profile {profile!r}")
+
+    @handler(m.ROUTES)
+    def network_routes(self, msg: Incoming) -> list[dict[str, Any]]:
+        """IPv4 and IPv6 routes."""
+        return routes.routes(f"{self.settings.proc_root}/net")
+
+    # --- storage ------------------------------------------------------------------------------
+    @handler(m.FILESYSTEMS, blocking=True)
+    def filesystem_list(self, msg: Incoming) -> dict[str, Any]:
+        """Mounted filesystems; ``{"scope": "all"}`` adds network/FUSE mounts (oVirt)."""
+        scope = _body(msg).get("scope", "block")
+        if scope not in ("block", "all"):
+            raise ActorError(ErrorCode.BAD_REQUEST, f"unknown filesystems scope {scope!r}")
+        reply = self.filesystems.probe(scope)
+        self._report_stuck()
+        return reply
+
+    @handler(m.DISKS, blocking=True)
+    def disk_list(self, msg: Incoming) -> list[dict[str, Any]]:
+        """Block devices as guest-get-disks lists them."""
+        return self.disks.probe()
+
+    @handler(m.DISKSTATS)
+    def disk_stats(self, msg: Incoming) -> list[dict[str, Any]]:
+        """/proc/diskstats."""
+        return stats.diskstats(f"{self.settings.proc_root}/diskstats")
+
+    # --- cpu and memory -----------------------------------------------------------------------
+    @handler(m.CPUSTATS)
+    def cpu_stats(self, msg: Incoming) -> list[dict[str, Any]]:
+        """Per-CPU times (ms)."""
+        return stats.cpustats(f"{self.settings.proc_root}/stat")
+
+    @handler(m.LOAD)
+    def load_average(self, msg: Incoming) -> dict[str, float]:
+        """Load average."""
+        return osinfo.load()
+
+    @handler(m.CPUS)
+    def cpus(self, msg: Incoming) -> dict[str, int]:
+        """Online CPU count."""
+        return {"count": osinfo.cpu_count()}
+
+    @handler(m.MEMORY)
+    def memory_stats(self, msg: Incoming) -> dict[str, int]:
+        """Memory sizes and swap/page-fault counters."""
+        root = self.settings.proc_root
+        return stats.memory(f"{root}/meminfo", f"{root}/vmstat")
+
+    # --- software -----------------------------------------------------------------------------
+    @handler(m.APPLICATIONS, blocking=True)
+    def installed_applications(self, msg: Incoming) -> dict[str, Any]:
+        """Installed packages matching the configured (or requested) name patterns."""
+        names = _body(msg).get("names", self.settings.application_names)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ActorError(ErrorCode.BAD_REQUEST, "names must be a list of strings")
+        try:
+            found = self.runner.run(
+                "applications",
+                lambda: self.applications.probe(names),
+                max(self.settings.probe_timeout_s, 10.0),
+            )
+        except ProbeTimeout as err:
+            raise ActorError(ErrorCode.TIMEOUT, str(err), retryable=True) from err
+        return {"applications": found}
+
+    def _report_stuck(self) -> None:
+        stuck = self.runner.stuck_keys()
+        if stuck:
+            self.ctx.set_health("degraded", "blocked probes: " + ", ".join(sorted(stuck)[:5]))
+        else:
+            self.ctx.set_health("ok")

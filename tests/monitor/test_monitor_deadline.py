@@ -1,0 +1,70 @@
+"""DeadlineRunner: a hung call costs one timeout, its key fails fast until the call
+returns, other keys keep working, and the number of stuck threads is bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
+
+
+def test_stuck_key_fails_fast_and_recovers() -> None:
+    runner = DeadlineRunner(max_stuck=2)
+    gate = threading.Event()
+    try:
+        with pytest.raises(ProbeTimeout):
+            runner.run("nfs", gate.wait, 0.2)
+        assert runner.stuck_keys() == ["nfs"]
+        calls: list[int] = []
+        with pytest.raises(ProbeTimeout, match="still blocked"):
+            runner.run("nfs", lambda: calls.append(1), 30)  # not even attempted
+        assert calls == []
+        assert runner.run("other", lambda: 42, 5) == 42
+        gate.set()
+        for _ in range(200):  # the stuck call returns on its own thread
+            if not runner.stuck_keys():
+                break
+            threading.Event().wait(0.01)
+        assert runner.run("nfs", lambda: "back", 5) == "back"
+    finally:
+        gate.set()
+        runner.close()
+
+
+def test_exceptions_propagate_and_stuck_threads_are_bounded() -> None:
+    runner = DeadlineRunner(max_stuck=2)
+    gate = threading.Event()
+    try:
+        with pytest.raises(ZeroDivisionError):
+            runner.run("div", lambda: 1 // 0, 5)
+        for i in range(2):
+            with pytest.raises(ProbeTimeout):
+                runner.run(f"hang{i}", gate.wait, 0.05)
+        with pytest.raises(ProbeTimeout, match="too many blocked"):
+            runner.run("one-more", lambda: 1, 5)
+    finally:
+        gate.set()
+        runner.close()
+
+
+def test_several_hung_keys_share_one_deadline() -> None:
+    runner = DeadlineRunner()
+    gate = threading.Event()
+    try:
+        started = time.monotonic()
+        outcomes = runner.run_many(
+            [("a", gate.wait), ("b", gate.wait), ("ok", lambda: "fine"), ("bad", lambda: 1 // 0)],
+            1.0,
+        )
+        elapsed = time.monotonic() - started
+        assert isinstance(outcomes[0], ProbeTimeout) and isinstance(outcomes[1], ProbeTimeout)
+        assert outcomes[2] == "fine"
+        assert isinstance(outcomes[3], ZeroDivisionError)
+        assert sorted(runner.stuck_keys()) == ["a", "b"]
+        assert elapsed < 1.9  # one deadline for both, not two (generous bound)
+    finally:
+        gate.set()
+        runner.close()
