@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from concierge.testing.harness import AgentHarness, catalog  # noqa: E402
-from concierge.testing.rpc import ActorClient  # noqa: E402
+from concierge.testing.harness import AgentHarness, catalog
+from concierge.testing.rpc import ActorClient
 
 ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
 
@@ -93,7 +93,7 @@ def main() -> None:
         for i in range(args.starts):
             root = Path(tmp) / f"s{i}"
             root.mkdir()
-            cat = catalog({n: ECHO for n in ("a", "b", "c", "d", "e", "f", "g")})
+            cat = catalog(dict.fromkeys(("a", "b", "c", "d", "e", "f", "g"), ECHO))
             agent = AgentHarness(root, cat, args=("--log-format", "json"))
             agent.start()
             agent.stop()

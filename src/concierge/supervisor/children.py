@@ -105,7 +105,7 @@ class Child:
             "--id", self.id, "--runtime-dir", str(runtime_dir), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             close_fds=True, env=env, user=uid, group=gid, extra_groups=[] if gid is not None else None,
         )  # fmt: skip
@@ -151,7 +151,7 @@ class Child:
         """
         code = 0
         try:
-            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)  # type: ignore[attr-defined]
+            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
             if result is None:
                 return None
             code = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status

@@ -39,7 +39,7 @@ def preload() -> None:
     import pykka  # noqa: F401, PLC0415
     import zmq  # noqa: F401, PLC0415
 
-    import concierge.actors.runner  # noqa: F401, PLC0415
+    import concierge.actors.runner  # noqa: PLC0415
     import concierge.actors.service  # noqa: F401, PLC0415
 
     gc.collect()
@@ -82,7 +82,7 @@ class ForkServer:
     def alive(self) -> bool:
         """False once the fork server has exited."""
         try:
-            return os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None  # type: ignore[attr-defined]
+            return os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None
         except ChildProcessError:
             return False
 
@@ -92,7 +92,7 @@ class ForkServer:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)  # type: ignore[attr-defined]
+            os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
         os.close(self.pidfd)
 
 
@@ -121,8 +121,8 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) 
         except (OSError, ValueError, KeyError) as err:
             sock.send(json.dumps({"error": str(err)}).encode())
         finally:
-            for fd in fds:
-                os.close(fd)
+            for received in fds:
+                os.close(received)
 
 
 def _double_fork(request: dict[str, Any], fds: list[int], sock: socket.socket, supervisor_pid: int) -> int:
