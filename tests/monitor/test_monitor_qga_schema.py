@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from monitor_peers import monitor_node
 
+from concierge.testing.reference import reference_file
 from concierge.transport.qga.commands.monitor import ROUTES, qdict_order, tdb_hash
 
-SCHEMA = Path(
-    os.environ.get("CONCIERGE_QGA_SCHEMA", "/work/shared/reference/qga-qapi-schema.json")
-)
 _INTS = {"int", "uint64", "int64", "uint16", "uint32", "int32", "uint8", "int8", "size"}
 
 
@@ -96,9 +93,7 @@ def check(defs: dict[str, dict[str, Any]], typ: Any, value: Any, where: str) -> 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, dict[str, Any]]:
-    if not SCHEMA.exists():
-        pytest.skip("reference schema not present")
-    return load_schema(SCHEMA)
+    return load_schema(reference_file("qga-qapi-schema.json"))
 
 
 @pytest.fixture(scope="module")
