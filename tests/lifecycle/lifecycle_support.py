@@ -129,9 +129,18 @@ class QgaClient:
     """Minimal raw client for a QGA unix socket (one JSON object per line)."""
 
     def __init__(self, path: str, timeout_s: float = 30.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout_s)
-        self.sock.connect(path)
+        deadline = time.monotonic() + 10.0
+        while True:  # the socket file appears at bind(), before listen(): retry a refused connect
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout_s)
+            try:
+                self.sock.connect(path)
+                break
+            except ConnectionRefusedError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self.buf = b""
 
     def cmd(self, execute: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -236,7 +236,16 @@ class ControlServer:
                 }
             )
         own = procstat.sample(os.getpid())
-        return {"supervisor": own, "actors": out, "uptime_s": self.sup.status()["uptime_s"]}
+        forkserver = self.sup.forkserver
+        spare = procstat.sample(forkserver.pid) if forkserver is not None else {}
+        total = sum(int(x.get("pss_bytes", 0)) for x in (own, spare, *out))
+        return {
+            "supervisor": own,
+            "forkserver": spare,
+            "actors": out,
+            "total_pss_bytes": total,
+            "uptime_s": self.sup.status()["uptime_s"],
+        }
 
     def _reload(self, _route: bytes, _req_id: int, _args: dict[str, Any]) -> Any:
         return self.reload()
