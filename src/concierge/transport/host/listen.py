@@ -20,7 +20,7 @@ from typing import Any
 from concierge.actors.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
-from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink
+from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class StreamClient:
         if not data:
             self.close()
             return
-        self.channel.ctx.count("host.rx_bytes", len(data))
-        self.frontend.received(data)
+        if not deliver(self.channel.ctx, self.channel.spec.name, self.frontend, data):
+            self.close()
 
     def close(self) -> None:
         """Drop the client: pending output is lost, the front-end forgets it."""

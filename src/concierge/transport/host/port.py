@@ -20,7 +20,7 @@ from typing import Any
 from concierge.actors.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
-from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink
+from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +259,9 @@ class PortChannel:
             return
         if not self.link.attached:
             self._set_attached(True)
-        self.ctx.count("host.rx_bytes", len(data))
-        if self.frontend is not None:
-            self.frontend.received(data)
+        if self.frontend is not None and not deliver(self.ctx, self.spec.name, self.frontend, data):
+            self.frontend.disconnected()  # start over from a clean parser
+            self.frontend.connected()
 
     def _overflow(self) -> None:
         """The host stopped reading: drop what we had for it (the stream stays open)."""

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from concierge.actors.node import POLLIN, POLLOUT, NodeContext
+from concierge.transport.host.api import FrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +137,19 @@ class StreamLink:
             return os.read(self.fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return None
+
+
+def deliver(ctx: NodeContext, name: str, frontend: FrontEnd, data: bytes) -> bool:
+    """Hand host bytes to a front-end; False (after logging) if the front-end crashed.
+
+    This is the loop boundary of a channel: a front-end bug must cost one connection's state,
+    never the transport actor and its other channels.
+    """
+    ctx.count("host.rx_bytes", len(data))
+    try:
+        frontend.received(data)
+    except Exception:  # loop boundary: isolate front-end bugs per channel
+        log.exception("front-end of %s failed", name, extra={"event": "host.frontend_crash"})
+        ctx.count("host.frontend_crashes")
+        return False
+    return True

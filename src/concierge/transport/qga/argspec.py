@@ -3,7 +3,8 @@
 ``COMMANDS`` is in the order qemu-ga lists them in ``guest-info`` (reverse schema order).
 Member names starting with ``*`` are optional. Types: ``int`` (int64), ``uint64``, ``str``,
 ``bool``, ``[T]`` (a one-element list), or a name from ``STRUCTS``, ``ENUMS``, ``ALTERNATES``.
-``guest-get-devices`` is Windows-only and deliberately absent. Standard library only.
+``guest-get-devices`` is Windows-only: listed but disabled, as qemu-ga 7.2
+does on Linux. Standard library only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class CommandSpec:
     name: str
     args: dict[str, TypeSpec]
     success_response: bool = True
+    #: compiled into qemu-ga 7.2 on Linux but always disabled (Windows-only)
+    windows_only: bool = False
 
 
 def _c(name: str, args: dict[str, TypeSpec] | None = None, *, silent: bool = False) -> CommandSpec:
@@ -35,6 +38,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     _c("guest-ssh-remove-authorized-keys", {"username": "str", "keys": ["str"]}),
     _c("guest-ssh-add-authorized-keys", {"username": "str", "keys": ["str"], "*reset": "bool"}),
     _c("guest-ssh-get-authorized-keys", {"username": "str"}),
+    CommandSpec("guest-get-devices", {}, windows_only=True),
     _c("guest-get-osinfo"),
     _c("guest-get-timezone"),
     _c("guest-get-users"),
@@ -83,6 +87,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
 )
 
 BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
+#: the 43 commands a Linux agent implements
+LINUX_COMMANDS: tuple[str, ...] = tuple(spec.name for spec in COMMANDS if not spec.windows_only)
 
 STRUCTS: dict[str, dict[str, TypeSpec]] = {
     "GuestLogicalProcessor": {"logical-id": "int", "online": "bool", "*can-offline": "bool"},

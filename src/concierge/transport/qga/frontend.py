@@ -234,8 +234,10 @@ class QgaFrontEnd:
     def _disabled_reason(self, name: str) -> str | None:
         if self.frozen and name not in argspec.FREEZE_ALLOWED:
             return f"Command {name} has been disabled: the agent is in frozen state"
-        if not self.policy_enabled[name] or (
-            name not in argspec.PROTOCOL_COMMANDS and name not in self.routes
+        if (
+            not self.policy_enabled[name]
+            or (name not in argspec.PROTOCOL_COMMANDS and name not in self.routes)
+            or argspec.BY_NAME[name].windows_only
         ):
             return f"Command {name} has been disabled"
         return None
@@ -302,9 +304,10 @@ class QgaFrontEnd:
         started = self.ctx.clock.monotonic()
 
         def on_reply(reply: Reply) -> None:
-            if epoch != self.epoch:
+            if epoch != self.epoch or slot.done:
                 self.ctx.count("qga.stale_replies")
                 return
+            guard.cancel()
             self.pending -= 1
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
             if name in _FREEZE_COMMANDS:
@@ -315,7 +318,12 @@ class QgaFrontEnd:
             slot.done = True
             self._flush()
 
+        def on_deadline() -> None:
+            # our own deadline: a hung capability never leaves the host without an answer
+            on_reply(Reply(ok=False, code=ErrorCode.TIMEOUT, message="deadline"))
+
         self.ctx.count(f"qga.{name}")
+        guard = self.ctx.call_later(route.timeout_s, on_deadline)
         self.ctx.request(
             route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply
         )

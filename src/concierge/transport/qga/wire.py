@@ -66,7 +66,14 @@ def quote(text: str) -> str:
 
 
 def encode(value: Any) -> str:
-    """Serialise a reply value the way qemu-ga does."""
+    """Serialise a reply value the way qemu-ga does (any nesting depth)."""
+    try:
+        return _encode(value)
+    except RecursionError:
+        return _encode_deep(value)
+
+
+def _scalar(value: Any) -> str | None:
     if value is None:
         return "null"
     if value is True:
@@ -83,21 +90,72 @@ def encode(value: Any) -> str:
         return str(value)
     if kind is float:
         return format(value, ".17g")
-    if kind is dict:
-        if not value:
-            return "{}"
-        return "{" + ", ".join(quote(k) + ": " + encode(value[k]) for k in qdict_order(value)) + "}"
-    if kind is list or kind is tuple:
-        return "[" + ", ".join(encode(v) for v in value) + "]"
-    if isinstance(value, bool | int | float | str):  # subclasses (IntEnum, StrEnum ...)
-        return encode(bool(value) if isinstance(value, bool) else type(value).__mro__[-2](value))
-    if isinstance(value, dict):
-        return encode(dict(value))
-    if isinstance(value, list | tuple):
-        return encode(list(value))
+    if kind is dict or kind is list or kind is tuple:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return format(float(value), ".17g")
+    if isinstance(value, str):
+        return quote(str(value))
     if isinstance(value, bytes):
         return quote(value.decode("utf-8", "replace"))
+    if isinstance(value, dict | list | tuple):
+        return None
     raise TypeError(f"cannot encode {kind.__name__} for QGA")
+
+
+def _encode(value: Any) -> str:
+    text = _scalar(value)
+    if text is not None:
+        return text
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return (
+            "{" + ", ".join(quote(k) + ": " + _encode(value[k]) for k in qdict_order(value)) + "}"
+        )
+    return "[" + ", ".join(_encode(v) for v in value) + "]"
+
+
+class _Raw(str):
+    """Already-serialised text on the work stack of :func:`_encode_deep`."""
+
+    __slots__ = ()
+
+
+def _encode_deep(value: Any) -> str:
+    out: list[str] = []
+    work: list[Any] = [value]
+    while work:
+        item = work.pop()
+        if type(item) is _Raw:
+            out.append(item)
+            continue
+        text = _scalar(item)
+        if text is not None:
+            out.append(text)
+            continue
+        if isinstance(item, dict):
+            if not item:
+                out.append("{}")
+                continue
+            pending: list[Any] = [_Raw("{")]
+            for i, key in enumerate(qdict_order(item)):
+                pending.append(_Raw((", " if i else "") + quote(key) + ": "))
+                pending.append(item[key])
+            pending.append(_Raw("}"))
+        else:
+            pending = [_Raw("[")]
+            for i, element in enumerate(item):
+                if i:
+                    pending.append(_Raw(", "))
+                pending.append(element)
+            pending.append(_Raw("]"))
+        work.extend(reversed(pending))
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- GHashTable order
