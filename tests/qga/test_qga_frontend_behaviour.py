@@ -65,7 +65,9 @@ def test_no_reply_on_successful_shutdown_but_errors_are_reported(agent: Agent) -
 def test_capability_errors_become_generic_errors(agent: Agent) -> None:
     with RawClient(agent.socket_path) as client:
         line = client.exchange(b'{"execute":"guest-file-open","arguments":{"path":"/nope/x"}}')[0]
-    assert line == b'{"error": {"class": "GenericError", "desc": "failed to open file \'/nope/x\'"}}\n'
+    assert (
+        line == b'{"error": {"class": "GenericError", "desc": "failed to open file \'/nope/x\'"}}\n'
+    )
 
 
 def test_a_hung_capability_becomes_a_timeout_error(tmp_path: Path) -> None:
@@ -135,14 +137,21 @@ def test_guest_info_lists_every_linux_command(agent: Agent) -> None:
     assert len([n for n in rows if n != "guest-get-devices"]) == 43
     assert not rows["guest-get-devices"]["enabled"]
     silent = {n for n, c in rows.items() if not c["success-response"]}
-    assert silent == {"guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"}
+    assert silent == {
+        "guest-shutdown",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+    }
     assert all(c["enabled"] for n, c in rows.items() if n != "guest-get-devices")
 
 
 def test_several_clients_are_served_at_once(agent: Agent) -> None:
     with RawClient(agent.socket_path) as first, RawClient(agent.socket_path) as second:
         first.send(b'{"execute":"guest-get-disks","id":"a"}')
-        assert second.exchange(b'{"execute":"guest-ping","id":"b"}') == [b'{"return": {}, "id": "b"}\n']
+        assert second.exchange(b'{"execute":"guest-ping","id":"b"}') == [
+            b'{"return": {}, "id": "b"}\n'
+        ]
         agent.fake.release.set()
         assert first.read_line() == b'{"return": [], "id": "a"}\n'
     agent.wait_published("host.disconnected")
@@ -155,7 +164,10 @@ def test_oversized_message_is_refused_and_the_channel_recovers(tmp_path: Path) -
         with RawClient(running.socket_path) as client:
             client.send(b'{"execute":"guest-ping","id":"' + b"x" * 10000 + b'"}\n')
             first = client.read_line()
-            assert first == b'{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}\n'
+            assert (
+                first
+                == b'{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}\n'
+            )
             client.resync(9)
             client.send(b"[" * 20)
             assert b"nesting depth limit exceeded" in client.read_line()
@@ -177,8 +189,14 @@ def test_without_routes_only_protocol_commands_are_enabled(tmp_path: Path) -> No
     from concierge.testing.qga_peer import wait_for_socket
     from concierge.transport.qga.commands import all_routes
 
-    ctx = PollingContext("transport", {"channels": [
-        {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}]})
+    ctx = PollingContext(
+        "transport",
+        {
+            "channels": [
+                {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}
+            ]
+        },
+    )
     ctx.run_node(HostLinkNode)
     try:
         wait_for_socket(sock)
