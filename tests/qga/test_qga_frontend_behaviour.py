@@ -165,8 +165,7 @@ def test_oversized_message_is_refused_and_the_channel_recovers(tmp_path: Path) -
             client.send(b'{"execute":"guest-ping","id":"' + b"x" * 10000 + b'"}\n')
             first = client.read_line()
             assert first == (
-                b'{"error": {"class": "GenericError", '
-                b'"desc": "JSON token size limit exceeded"}}\n'
+                b'{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}\n'
             )
             client.resync(9)
             client.send(b"[" * 20)
