@@ -56,6 +56,16 @@ for _spec in argspec.COMMANDS:
         )
 
 
+#: for benchmarks: every command answers at once except guest-fstrim, which is the slow one
+BENCH_ROUTES: dict[str, QgaRoute] = {
+    **{
+        name: QgaRoute(name, "monitor", "fake.generic", success_response=route.success_response)
+        for name, route in FAKE_ROUTES.items()
+    },
+    "guest-fstrim": QgaRoute("guest-fstrim", "monitor", "monitor.slow", timeout_s=30.0),
+}
+
+
 class FakeCapabilities:
     """The fake actors behind FAKE_ROUTES; ``release`` ends a pending ``monitor.slow``."""
 
@@ -103,3 +113,12 @@ class FakeRoutedQgaFrontEnd(QgaFrontEnd):
         self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__(ctx, link, settings, routes=FAKE_ROUTES)
+
+
+class FakeBenchQgaFrontEnd(QgaFrontEnd):
+    """QgaFrontEnd with BENCH_ROUTES (only guest-fstrim is slow)."""
+
+    def __init__(
+        self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(ctx, link, settings, routes=BENCH_ROUTES)
