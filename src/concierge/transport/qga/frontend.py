@@ -26,7 +26,7 @@ from concierge.transport.qga.lexer import JsonStreamer
 from concierge.transport.qga.parser import INT64_MIN, UINT64_MAX
 from concierge.transport.qga.settings import QgaSettings, load
 from concierge.transport.qga.validate import InvalidArgumentsError, check_struct
-from concierge.transport.qga.wire import encode, qdict_order
+from concierge.transport.qga.wire import encode, qdict_order, quote
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,9 @@ class QgaFrontEnd:
         if disabled is not None:
             self._send_now_or_queued(_error_line("CommandNotFound", disabled, req_id, has_id))
             return
+        given = request.get("arguments")
         try:
-            args = check_struct(spec.args, request.get("arguments") or {})
+            args = check_struct(spec.args, given or {}) if spec.args or given else {}
         except InvalidArgumentsError as err:
             self._send_now_or_queued(_error_line("GenericError", err.desc, req_id, has_id))
             return
@@ -383,14 +384,30 @@ class QgaFrontEnd:
                 self.link.write(data)
 
 
+# member order of qemu-ga's reply objects (QDict hash order), fixed for these key sets
+_RETURN_FIRST = qdict_order(["return", "id"])[0] == "return"
+_ERROR_FIRST = qdict_order(["error", "id"])[0] == "error"
+_ERROR_KEYS_CLASS_FIRST = qdict_order(["class", "desc"])[0] == "class"
+
+
 def _return_line(value: Any, req_id: Any, has_id: bool) -> bytes:
-    if has_id:
-        return (encode({"return": value, "id": req_id}) + "\n").encode("ascii")
-    return ('{"return": ' + encode(value) + "}\n").encode("ascii")
+    body = encode(value)
+    if not has_id:
+        return ('{"return": ' + body + "}\n").encode("ascii")
+    ident = encode(req_id)
+    if _RETURN_FIRST:
+        return ('{"return": ' + body + ', "id": ' + ident + "}\n").encode("ascii")
+    return ('{"id": ' + ident + ', "return": ' + body + "}\n").encode("ascii")
 
 
 def _error_line(cls: str, desc: str, req_id: Any, has_id: bool) -> bytes:
-    error = {"class": cls, "desc": desc}
-    if has_id:
-        return (encode({"error": error, "id": req_id}) + "\n").encode("ascii")
-    return ('{"error": ' + encode(error) + "}\n").encode("ascii")
+    if _ERROR_KEYS_CLASS_FIRST:
+        error = '{"class": ' + quote(cls) + ', "desc": ' + quote(desc) + "}"
+    else:
+        error = '{"desc": ' + quote(desc) + ', "class": ' + quote(cls) + "}"
+    if not has_id:
+        return ('{"error": ' + error + "}\n").encode("ascii")
+    ident = encode(req_id)
+    if _ERROR_FIRST:
+        return ('{"error": ' + error + ', "id": ' + ident + "}\n").encode("ascii")
+    return ('{"id": ' + ident + ', "error": ' + error + "}\n").encode("ascii")
