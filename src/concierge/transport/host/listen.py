@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import socket
 import stat
 from pathlib import Path
@@ -55,12 +54,12 @@ class StreamClient:
         self.frontend.connected()
 
     def _ready(self, revents: int) -> None:
+        # revents is only a hint (see PortChannel._ready): flush, then one non-blocking read
+        del revents
         if self.closed:
             return
-        if revents & select.POLLOUT and self.link.buffered and not self.link.flush():
+        if self.link.buffered and not self.link.flush():
             self.close()
-            return
-        if not revents & (select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL):
             return
         try:
             data = self.link.read()

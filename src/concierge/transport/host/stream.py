@@ -14,13 +14,14 @@ import logging
 import os
 from collections.abc import Callable
 
-from concierge.actors.node import POLLIN, POLLOUT, NodeContext
+from concierge.actors.node import POLLIN, POLLOUT, NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
 DEFAULT_MAX_BUFFER = 16 << 20
+RETRY_FLUSH_S = 0.05
 
 
 class StreamLink:
@@ -44,6 +45,7 @@ class StreamLink:
         self._on_ready = on_ready
         self._on_overflow = on_overflow
         self._watched = 0
+        self._retry: TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -69,12 +71,23 @@ class StreamLink:
         if events != self._watched:
             self.ctx.watch_fd(self.fd, self._on_ready, events)
             self._watched = events
+        if self._out and self._retry is None:
+            # belt and braces: complete buffered writes even if POLLOUT is never reported
+            self._retry = self.ctx.call_later(RETRY_FLUSH_S, self._retry_flush)
+
+    def _retry_flush(self) -> None:
+        self._retry = None
+        if self.fd >= 0 and self._out:
+            self._on_ready(0)
 
     def unwatch(self) -> None:
         """Stop watching the fd (it stays open)."""
         if self.fd >= 0 and self._watched:
             self.ctx.unwatch_fd(self.fd)
         self._watched = 0
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
     def drop_output(self) -> None:
         """Forget buffered output (the host went away)."""

@@ -103,10 +103,39 @@ class QgaFrontEnd:
         )
         allow = set(self.settings.allow_rpcs)
         block = set(self.settings.block_rpcs)
+        self.freeze_allowed = argspec.FREEZE_ALLOWED | {
+            name for name, route in self.routes.items() if route.allowed_while_frozen
+        }
+        self._ask_freeze_state()
         self.policy_enabled: dict[str, bool] = {
             spec.name: (not allow or spec.name in allow) and spec.name not in block
             for spec in argspec.COMMANDS
         }
+
+    def _ask_freeze_state(self) -> None:
+        """Learn whether filesystems are frozen already (the transport may restart mid-freeze)."""
+        route = self.routes.get("guest-fsfreeze-status")
+        if route is None:
+            return
+
+        def on_reply(reply: Reply) -> None:
+            if not reply.ok:
+                return
+            try:
+                state = route.render(reply.body)
+            except Exception:  # loop boundary: a broken render only costs this hint
+                log.exception("cannot render freeze status", extra={"event": "qga.render_bug"})
+                return
+            if state == "frozen":
+                self.frozen = True
+
+        self.ctx.request(
+            route.actor,
+            route.request,
+            route.to_request({}),
+            timeout_s=route.timeout_s,
+            on_reply=on_reply,
+        )
 
     # ------------------------------------------------------------------ FrontEnd protocol
     def connected(self) -> None:
@@ -233,7 +262,7 @@ class QgaFrontEnd:
         return None
 
     def _disabled_reason(self, name: str) -> str | None:
-        if self.frozen and name not in argspec.FREEZE_ALLOWED:
+        if self.frozen and name not in self.freeze_allowed:
             return f"Command {name} has been disabled: the agent is in frozen state"
         if (
             not self.policy_enabled[name]
