@@ -107,6 +107,16 @@ def test_freeze_allow_list_from_events_and_from_freeze_replies(agent: Agent) -> 
         assert b'"return"' in client.exchange(b'{"execute":"guest-get-time"}')[0]
 
 
+def test_a_new_connection_learns_that_filesystems_are_frozen(agent: Agent) -> None:
+    agent.fake.freeze_state = "frozen"
+    with RawClient(agent.socket_path) as client:
+        client.exchange(b'{"execute":"guest-ping"}')
+        time.sleep(0.2)
+        assert b"frozen state" in client.exchange(b'{"execute":"guest-get-time"}')[0]
+        status = client.exchange(b'{"execute":"guest-fsfreeze-status"}')
+        assert status == [b'{"return": "frozen"}\n']
+
+
 def test_allow_and_block_lists_have_qemu_ga_semantics(tmp_path: Path) -> None:
     running = start_agent(
         tmp_path,

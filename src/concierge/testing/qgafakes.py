@@ -73,6 +73,8 @@ class FakeCapabilities:
         self.slow_s = slow_s
         self.release = threading.Event()
         self.calls: list[tuple[str, Any]] = []
+        #: what ``guest-fsfreeze-status`` reports
+        self.freeze_state = "thawed"
 
     def __call__(self, type_: str, body: Any) -> Any:
         self.calls.append((type_, body))
@@ -81,7 +83,7 @@ class FakeCapabilities:
         if type_ == "lifecycle.time":
             return time.time_ns()
         if type_ == "lifecycle.freeze_status":
-            return "thawed"
+            return self.freeze_state
         if type_ == "lifecycle.freeze":
             return 1
         if type_ == "lifecycle.thaw":
