@@ -106,6 +106,7 @@ class QgaFrontEnd:
         self.freeze_allowed = argspec.FREEZE_ALLOWED | {
             name for name, route in self.routes.items() if route.allowed_while_frozen
         }
+        self._info_cache: dict[bool, str] = {}
         self._ask_freeze_state()
         self.policy_enabled: dict[str, bool] = {
             spec.name: (not allow or spec.name in allow) and spec.name not in block
@@ -281,6 +282,21 @@ class QgaFrontEnd:
             self.link.write(_return_line({}, req_id, has_id))
             return
         if name == "guest-info":
+            self.link.write(_return_line(_Encoded(self._info_text()), req_id, has_id))
+            return
+        # guest-sync / guest-sync-delimited: the host gave up on everything it asked before
+        if self.slots:
+            self.ctx.count("qga.discarded_by_sync", len(self.slots))
+            self.epoch += 1
+            self.slots.clear()
+            self.pending = 0
+        line = _return_line(args["id"], req_id, has_id)
+        self.link.write(SENTINEL + line if name == "guest-sync-delimited" else line)
+
+    def _info_text(self) -> str:
+        """guest-info's answer, encoded once per freeze state (policy and routes are fixed)."""
+        cached = self._info_cache.get(self.frozen)
+        if cached is None:
             info = {
                 "version": self.settings.version,
                 "supported_commands": [
@@ -292,16 +308,8 @@ class QgaFrontEnd:
                     for spec in argspec.COMMANDS
                 ],
             }
-            self.link.write(_return_line(info, req_id, has_id))
-            return
-        # guest-sync / guest-sync-delimited: the host gave up on everything it asked before
-        if self.slots:
-            self.ctx.count("qga.discarded_by_sync", len(self.slots))
-            self.epoch += 1
-            self.slots.clear()
-            self.pending = 0
-        line = _return_line(args["id"], req_id, has_id)
-        self.link.write(SENTINEL + line if name == "guest-sync-delimited" else line)
+            cached = self._info_cache[self.frozen] = encode(info)
+        return cached
 
     def _route(
         self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool
@@ -419,8 +427,14 @@ _ERROR_FIRST = qdict_order(["error", "id"])[0] == "error"
 _ERROR_KEYS_CLASS_FIRST = qdict_order(["class", "desc"])[0] == "class"
 
 
+class _Encoded(str):
+    """A reply value that is already JSON text."""
+
+    __slots__ = ()
+
+
 def _return_line(value: Any, req_id: Any, has_id: bool) -> bytes:
-    body = encode(value)
+    body = value if type(value) is _Encoded else encode(value)
     if not has_id:
         return ('{"return": ' + body + "}\n").encode("ascii")
     ident = encode(req_id)
