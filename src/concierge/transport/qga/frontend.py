@@ -10,7 +10,6 @@ import capability actors or zmq.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -22,11 +21,12 @@ from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.commands import all_routes
 from concierge.transport.qga.commands.registry import QgaRoute
+from concierge.transport.qga.fastjson import DECODER, WHITESPACE
 from concierge.transport.qga.lexer import JsonStreamer
-from concierge.transport.qga.parser import INT64_MIN, UINT64_MAX
+from concierge.transport.qga.replies import Encoded, error_line, return_line
 from concierge.transport.qga.settings import QgaSettings, load
 from concierge.transport.qga.validate import InvalidArgumentsError, check_struct
-from concierge.transport.qga.wire import encode, qdict_order, quote
+from concierge.transport.qga.wire import encode, qdict_order
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +36,6 @@ _ALLOWED_MEMBERS = frozenset({"execute", "arguments", "id"})
 _FREEZE_COMMANDS = frozenset(
     {"guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"}
 )
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
-
-
-def _qemu_int(text: str) -> int | float:
-    value = int(text)
-    if INT64_MIN <= value <= UINT64_MAX:
-        return value
-    return float(text)
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(name)
-
-
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs, parse_int=_qemu_int, parse_constant=_no_constants
-)
-_WS = " \t\r\n"
 
 
 class _Slot:
@@ -182,14 +158,14 @@ class QgaFrontEnd:
         pos = 0
         end = len(text)
         while True:
-            while pos < end and text[pos] in _WS:
+            while pos < end and text[pos] in WHITESPACE:
                 pos += 1
             if pos == end:
                 return
             if text[pos] != "{":
                 break
             try:
-                value, after = _DECODER.raw_decode(text, pos)
+                value, after = DECODER.raw_decode(text, pos)
             except (ValueError, RecursionError):
                 break
             pos = after
@@ -198,7 +174,7 @@ class QgaFrontEnd:
 
     def _parsed(self, value: Any, error: str | None) -> None:
         if error is not None:
-            self._send_now_or_queued(_error_line("GenericError", error, None, False))
+            self._send_now_or_queued(error_line("GenericError", error, None, False))
             return
         self._dispatch(value)
 
@@ -206,33 +182,33 @@ class QgaFrontEnd:
     def _dispatch(self, request: Any) -> None:
         if type(request) is not dict:
             self._send_now_or_queued(
-                _error_line("GenericError", "QMP input must be a JSON object", None, False)
+                error_line("GenericError", "QMP input must be a JSON object", None, False)
             )
             return
         has_id = "id" in request
         req_id = request.get("id")
         problem = self._check_envelope(request)
         if problem is not None:
-            self._send_now_or_queued(_error_line("GenericError", problem, req_id, has_id))
+            self._send_now_or_queued(error_line("GenericError", problem, req_id, has_id))
             return
         name: str = request["execute"]
         spec = argspec.BY_NAME.get(name)
         if spec is None:
             self._send_now_or_queued(
-                _error_line(
+                error_line(
                     "CommandNotFound", f"The command {name} has not been found", req_id, has_id
                 )
             )
             return
         disabled = self._disabled_reason(name)
         if disabled is not None:
-            self._send_now_or_queued(_error_line("CommandNotFound", disabled, req_id, has_id))
+            self._send_now_or_queued(error_line("CommandNotFound", disabled, req_id, has_id))
             return
         given = request.get("arguments")
         try:
             args = check_struct(spec.args, given or {}) if spec.args or given else {}
         except InvalidArgumentsError as err:
-            self._send_now_or_queued(_error_line("GenericError", err.desc, req_id, has_id))
+            self._send_now_or_queued(error_line("GenericError", err.desc, req_id, has_id))
             return
         if name in argspec.PROTOCOL_COMMANDS:
             self._protocol(name, args, req_id, has_id)
@@ -279,10 +255,10 @@ class QgaFrontEnd:
 
     def _protocol(self, name: str, args: dict[str, Any], req_id: Any, has_id: bool) -> None:
         if name == "guest-ping":
-            self.link.write(_return_line({}, req_id, has_id))
+            self.link.write(return_line({}, req_id, has_id))
             return
         if name == "guest-info":
-            self.link.write(_return_line(_Encoded(self._info_text()), req_id, has_id))
+            self.link.write(return_line(Encoded(self._info_text()), req_id, has_id))
             return
         # guest-sync / guest-sync-delimited: the host gave up on everything it asked before
         if self.slots:
@@ -290,7 +266,7 @@ class QgaFrontEnd:
             self.epoch += 1
             self.slots.clear()
             self.pending = 0
-        line = _return_line(args["id"], req_id, has_id)
+        line = return_line(args["id"], req_id, has_id)
         self.link.write(SENTINEL + line if name == "guest-sync-delimited" else line)
 
     def _info_text(self) -> str:
@@ -317,7 +293,7 @@ class QgaFrontEnd:
         route = self.routes[name]
         if self.pending >= self.settings.max_pending:
             self._send_now_or_queued(
-                _error_line(
+                error_line(
                     "GenericError",
                     f"too many commands in progress ({self.pending})",
                     req_id,
@@ -332,7 +308,7 @@ class QgaFrontEnd:
                 "route %s failed to build its request", name, extra={"event": "qga.route_bug"}
             )
             self._send_now_or_queued(
-                _error_line("GenericError", f"internal error: {type(err).__name__}", req_id, has_id)
+                error_line("GenericError", f"internal error: {type(err).__name__}", req_id, has_id)
             )
             return
         slot = _Slot()
@@ -381,17 +357,17 @@ class QgaFrontEnd:
                 desc = f"Command {name} timed out after {route.timeout_s:g} s"
             else:
                 desc = reply.message or str(reply.code)
-            return _error_line("GenericError", desc, req_id, has_id)
+            return error_line("GenericError", desc, req_id, has_id)
         if not spec.success_response:
             return None
         try:
             result = route.render(reply.body)
             if result is None:
                 result = {}
-            return _return_line(result, req_id, has_id)
+            return return_line(result, req_id, has_id)
         except Exception as err:  # loop boundary: a bad answer becomes an error reply
             log.exception("cannot render %s", name, extra={"event": "qga.render_bug"})
-            return _error_line(
+            return error_line(
                 "GenericError", f"internal error: {type(err).__name__}", req_id, has_id
             )
 
@@ -419,38 +395,3 @@ class QgaFrontEnd:
             data = slots.popleft().data
             if data is not None:
                 self.link.write(data)
-
-
-# member order of qemu-ga's reply objects (QDict hash order), fixed for these key sets
-_RETURN_FIRST = qdict_order(["return", "id"])[0] == "return"
-_ERROR_FIRST = qdict_order(["error", "id"])[0] == "error"
-_ERROR_KEYS_CLASS_FIRST = qdict_order(["class", "desc"])[0] == "class"
-
-
-class _Encoded(str):
-    """A reply value that is already JSON text."""
-
-    __slots__ = ()
-
-
-def _return_line(value: Any, req_id: Any, has_id: bool) -> bytes:
-    body = value if type(value) is _Encoded else encode(value)
-    if not has_id:
-        return ('{"return": ' + body + "}\n").encode("ascii")
-    ident = encode(req_id)
-    if _RETURN_FIRST:
-        return ('{"return": ' + body + ', "id": ' + ident + "}\n").encode("ascii")
-    return ('{"id": ' + ident + ', "return": ' + body + "}\n").encode("ascii")
-
-
-def _error_line(cls: str, desc: str, req_id: Any, has_id: bool) -> bytes:
-    if _ERROR_KEYS_CLASS_FIRST:
-        error = '{"class": ' + quote(cls) + ', "desc": ' + quote(desc) + "}"
-    else:
-        error = '{"desc": ' + quote(desc) + ', "class": ' + quote(cls) + "}"
-    if not has_id:
-        return ('{"error": ' + error + "}\n").encode("ascii")
-    ident = encode(req_id)
-    if _ERROR_FIRST:
-        return ('{"error": ' + error + ', "id": ' + ident + "}\n").encode("ascii")
-    return ('{"id": ' + ident + ', "error": ' + error + "}\n").encode("ascii")
