@@ -2,66 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from concierge.actors.hostlink.node import HostLinkNode
 from concierge.testing.peers import require_binary
-from concierge.testing.pollctx import PollingContext
-from concierge.testing.qga_peer import QemuGa, wait_for_socket
-from concierge.testing.qgafakes import FakeCapabilities
-
-FAKE_FRONTEND = "concierge.testing.qgafakes:FakeRoutedQgaFrontEnd"
-
-
-@dataclass
-class Agent:
-    """Our transport node running in-process with fake capability actors."""
-
-    ctx: PollingContext
-    node: HostLinkNode
-    socket_path: Path
-    fake: FakeCapabilities
-
-    def wait_published(self, topic: str, count: int = 1, timeout_s: float = 5.0) -> None:
-        """Wait until ``topic`` was published ``count`` times."""
-        deadline = time.monotonic() + timeout_s
-        while sum(1 for t, _ in self.ctx.published if t == topic) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not published; got {self.ctx.published}")
-            time.sleep(0.01)
-
-
-def start_agent(
-    tmp: Path,
-    *,
-    qga_settings: dict[str, Any] | None = None,
-    channels: list[dict[str, Any]] | None = None,
-    slow_s: float = 5.0,
-) -> Agent:
-    """Start HostLinkNode on a unix-listen socket (or ``channels``)."""
-    sock = tmp / "agent" / "qga.sock"
-    fake = FakeCapabilities(slow_s=slow_s)
-    settings: dict[str, Any] = {
-        "channels": channels
-        or [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}],
-        "frontends": {"qga": FAKE_FRONTEND},
-        "protocol_settings": {"qga": qga_settings or {}},
-        "recheck_s": 0.1,
-        "backoff_min_s": 0.05,
-        "backoff_max_s": 0.2,
-    }
-    ctx = PollingContext("transport", settings, runtime_dir=tmp, peers=fake.peers())
-    node = ctx.run_node(HostLinkNode)
-    assert isinstance(node, HostLinkNode)
-    if channels is None:
-        wait_for_socket(sock)
-    return Agent(ctx, node, sock, fake)
+from concierge.testing.qga_inproc import Agent, start_agent
+from concierge.testing.qga_peer import QemuGa
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Agent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from concierge.testing.qga_inproc import Agent
 from concierge.testing.qga_peer import DELIM, QemuGa, RawClient
 
 

@@ -7,8 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from conftest import Agent, start_agent
-
+from concierge.testing.qga_inproc import Agent, start_agent
 from concierge.testing.qga_peer import RawClient
 from concierge.transport.qga import argspec
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Agent, start_agent
 
 from concierge.testing.ptyport import PtyPort
+from concierge.testing.qga_inproc import Agent, start_agent
 from concierge.testing.qga_peer import RawClient, wait_for_socket
 from concierge.transport.host.spec import default_channels, parse_channel
 

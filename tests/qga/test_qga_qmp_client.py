@@ -6,7 +6,8 @@ import asyncio
 import socket
 
 import pytest
-from conftest import Agent
+
+from concierge.testing.qga_inproc import Agent
 
 qmp = pytest.importorskip("qemu.qmp")
 

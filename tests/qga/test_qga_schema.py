@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Agent
 
 from concierge.testing.qapi import check_value, find_reference, load_schema
+from concierge.testing.qga_inproc import Agent
 from concierge.testing.qga_peer import RawClient
 from concierge.transport.qga import argspec
 

@@ -98,9 +98,7 @@ class FakeContext:
         self._jobs.put(boot)
         return done.result(timeout=30)
 
-    def ask(
-        self, type_: str, body: Any = None, *, timeout_s: float = 10.0, src: str = "test"
-    ) -> Reply:
+    def ask(self, type_: str, body: Any = None, *, timeout_s: float = 10.0, src: str = "test") -> Reply:
         """Deliver a request to the node and wait for its reply."""
         future: Future[Reply] = Future()
         msg = Incoming(kind="req", type=type_, body=body, src=src, reply=_Reply(future))
@@ -109,13 +107,10 @@ class FakeContext:
 
     def tell(self, type_: str, body: Any = None, *, kind: str = "cast", src: str = "test") -> None:
         """Deliver a cast (or an event with ``kind="evt"``) to the node."""
-        self._deliver(
-            Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src)
-        )
+        self._deliver(Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src))
 
     def close(self) -> None:
         """Stop the node, its actors and the bridge thread."""
-
         def shutdown() -> None:
             if self.node is not None:
                 self.node.stop()
@@ -219,9 +214,7 @@ class FakeContext:
         """Schedule on the bridge thread (real time)."""
         timer = _Timer()
         due = self.clock.monotonic() + delay_s
-        self._jobs.put(
-            lambda: heapq.heappush(self._timers, (due, next(self._seq), callback, timer))
-        )
+        self._jobs.put(lambda: heapq.heappush(self._timers, (due, next(self._seq), callback, timer)))
         return timer
 
     def call_soon(self, callback: Callable[[], None]) -> None:

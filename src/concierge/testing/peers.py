@@ -29,11 +29,7 @@ def require(available: bool, reason: str) -> None:
 def require_binary(name: str, package: str) -> str:
     """Return the path of ``name`` or skip/fail naming the Debian package that provides it."""
     path = shutil.which(name) or next(
-        (
-            p
-            for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}")
-            if os.access(p, os.X_OK)
-        ),
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)),
         None,
     )
     require(path is not None, f"{name} not found (apt install {package})")
