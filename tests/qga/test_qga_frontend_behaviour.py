@@ -109,9 +109,11 @@ def test_freeze_allow_list_from_events_and_from_freeze_replies(agent: Agent) -> 
 def test_a_new_connection_learns_that_filesystems_are_frozen(agent: Agent) -> None:
     agent.fake.freeze_state = "frozen"
     with RawClient(agent.socket_path) as client:
-        client.exchange(b'{"execute":"guest-ping"}')
-        time.sleep(0.2)
-        assert b"frozen state" in client.exchange(b'{"execute":"guest-get-time"}')[0]
+        # the front-end asks lifecycle at connect time; its answer arrives asynchronously
+        deadline = time.monotonic() + 10
+        while b"frozen state" not in client.exchange(b'{"execute":"guest-get-time"}')[0]:
+            assert time.monotonic() < deadline, "the freeze state never arrived"
+            time.sleep(0.02)
         status = client.exchange(b'{"execute":"guest-fsfreeze-status"}')
         assert status == [b'{"return": "frozen"}\n']
 
