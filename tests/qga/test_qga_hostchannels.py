@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from pathlib import Path
@@ -214,7 +215,7 @@ def test_vsock_listen_when_the_kernel_offers_it(tmp_path: Path) -> None:
         pytest.skip(f"AF_VSOCK unavailable in this kernel: {err}")
     running = start_agent(
         tmp_path,
-        channels=[{"name": "qga", "protocol": "qga", "method": "vsock-listen", "path": "-1:41234"}],
+        channels=[{"name": "qga", "protocol": "qga", "method": "vsock-listen", "path": f"-1:{random.randint(20000, 60000)}"}],
     )
     try:
         time.sleep(0.2)
