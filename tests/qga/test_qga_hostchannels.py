@@ -213,10 +213,9 @@ def test_vsock_listen_when_the_kernel_offers_it(tmp_path: Path) -> None:
         probe.close()
     except (AttributeError, OSError) as err:
         pytest.skip(f"AF_VSOCK unavailable in this kernel: {err}")
-    running = start_agent(
-        tmp_path,
-        channels=[{"name": "qga", "protocol": "qga", "method": "vsock-listen", "path": f"-1:{random.randint(20000, 60000)}"}],
-    )
+    address = f"-1:{random.randint(20000, 60000)}"
+    channel = {"name": "qga", "protocol": "qga", "method": "vsock-listen", "path": address}
+    running = start_agent(tmp_path, channels=[channel])
     try:
         time.sleep(0.2)
         status = running.ctx.ask("transport.status").unwrap()
