@@ -79,6 +79,27 @@ def test_partial_request_before_disconnect_is_forgotten(tmp_path: Path) -> None:
         port.close()
 
 
+def test_output_buffered_for_a_host_that_left_is_dropped(tmp_path: Path) -> None:
+    port, running = _port_agent(tmp_path)
+    try:
+        running.wait_published("host.connected")
+        # a reply far larger than the pty buffer, never read: most of it waits in our buffer
+        port.write(b'{"execute":"guest-ping","id":"' + b"q" * 500_000 + b'"}')
+        deadline = time.monotonic() + 5
+        while running.ctx.counters["host.rx_bytes"] < 500_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port.close_host()
+        running.wait_published("host.disconnected")
+        port.reconnect()
+        running.wait_published("host.connected", 2)
+        port.write(b'{"execute":"guest-ping","id":"fresh"}')
+        assert port.read_line() == b'{"return": {}, "id": "fresh"}\n'  # no tail of the old one
+        assert running.ctx.counters["host.dropped_bytes"] > 0
+    finally:
+        running.ctx.close()
+        port.close()
+
+
 def test_missing_port_is_retried_until_it_appears(tmp_path: Path) -> None:
     path = tmp_path / "virtio-ports" / "org.qemu.guest_agent.0"
     running = start_agent(
