@@ -9,21 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from concierge.testing.qga_inproc import Agent
-from concierge.testing.qga_peer import DELIM, QemuGa, RawClient
+from concierge.testing.qga_peer import QemuGa, RawClient, fenced_exchange
 
 
 def exchange(path: Path, payload: bytes) -> bytes:
-    """Resync, send ``payload`` and a closing 0xFF + sync-delimited; return all bytes before it."""
-    with RawClient(path) as client:
-        client.resync(4242)
-        sync_id = 4343
-        client.send(payload)
-        client.send(DELIM + b'{"execute":"guest-sync-delimited","arguments":{"id":%d}}' % sync_id)
-        want = DELIM + b'{"return": %d}\n' % sync_id
-        out = b""
-        while not out.endswith(want):
-            out += client.read_line()
-        return out
+    """All reply bytes for ``payload`` (fenced by guest-sync-delimited on both sides)."""
+    return fenced_exchange(path, payload)
 
 
 PROTOCOL_CASES = [

@@ -79,6 +79,7 @@ class QemuGa:
             if time.monotonic() > deadline:
                 raise TimeoutError("qemu-ga did not create its socket")
             time.sleep(0.002)
+        wait_for_socket(self.socket_path, max(0.1, deadline - time.monotonic()))
         return self
 
     def stop(self) -> None:
@@ -100,6 +101,29 @@ class QemuGa:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def fenced_exchange(
+    path: Path | str, payload: bytes, fence_ids: tuple[int, int] = (4242, 4343)
+) -> bytes:
+    """Every byte an agent sends in answer to ``payload``, on a fresh connection.
+
+    The payload is fenced by two 0xFF + ``guest-sync-delimited`` exchanges, so the result is
+    deterministic whatever state the agent's parser was in and however the payload ends: the
+    bytes returned end with the closing fence's ``\xff{"return": ID}\n``. Send the same payload
+    to two agents and compare the results byte for byte.
+    """
+    with RawClient(path) as client:
+        client.resync(fence_ids[0])
+        client.send(payload)
+        client.send(
+            DELIM + b'{"execute":"guest-sync-delimited","arguments":{"id":%d}}' % fence_ids[1]
+        )
+        want = DELIM + b'{"return": %d}\n' % fence_ids[1]
+        out = b""
+        while not out.endswith(want):
+            out += client.read_line()
+        return out
 
 
 class RawClient:
