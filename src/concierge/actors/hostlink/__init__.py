@@ -1,0 +1,1 @@
+"""The transport actor (config id ``transport``): host channels and protocol front-ends."""

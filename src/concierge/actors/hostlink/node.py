@@ -1,0 +1,163 @@
+"""HostLinkNode: the transport actor. Owns every host channel and its protocol front-ends.
+
+Everything runs on the bridge thread: channels are fds watched with ``ctx.watch_fd`` and timers
+from ``ctx.call_later``; front-ends answer protocol requests themselves and route the rest to
+capability actors with ``ctx.request``. Front-end classes are imported lazily, only for the
+protocols configured; a front-end that cannot be loaded disables its channels (health degraded)
+without taking the others down. Must not import zmq or capability actors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import msgspec
+
+from concierge.actors.hostlink import messages
+from concierge.actors.hostlink.settings import HostLinkSettings
+from concierge.actors.node import Health, Incoming, Node, NodeContext
+from concierge.errors import ConfigError, ErrorCode
+from concierge.transport.host.api import FrontEnd, HostLink
+from concierge.transport.host.channel import Channel, ChannelSpec, make_channel
+from concierge.transport.host.spec import default_channels
+
+log = logging.getLogger(__name__)
+
+
+def load_class(entry: str, key: str) -> type[Any]:
+    """Import ``module:Class``; errors name the settings key."""
+    module_name, sep, attr = entry.partition(":")
+    if not sep:
+        raise ConfigError(f"expected module:Class, got {entry!r}", key=key)
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"cannot load {entry}: {err}", key=key) from err
+    if not isinstance(cls, type):
+        raise ConfigError(f"{entry} is not a class", key=key)
+    return cls
+
+
+class HostLinkNode(Node):
+    """The ``transport`` actor: host channels in, capability requests out."""
+
+    accepts = frozenset({messages.STATUS, "lifecycle.frozen", "lifecycle.thawed"})
+
+    def __init__(self, ctx: NodeContext) -> None:
+        super().__init__(ctx)
+        self.settings = HostLinkSettings()
+        self.channels: list[Channel] = []
+        self.failed: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Parse settings, build channels, subscribe to freeze events."""
+        try:
+            self.settings = msgspec.convert(dict(self.ctx.settings), HostLinkSettings)
+        except msgspec.ValidationError as err:
+            raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
+        specs = [
+            ChannelSpec(c.name, c.protocol, c.method, c.path) for c in self.settings.channels
+        ] or [ChannelSpec(**c) for c in default_channels(self.ctx.runtime_dir)]
+        classes: dict[str, type[Any]] = {}
+        for spec in specs:
+            if spec.protocol not in classes and spec.protocol not in self.failed:
+                entry = self.settings.frontends.get(spec.protocol)
+                key = f"actors.{self.ctx.actor_id}.settings.frontends.{spec.protocol}"
+                try:
+                    if entry is None:
+                        raise ConfigError(f"no front-end for protocol {spec.protocol}", key=key)
+                    classes[spec.protocol] = load_class(entry, key)
+                except ConfigError as err:
+                    log.error("%s", err, extra={"event": "transport.frontend_missing"})
+                    self.failed[spec.protocol] = str(err)
+                    continue
+            cls = classes.get(spec.protocol)
+            if cls is None:
+                continue
+            self.channels.append(self._build(spec, cls))
+        self.ctx.subscribe("lifecycle.")
+        for channel in self.channels:
+            channel.start()
+        self._report()
+
+    def _build(self, spec: ChannelSpec, cls: type[Any]) -> Channel:
+        proto_settings = dict(self.settings.protocol_settings.get(spec.protocol, {}))
+        ctx = self.ctx
+
+        def make_frontend(link: HostLink) -> FrontEnd:
+            frontend: FrontEnd = cls(ctx, link, proto_settings)
+            return frontend
+
+        options: dict[str, Any] = {
+            "backoff_min_s": self.settings.backoff_min_s,
+            "backoff_max_s": self.settings.backoff_max_s,
+            "max_buffer": self.settings.max_output_bytes,
+        }
+        if spec.method in ("virtio-serial", "isa-serial"):
+            options["recheck_s"] = self.settings.recheck_s
+        elif spec.method != "unix-connect":
+            options["max_clients"] = self.settings.max_clients
+        return make_channel(self.ctx, spec, make_frontend, self._on_state, **options)
+
+    def _on_state(self, channel: Channel, attached: bool) -> None:
+        body = {"channel": channel.spec.name, "protocol": channel.spec.protocol}
+        if attached:
+            self.ctx.publish(messages.HOST_CONNECTED, body)
+            self.ctx.count(f"host.{channel.spec.name}.connects")
+        else:
+            self.ctx.publish(messages.HOST_DISCONNECTED, body)
+            self.ctx.count(f"host.{channel.spec.name}.disconnects")
+        self._report()
+
+    def _report(self) -> None:
+        parts = [
+            f"{c.spec.name}={'attached' if c.attached else 'waiting'}" for c in self.channels
+        ] + [f"{proto}=failed" for proto in self.failed]
+        status: Health = "degraded" if self.failed or not self.channels else "ok"
+        self.ctx.set_health(status, " ".join(parts))
+
+    def status(self) -> dict[str, Any]:
+        """The ``transport.status`` reply body."""
+        channels = []
+        for channel in self.channels:
+            state = channel.status()
+            channels.append(
+                messages.ChannelStatus(
+                    name=channel.spec.name,
+                    protocol=channel.spec.protocol,
+                    method=channel.spec.method,
+                    path=channel.spec.path,
+                    attached=channel.attached,
+                    open=bool(state.get("open", False)),
+                    clients=int(state.get("clients", 1 if channel.attached else 0)),
+                    error=str(state.get("error", "")),
+                )
+            )
+        result: dict[str, Any] = msgspec.to_builtins(messages.StatusReply(channels=channels))
+        return result
+
+    def handle(self, msg: Incoming) -> None:
+        """Freeze events go to every front-end; ``transport.status`` is answered at once."""
+        if msg.type.startswith("lifecycle."):
+            for channel in self.channels:
+                for frontend in channel.frontends():
+                    event = getattr(frontend, "event", None)
+                    if event is not None:
+                        event(msg.type, msg.body)
+            return
+        if msg.type == messages.STATUS and msg.reply is not None:
+            msg.reply.ok(self.status())
+            return
+        if msg.reply is not None:
+            msg.reply.error(
+                ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}"
+            )
+
+    def stop(self) -> None:
+        """Close every channel."""
+        for channel in self.channels:
+            channel.stop()
+        self.channels = []
