@@ -33,8 +33,16 @@ def _prctl(option: int, value: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
-def preload() -> None:
-    """Import what every actor needs, then freeze the heap so forks share it."""
+def preload(entries: tuple[str, ...] = ()) -> list[str]:
+    """Import the runtime and every actor's module, then freeze the heap so forks share it.
+
+    Importing each enabled actor's module here, once, means its code objects live in pages that
+    every actor process shares instead of each importing (and paying for) its own copy. A module
+    that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
+    Returns the modules that could not be preloaded.
+    """
+    import importlib  # noqa: PLC0415
+
     import msgspec  # noqa: F401, PLC0415
     import pykka  # noqa: F401, PLC0415
     import zmq  # noqa: F401, PLC0415
@@ -42,8 +50,16 @@ def preload() -> None:
     import concierge.actors.runner  # noqa: PLC0415
     import concierge.actors.service  # noqa: F401, PLC0415
 
+    failed = []
+    for entry in entries:
+        module = entry.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
+            failed.append(module)
     gc.collect()
     gc.freeze()
+    return failed
 
 
 class ForkServer:
