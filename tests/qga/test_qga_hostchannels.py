@@ -245,6 +245,33 @@ def test_vsock_listen_when_the_kernel_offers_it(tmp_path: Path) -> None:
         running.ctx.close()
 
 
+def test_channels_work_with_zmq_style_poll_flags(tmp_path: Path) -> None:
+    """A bridge passing select flags to a ZeroMQ poller: no POLLOUT, HUP reported as ERR."""
+    running = start_agent(tmp_path / "sock", flag_style="zmq")
+    port = PtyPort(tmp_path / "ports" / "org.qemu.guest_agent.0")
+    channel = {"name": "qga", "protocol": "qga", "method": "virtio-serial", "path": str(port.path)}
+    on_port = start_agent(tmp_path / "port", channels=[channel], flag_style="zmq")
+    try:
+        with RawClient(running.socket_path) as client:
+            # far larger than the socket buffer: completed without POLLOUT ever being reported
+            big = b"w" * (1 << 20)
+            client.send(b'{"execute":"guest-ping","id":"' + big + b'"}')
+            assert client.read_line() == b'{"return": {}, "id": "' + big + b'"}\n'
+        on_port.wait_published("host.connected")
+        port.write(PING)
+        assert port.read_line() == PONG
+        port.close_host()
+        on_port.wait_published("host.disconnected")
+        port.reconnect()
+        on_port.wait_published("host.connected", 2)
+        port.write(PING)
+        assert port.read_line() == PONG
+    finally:
+        running.ctx.close()
+        on_port.ctx.close()
+        port.close()
+
+
 def test_channel_specs_and_defaults(tmp_path: Path) -> None:
     assert parse_channel("qga=virtio-serial:/dev/virtio-ports/org.qemu.guest_agent.0") == {
         "name": "qga",

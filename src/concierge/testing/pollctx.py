@@ -19,10 +19,17 @@ from concierge.testing.context import FakeContext
 
 
 class PollingContext(FakeContext):
-    """FakeContext + a real poll loop for ``watch_fd``."""
+    """FakeContext + a real poll loop for ``watch_fd``.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    ``flag_style="zmq"`` imitates a bridge that hands the ``events`` mask to a ZeroMQ poller
+    unchanged: select's POLLOUT (4) then reads as ZMQ_POLLERR, so POLLOUT is never requested,
+    and revents come back in ZeroMQ's encoding (IN=1, OUT=2, anything else=4). Channels must
+    work under both encodings.
+    """
+
+    def __init__(self, *args: Any, flag_style: str = "select", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.flag_style = flag_style
         self._lock = threading.Lock()
         self._watches: dict[int, tuple[Callable[[int], None], int]] = {}
         self._armed: dict[int, bool] = {}
@@ -63,7 +70,7 @@ class PollingContext(FakeContext):
             with self._lock:
                 for fd, (_, events) in self._watches.items():
                     if self._armed.get(fd):
-                        poller.register(fd, events)
+                        poller.register(fd, self._requested(events))
             for fd, revents in poller.poll(1000):
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
@@ -75,7 +82,21 @@ class PollingContext(FakeContext):
                         continue
                     self._armed[fd] = False
                 callback = entry[0]
-                self._jobs.put(functools.partial(self._run, fd, callback, revents))
+                self._jobs.put(functools.partial(self._run, fd, callback, self._reported(revents)))
+
+    def _requested(self, events: int) -> int:
+        if self.flag_style != "zmq":
+            return events
+        return select.POLLIN if events & 1 else 0  # zmq: 1=IN, 2=OUT, 4=ERR (never requested)
+
+    def _reported(self, revents: int) -> int:
+        if self.flag_style != "zmq":
+            return revents
+        flags = 1 if revents & select.POLLIN else 0
+        flags |= 2 if revents & select.POLLOUT else 0
+        if revents & ~(select.POLLIN | select.POLLOUT | select.POLLPRI):
+            flags |= 4
+        return flags
 
     def _run(self, fd: int, callback: Callable[[int], None], revents: int) -> None:
         self.fd_callbacks += 1

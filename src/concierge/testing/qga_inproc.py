@@ -44,6 +44,7 @@ def start_agent(
     qga_settings: dict[str, Any] | None = None,
     channels: list[dict[str, Any]] | None = None,
     slow_s: float = 5.0,
+    flag_style: str = "select",
 ) -> Agent:
     """Start HostLinkNode on a unix-listen socket (or ``channels``)."""
     sock = tmp / "agent" / "qga.sock"
@@ -57,7 +58,9 @@ def start_agent(
         "backoff_min_s": 0.05,
         "backoff_max_s": 0.2,
     }
-    ctx = PollingContext("transport", settings, runtime_dir=tmp, peers=fake.peers())
+    ctx = PollingContext(
+        "transport", settings, runtime_dir=tmp, peers=fake.peers(), flag_style=flag_style
+    )
     node = ctx.run_node(HostLinkNode)
     if not isinstance(node, HostLinkNode):
         raise TypeError("HostLinkNode expected")

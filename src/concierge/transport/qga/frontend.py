@@ -324,8 +324,6 @@ class QgaFrontEnd:
             guard.cancel()
             self.pending -= 1
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
-            if name in _FREEZE_COMMANDS:
-                self._track_freeze(name, reply)
             slot.data = self._render(
                 name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id
             )
@@ -358,25 +356,24 @@ class QgaFrontEnd:
             else:
                 desc = reply.message or str(reply.code)
             return error_line("GenericError", desc, req_id, has_id)
-        if not spec.success_response:
-            return None
         try:
             result = route.render(reply.body)
-            if result is None:
-                result = {}
-            return return_line(result, req_id, has_id)
         except Exception as err:  # loop boundary: a bad answer becomes an error reply
             log.exception("cannot render %s", name, extra={"event": "qga.render_bug"})
             return error_line(
                 "GenericError", f"internal error: {type(err).__name__}", req_id, has_id
             )
+        if name in _FREEZE_COMMANDS:
+            self._track_freeze(name, result)
+        if not spec.success_response:
+            return None
+        return return_line({} if result is None else result, req_id, has_id)
 
-    def _track_freeze(self, name: str, reply: Reply) -> None:
-        if not reply.ok:
-            return
+    def _track_freeze(self, name: str, result: Any) -> None:
+        """qemu-ga semantics: a freeze that froze something closes the gate, a thaw opens it."""
         if name == "guest-fsfreeze-thaw":
             self.frozen = False
-        elif type(reply.body) is int and reply.body > 0:
+        elif type(result) is int and result > 0:
             self.frozen = True
 
     # ------------------------------------------------------------------ output
