@@ -13,7 +13,10 @@ import errno
 import functools
 import importlib
 import os
+import select
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from concierge.actors.node import Incoming, Node
@@ -56,27 +59,64 @@ class FdLink:
 
 
 class FrontEndHostNode(Node):
-    """Runs one front-end over ``settings["fd"]`` (the fd is owned by the test)."""
+    """Runs one front-end over ``settings["fd"]`` or the connections accepted on
+    ``settings["listen_fd"]`` (a listening unix socket: one host at a time, as QEMU's chardev).
+    The fds are owned by the test.
+    """
 
     def start(self) -> None:
-        """Build the link and front-end, start the reader thread, announce the host."""
+        """Build the link and front-end, start the reader thread."""
         settings = dict(self.ctx.settings)
-        self.fd = int(settings.pop("fd"))
+        fd = settings.pop("fd", None)
+        listen_fd = settings.pop("listen_fd", None)
         module, _, cls = str(settings.pop("frontend")).partition(":")
         self.stopping = threading.Event()
-        self.link = FdLink(str(settings.pop("name", "ovirt")), self.fd)
+        self.link = FdLink(str(settings.pop("name", "ovirt")), -1)
         self.frontend: Any = getattr(importlib.import_module(module), cls)(
             self.ctx, self.link, settings
         )
-        self.link.set_connected(True)
-        self.frontend.connected()
-        self.reader = threading.Thread(target=self._read, daemon=True, name="fd-link-reader")
+        if listen_fd is not None:
+            target = functools.partial(self._serve, socket.socket(fileno=os.dup(int(listen_fd))))
+        else:
+            self._attach(int(fd))
+            target = functools.partial(self._pump, int(fd))
+        self.reader = threading.Thread(target=target, daemon=True, name="fd-link-reader")
         self.reader.start()
 
-    def _read(self) -> None:
+    def _attach(self, fd: int) -> None:
+        self.link.fd = fd
+        self.link.set_connected(True)
+        self.frontend.connected()
+
+    def _serve(self, listener: socket.socket) -> None:
+        with listener:
+            while not self.stopping.is_set():
+                ready, _, _ = select.select([listener], [], [], 0.05)
+                if not ready:
+                    continue
+                conn, _ = listener.accept()
+                with conn:
+                    self._on_bridge(functools.partial(self._attach, conn.fileno()))
+                    self._pump(conn.fileno())
+                    self._on_bridge(self._host_gone)
+
+    def _on_bridge(self, func: Callable[[], None]) -> None:
+        done = threading.Event()
+
+        def run() -> None:
+            func()
+            done.set()
+
+        self.ctx.call_soon(run)
+        done.wait(5)
+
+    def _pump(self, fd: int) -> None:
         while not self.stopping.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if not ready:
+                continue
             try:
-                data = os.read(self.fd, 65536)
+                data = os.read(fd, 65536)
             except OSError:
                 data = b""
             if not data:
@@ -85,7 +125,7 @@ class FrontEndHostNode(Node):
             self.ctx.call_soon(functools.partial(self._deliver, data))
 
     def _deliver(self, data: bytes) -> None:
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and self.link.connected:
             self.frontend.received(data)
 
     def _host_gone(self) -> None:
@@ -101,6 +141,7 @@ class FrontEndHostNode(Node):
             super().handle(msg)
 
     def stop(self) -> None:
-        """Close the front-end (the test closes the fd)."""
+        """Close the front-end and stop the reader (the test closes the fds)."""
         self.stopping.set()
         self.frontend.close()
+        self.link.set_connected(False)
