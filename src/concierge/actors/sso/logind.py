@@ -77,25 +77,19 @@ class Logind:
         self._signals: queue.Queue[Message] = queue.Queue(maxsize=10000)
         self._on_signal = on_signal
         self._stopping = threading.Event()
-        rules = [
-            MatchRule(
-                type="signal", sender=LOGIN1, interface=LOGIN1 + ".Manager", member="SessionNew"
-            ),
-            MatchRule(
-                type="signal", sender=LOGIN1, interface=LOGIN1 + ".Manager", member="SessionRemoved"
-            ),
-            MatchRule(
-                type="signal",
-                sender=LOGIN1,
-                interface=PROPS_IFACE,
-                member="PropertiesChanged",
-                path_namespace=MANAGER_PATH + "/session",
-            ),
-        ]
         self._filters = []
-        for rule in rules:
-            self._filters.append(self._router.filter(rule, queue=self._signals))
-            self._call(message_bus.AddMatch(rule))
+        for iface, member, extra in (
+            (LOGIN1 + ".Manager", "SessionNew", {}),
+            (LOGIN1 + ".Manager", "SessionRemoved", {}),
+            (PROPS_IFACE, "PropertiesChanged", {"path_namespace": MANAGER_PATH + "/session"}),
+        ):
+            # the bus matches on the well-known sender; locally the sender is the unique name
+            bus_rule = MatchRule(
+                type="signal", sender=LOGIN1, interface=iface, member=member, **extra
+            )
+            local_rule = MatchRule(type="signal", interface=iface, member=member, **extra)
+            self._filters.append(self._router.filter(local_rule, queue=self._signals))
+            self._call(message_bus.AddMatch(bus_rule))
         self._thread = threading.Thread(target=self._pump, daemon=True, name="sso-logind-signals")
         self._thread.start()
 
