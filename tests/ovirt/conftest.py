@@ -238,7 +238,9 @@ def system_bus(tmp_path: Path) -> Iterator[str]:
     sock = tmp_path / "system_bus_socket"
     conf = tmp_path / "system-like.conf"
     conf.write_text(SYSTEM_LIKE.format(path=sock))
-    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [daemon, f"--config-file={conf}", "--nofork"], stdout=subprocess.DEVNULL
+    )
     end = time.monotonic() + 10
     while not sock.exists() and time.monotonic() < end:
         time.sleep(0.01)
@@ -254,13 +256,15 @@ class LogindMock:
         from jeepney.io.blocking import open_dbus_connection
 
         peer_check.require(
-            subprocess.run([SYS_PYTHON, "-c", "import dbusmock"], capture_output=True).returncode == 0,
+            _imports("dbusmock"),
             "python3-dbusmock missing (apt install python3-dbusmock)",
         )
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
         self.proc = subprocess.Popen(
-            [SYS_PYTHON, "-m", "dbusmock", "--template", "logind"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [SYS_PYTHON, "-m", "dbusmock", "--template", "logind"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.conn = open_dbus_connection(address)
         end = time.monotonic() + 15
@@ -275,36 +279,73 @@ class LogindMock:
         from jeepney import message_bus
         from jeepney.wrappers import unwrap_msg
 
-        return bool(unwrap_msg(self.conn.send_and_get_reply(message_bus.NameHasOwner(name), timeout=5))[0])
+        return bool(
+            unwrap_msg(self.conn.send_and_get_reply(message_bus.NameHasOwner(name), timeout=5))[0]
+        )
 
-    def call(self, path: str, iface: str, method: str, sig: str | None = None, body: tuple[Any, ...] = ()) -> Any:
+    def call(
+        self, path: str, iface: str, method: str, sig: str | None = None, body: tuple[Any, ...] = ()
+    ) -> Any:
         from jeepney import DBusAddress, new_method_call
         from jeepney.wrappers import unwrap_msg
 
         addr = DBusAddress(path, bus_name="org.freedesktop.login1", interface=iface)
-        return unwrap_msg(self.conn.send_and_get_reply(new_method_call(addr, method, sig, body), timeout=5))
+        return unwrap_msg(
+            self.conn.send_and_get_reply(new_method_call(addr, method, sig, body), timeout=5)
+        )
 
     def add_session(self, sid: str, uid: int, user: str, active: bool = True) -> str:
-        path = self.call("/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "AddSession", "ssusb",
-                         (sid, "seat0", uid, user, active))[0]
-        self.emit("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "SessionNew", "so", [sid, path])
+        path = self.call(
+            "/org/freedesktop/login1",
+            "org.freedesktop.DBus.Mock",
+            "AddSession",
+            "ssusb",
+            (sid, "seat0", uid, user, active),
+        )[0]
+        self.emit(
+            "/org/freedesktop/login1",
+            "org.freedesktop.login1.Manager",
+            "SessionNew",
+            "so",
+            [sid, path],
+        )
         return str(path)
 
     def remove_session(self, sid: str) -> None:
         path = f"/org/freedesktop/login1/session/{sid}"
-        self.call("/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "RemoveObject", "o", (path,))
-        self.emit("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "SessionRemoved", "so", [sid, path])
+        self.call(
+            "/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "RemoveObject", "o", (path,)
+        )
+        self.emit(
+            "/org/freedesktop/login1",
+            "org.freedesktop.login1.Manager",
+            "SessionRemoved",
+            "so",
+            [sid, path],
+        )
 
     def emit(self, path: str, iface: str, name: str, sig: str, args: list[Any]) -> None:
-        self.call(path, "org.freedesktop.DBus.Mock", "EmitSignal", "sssav",
-                  (iface, name, sig, [(s, a) for s, a in zip(_split_sig(sig), args, strict=True)]))
+        self.call(
+            path,
+            "org.freedesktop.DBus.Mock",
+            "EmitSignal",
+            "sssav",
+            (iface, name, sig, [(s, a) for s, a in zip(_split_sig(sig), args, strict=True)]),
+        )
 
     def set_locked(self, sid: str, locked: bool) -> None:
-        self.call(f"/org/freedesktop/login1/session/{sid}", "org.freedesktop.login1.Session",
-                  "SetLockedHint", "b", (locked,))
+        self.call(
+            f"/org/freedesktop/login1/session/{sid}",
+            "org.freedesktop.login1.Session",
+            "SetLockedHint",
+            "b",
+            (locked,),
+        )
 
     def calls(self, path: str, method: str) -> list[Any]:
-        return list(self.call(path, "org.freedesktop.DBus.Mock", "GetMethodCalls", "s", (method,))[0])
+        return list(
+            self.call(path, "org.freedesktop.DBus.Mock", "GetMethodCalls", "s", (method,))[0]
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -324,8 +365,17 @@ def logind(system_bus: str) -> Iterator[LogindMock]:
 
 def require_pam_stack() -> None:
     """pam_wrapper + pam_python + pypamtest must be present (CI installs them)."""
-    for path, pkg in ((PAM_WRAPPER, "libpam-wrapper"), (PAM_PYTHON, "libpam-python"), (PAM_MATRIX, "libpam-wrapper")):
+    for path, pkg in (
+        (PAM_WRAPPER, "libpam-wrapper"),
+        (PAM_PYTHON, "libpam-python"),
+        (PAM_MATRIX, "libpam-wrapper"),
+    ):
         peer_check.require(os.path.exists(path), f"{path} missing (apt install {pkg})")
-    ok = subprocess.run([SYS_PYTHON, "-c", "import pypamtest"], capture_output=True).returncode == 0
-    peer_check.require(ok, "pypamtest missing (apt install python3-pypamtest)")
+    peer_check.require(_imports("pypamtest"), "pypamtest missing (apt install python3-pypamtest)")
     assert shutil.which(SYS_PYTHON)
+
+
+def _imports(module: str) -> bool:
+    """True if the system python (the one with Debian's bindings) can import ``module``."""
+    proc = subprocess.run([SYS_PYTHON, "-c", f"import {module}"], capture_output=True, check=False)
+    return proc.returncode == 0

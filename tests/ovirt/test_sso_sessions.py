@@ -27,7 +27,8 @@ def _wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
 @pytest.fixture
 def sso(system_bus: str, logind: LogindMock, tmp_path: Path) -> Iterator[PollingFakeContext]:
     ctx = PollingFakeContext(
-        "sso", {"system_bus": system_bus, "graceful_logoff": [], "logoff_grace_s": 0.2},
+        "sso",
+        {"system_bus": system_bus, "graceful_logoff": [], "logoff_grace_s": 0.2},
         runtime_dir=tmp_path,
     )
     ctx.run_node(SsoNode)
@@ -43,7 +44,12 @@ def test_session_events_and_active_user(sso: PollingFakeContext, logind: LogindM
     assert sso.ask("sso.active_user").body["name"] is None
     logind.add_session("c1", 1000, "alice")
     _wait(lambda: ("session.logon", "c1") in _topics(sso))
-    assert sso.ask("sso.active_user").body == {"name": "alice", "uid": 1000, "session": "c1", "locked": False}
+    assert sso.ask("sso.active_user").body == {
+        "name": "alice",
+        "uid": 1000,
+        "session": "c1",
+        "locked": False,
+    }
     logind.set_locked("c1", True)
     _wait(lambda: ("session.lock", "c1") in _topics(sso))
     assert sso.ask("sso.active_user").body["locked"] is True
@@ -78,7 +84,9 @@ def test_lock_without_console_user_is_not_found(sso: PollingFakeContext) -> None
     assert not reply.ok and reply.code == ErrorCode.NOT_FOUND
 
 
-def test_unlock_of_another_users_session_refused(sso: PollingFakeContext, logind: LogindMock) -> None:
+def test_unlock_of_another_users_session_refused(
+    sso: PollingFakeContext, logind: LogindMock
+) -> None:
     logind.add_session("c1", 1000, "alice")
     logind.set_locked("c1", True)
     _wait(lambda: sso.ask("sso.active_user").body["locked"] is True)

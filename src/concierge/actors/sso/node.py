@@ -67,7 +67,11 @@ class SsoNode(ServiceNode):
             allowed_uids=s.allowed_peer_uids,
             client_timeout_s=s.client_timeout_s,
         )
-        self.credsock.open()
+        try:
+            self.credsock.open()
+        except (UnavailableError, OSError):
+            self._close_buses()  # a refused socket dir must not leak bus connections
+            raise
         self._expiry: TimerHandle | None = None
         self._schedule_expiry()
 
@@ -85,6 +89,9 @@ class SsoNode(ServiceNode):
             self._expiry.cancel()
         self.vault.clear()
         self.credsock.close()
+        self._close_buses()
+
+    def _close_buses(self) -> None:
         if self.signal is not None:
             self.signal.close()
         self.logind.close()

@@ -42,7 +42,10 @@ class _PamConv(Structure):
 
 
 def _libs() -> tuple[ctypes.CDLL, ctypes.CDLL]:
-    libpam = ctypes.CDLL(ctypes.util.find_library("pam") or "libpam.so.0")
+    # Load libpam into the global namespace and resolve through it, so an LD_PRELOADed
+    # interposer (pam_wrapper in tests) wins exactly as it would for a normally linked program.
+    ctypes.CDLL(ctypes.util.find_library("pam") or "libpam.so.0", mode=ctypes.RTLD_GLOBAL)
+    libpam = ctypes.CDLL(None)
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.calloc.restype = c_void_p
     libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
@@ -68,6 +71,8 @@ def verify(service: str, user: str, password: Secret[bytes]) -> tuple[bool, str]
         responses: ctypes._Pointer[ctypes._Pointer[_PamResponse]],
         _data: int | None,
     ) -> int:
+        if not responses:  # informational messages sent without a reply slot
+            return PAM_SUCCESS
         block = libc.calloc(n, sizeof(_PamResponse))
         if not block:
             return PAM_BUF_ERR

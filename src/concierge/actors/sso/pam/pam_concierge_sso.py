@@ -74,10 +74,10 @@ def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
     try:
         answer = pamh.conversation(pamh.Message(pamh.PAM_PROMPT_ECHO_OFF, "Token?"))
     except pamh.exception:
-        return pamh.PAM_CONV_ERR
+        return int(pamh.PAM_CONV_ERR)
     token = (answer.resp or "").encode("utf-8")
     if not token:
-        return pamh.PAM_CRED_UNAVAIL
+        return int(pamh.PAM_CRED_UNAVAIL)
     try:
         status, user, password = fetch(
             opts.get("socket", DEFAULT_SOCKET),
@@ -86,15 +86,15 @@ def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
             float(opts.get("timeout", "3")),
         )
     except (OSError, ValueError, PermissionError):
-        return pamh.PAM_AUTHINFO_UNAVAIL
+        return int(pamh.PAM_AUTHINFO_UNAVAIL)
     try:
         if status != 0 or not user:
-            return pamh.PAM_CRED_UNAVAIL
+            return int(pamh.PAM_CRED_UNAVAIL)
         if preset and preset != user:
-            return pamh.PAM_CRED_UNAVAIL
+            return int(pamh.PAM_CRED_UNAVAIL)
         pamh.user = user
         pamh.authtok = password.decode("utf-8")
-        return pamh.PAM_SUCCESS
+        return int(pamh.PAM_SUCCESS)
     finally:
         for i in range(len(password)):
             password[i] = 0
@@ -102,4 +102,4 @@ def pam_sm_authenticate(pamh: Any, flags: int, argv: list[str]) -> int:
 
 def pam_sm_setcred(pamh: Any, flags: int, argv: list[str]) -> int:
     """Nothing to establish: the next module owns the credentials."""
-    return pamh.PAM_SUCCESS
+    return int(pamh.PAM_SUCCESS)
