@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FakePeers, HostPump, start_frontend
+from ovirt_harness import FakePeers, HostPump, start_frontend
 
 from concierge.testing.vdsm_host import VdsmHost
 

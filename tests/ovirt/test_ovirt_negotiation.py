@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import FakePeers, HostPump, LogindMock, start_frontend
+from ovirt_harness import FakePeers, HostPump, LogindMock, start_frontend
 
 from concierge.actors.sso.node import SsoNode
 from concierge.testing.context import FakeContext

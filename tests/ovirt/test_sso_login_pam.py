@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from ovirt_harness import (
     PAM_MATRIX,
     PAM_PYTHON,
     PAM_WRAPPER,

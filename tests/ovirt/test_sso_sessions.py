@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LogindMock
+from ovirt_harness import LogindMock
 
 from concierge.actors.sso.node import SsoNode
 from concierge.errors import ErrorCode

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "ovirt"))
 
-from conftest import FakePeers, HostPump, start_frontend
+from ovirt_harness import FakePeers, HostPump, start_frontend
 
 from concierge.actors.sso import credsock
 from concierge.actors.sso.credsock import CredentialSocket

@@ -113,7 +113,7 @@ class FrontEndHostNode(Node):
     def _pump(self, fd: int) -> None:
         while not self.stopping.is_set():
             ready, _, _ = select.select([fd], [], [], 0.05)
-            if not ready:
+            if not ready or self.stopping.is_set():
                 continue
             try:
                 data = os.read(fd, 65536)
@@ -145,3 +145,5 @@ class FrontEndHostNode(Node):
         self.stopping.set()
         self.frontend.close()
         self.link.set_connected(False)
+        # the test closes the fds next and the numbers get reused: the reader must be gone
+        self.reader.join(1.0)
