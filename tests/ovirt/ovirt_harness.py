@@ -188,8 +188,8 @@ def peers() -> FakePeers:
 
 
 @pytest.fixture
-def closers() -> Iterator[list[Callable[[], None]]]:
-    todo: list[Callable[[], None]] = []
+def closers() -> Iterator[list[Callable[[], object]]]:
+    todo: list[Callable[[], object]] = []
     yield todo
     for close in reversed(todo):
         close()

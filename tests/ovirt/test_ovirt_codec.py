@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,7 +33,7 @@ def test_encode_refuses_oversize() -> None:
 def test_reader_any_split(values: list[str], step: int) -> None:
     data = b"".join(encode("echo", {"v": v}) for v in values)
     reader = LineReader()
-    out = []
+    out: list[Any] = []
     for i in range(0, len(data), step):
         out.extend(reader.feed(data[i : i + step]))
     assert [m.args["v"] for m in out if isinstance(m, Message)] == [

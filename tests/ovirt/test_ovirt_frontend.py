@@ -18,7 +18,7 @@ from ovirt_harness import FakePeers, HostPump, start_frontend
 from concierge.testing.vdsm_host import VdsmHost
 
 
-def _pty(closers: list[Callable[[], None]]) -> tuple[int, int]:
+def _pty(closers: list[Callable[[], object]]) -> tuple[int, int]:
     host_fd, guest_fd = pty.openpty()
     tty.setraw(host_fd)
     tty.setraw(guest_fd)
@@ -26,7 +26,7 @@ def _pty(closers: list[Callable[[], None]]) -> tuple[int, int]:
     return host_fd, guest_fd
 
 
-def test_full_session_over_pty(peers: FakePeers, closers: list[Callable[[], None]]) -> None:
+def test_full_session_over_pty(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
     closers.append(pump.close)
@@ -61,7 +61,7 @@ def test_full_session_over_pty(peers: FakePeers, closers: list[Callable[[], None
 
 
 def test_lifecycle_completion_and_commands(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
@@ -91,7 +91,7 @@ def test_lifecycle_completion_and_commands(
 
 
 def test_garbage_and_oversize_lines_resync(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
@@ -113,7 +113,7 @@ def test_garbage_and_oversize_lines_resync(
     assert ctx.counters["ovirt.garbage"] == 5
 
 
-def test_session_events_reach_host(peers: FakePeers, closers: list[Callable[[], None]]) -> None:
+def test_session_events_reach_host(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
     closers.append(pump.close)
@@ -130,7 +130,7 @@ def test_session_events_reach_host(peers: FakePeers, closers: list[Callable[[], 
 
 
 def test_stale_login_ignored_fresh_login_forwarded(
-    peers: FakePeers, closers: list[Callable[[], None]], caplog: pytest.LogCaptureFixture
+    peers: FakePeers, closers: list[Callable[[], object]], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     host_fd, guest_fd = _pty(closers)
@@ -155,7 +155,7 @@ def test_stale_login_ignored_fresh_login_forwarded(
 
 
 def test_unix_socket_disconnect_reconnect_repushes(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ovirt-sock-"))
     path = str(tmp / "ovirt-guest-agent.0")
@@ -185,7 +185,7 @@ def test_unix_socket_disconnect_reconnect_repushes(
 
 
 def test_agent_restart_pushes_full_state_without_refresh(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     host_sock, guest_sock = socket.socketpair()
     closers.append(lambda: (host_sock.close(), guest_sock.close()))

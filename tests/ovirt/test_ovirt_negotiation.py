@@ -19,7 +19,7 @@ from concierge.testing.fd_link import FrontEndHostNode
 from concierge.testing.polling_context import PollingFakeContext
 
 
-def _pty(closers: list[Callable[[], None]]) -> tuple[int, int]:
+def _pty(closers: list[Callable[[], object]]) -> tuple[int, int]:
     host_fd, guest_fd = pty.openpty()
     tty.setraw(host_fd)
     tty.setraw(guest_fd)
@@ -28,7 +28,7 @@ def _pty(closers: list[Callable[[], None]]) -> tuple[int, int]:
 
 
 def test_old_vdsm_without_api_version_gets_v0_messages_only(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
@@ -50,7 +50,7 @@ def test_old_vdsm_without_api_version_gets_v0_messages_only(
 
 
 def test_stale_before_event_answered_without_hooks(
-    peers: FakePeers, closers: list[Callable[[], None]]
+    peers: FakePeers, closers: list[Callable[[], object]]
 ) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
@@ -66,7 +66,7 @@ def test_stale_before_event_answered_without_hooks(
     assert peers.of("sso", "sso.lock") == [{}]  # locking is always honoured
 
 
-def test_slow_monitor_never_delays_heartbeats(closers: list[Callable[[], None]]) -> None:
+def test_slow_monitor_never_delays_heartbeats(closers: list[Callable[[], object]]) -> None:
     peers = FakePeers()
     fast_monitor = peers.monitor
 
@@ -89,7 +89,7 @@ def test_slow_monitor_never_delays_heartbeats(closers: list[Callable[[], None]])
 
 
 def test_lock_screen_and_log_off_through_real_logind(
-    system_bus: str, logind: LogindMock, tmp_path: Path, closers: list[Callable[[], None]]
+    system_bus: str, logind: LogindMock, tmp_path: Path, closers: list[Callable[[], object]]
 ) -> None:
     from jeepney import MatchRule, message_bus
     from jeepney.io.threading import DBusRouter, open_dbus_connection

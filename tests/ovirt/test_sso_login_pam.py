@@ -64,7 +64,7 @@ class Greeter:
         rule = MatchRule(
             type="signal", interface="org.ovirt.vdsm.Credentials", member="UserAuthenticated"
         )
-        self.handle = self.router.filter(rule, queue=self.tokens, bufsize=100)  # type: ignore[arg-type]
+        self.handle = self.router.filter(rule, queue=self.tokens, bufsize=100)
         self.router.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
         self.pam_dir = tmp / "pam.d"
         self.pam_dir.mkdir()
@@ -323,12 +323,17 @@ def test_racing_clients_get_the_credential_once(
         with lock:
             results.append(data[6])
 
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # connects, never speaks
+    silent.connect(str(greeter.sock))
     threads = [threading.Thread(target=grab) for _ in range(12)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
     assert sorted(results) == [credsock.OK] + [credsock.NOT_FOUND] * 11
+    silent.settimeout(10)
+    assert silent.recv(16) == b""  # dropped after client_timeout_s, having blocked nobody
+    silent.close()
 
 
 def _run_node_login(job: dict[str, Any], pam_dir: Path) -> dict[str, Any]:
