@@ -28,6 +28,7 @@ class HostPump:
         self.fd = fd
         self.host = host or VdsmHost()
         self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
         self.stop_flag = threading.Event()
         self.raw = bytearray()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -51,10 +52,11 @@ class HostPump:
             self.flush()
 
     def flush(self) -> None:
-        with self.lock:
-            out = self.host.take_outbox()
-        if out:
-            os.write(self.fd, out)
+        with self.write_lock:  # take and write as one step: lines leave in the order queued
+            with self.lock:
+                out = self.host.take_outbox()
+            if out:
+                os.write(self.fd, out)
 
     def send(self, name: str, **args: Any) -> None:
         with self.lock:

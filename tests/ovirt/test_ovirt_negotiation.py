@@ -59,7 +59,7 @@ def test_stale_before_event_answered_without_hooks(
     pump.send("lock-screen")
     ctx = start_frontend(peers, fd=guest_fd, stale_window_s=30.0)
     closers.append(ctx.close)
-    pump.wait(lambda h: h.effective_api_version == 3)
+    pump.wait(lambda h: h.effective_api_version == 3 and bool(h.state.guest_os_info))
     pump.send("lifecycle-event", type="before_migration", reply_id="stale-2")  # still in the window
     pump.wait(lambda h: "stale-2" in h.state.completions)
     assert peers.of("lifecycle", "lifecycle.guest_event") == []
