@@ -138,10 +138,10 @@ def test_stale_login_ignored_fresh_login_forwarded(
     closers.append(pump.close)
     pump.send("login", username="alice", password="st4le-pa55")  # queued while the port was closed
     pump.send("shutdown", timeout=0, reboot="False")
-    ctx = start_frontend(peers, fd=guest_fd, stale_window_s=1.0)
+    ctx = start_frontend(peers, fd=guest_fd, stale_window_s=3.0)
     closers.append(ctx.close)
     pump.wait(lambda h: bool(h.state.guest_name))
-    time.sleep(1.1)
+    time.sleep(3.1)
     pump.send("login", username="alice@internal-authz", password="fr3sh-pa55")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not peers.of("sso", "sso.login"):
