@@ -305,6 +305,7 @@ class OvirtFrontEnd(HostCommands):
                 self._user = name
                 if previous is not _UNKNOWN and name != previous:
                     self._send("session-logoff" if name is None else "session-logon", {})
+                    self._locked = None if name is None else False  # a new session starts unlocked
                 self._send("active-user", render.active_user(reply.body))
             locked = reply.body.get("locked")
             if isinstance(locked, bool) and name is not None:
