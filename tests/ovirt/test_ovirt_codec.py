@@ -75,3 +75,21 @@ def test_vdsm_too_big_line() -> None:
     host = VdsmHost()
     host.feed(b"x" * (1024 * 1024 + 70000) + b'\n{"__name__": "fqdn", "fqdn": "f"}\n')
     assert host.warnings and host.state.fqdn == "f"
+
+
+def test_bad_settings_are_config_errors(tmp_path: Any) -> None:
+    import pytest
+
+    from concierge.actors.sso.node import SsoNode
+    from concierge.errors import ConfigError
+    from concierge.testing.context import FakeContext
+    from concierge.transport.ovirt.settings import load_settings
+
+    with pytest.raises(ConfigError, match="actors.transport.settings.ovirt"):
+        load_settings({"heartbeat": 5})
+    ctx = FakeContext("sso", {"credential_ttl": 5}, runtime_dir=tmp_path)
+    try:
+        with pytest.raises(ConfigError, match="actors.sso.settings"):
+            ctx.run_node(SsoNode)
+    finally:
+        ctx.close()
