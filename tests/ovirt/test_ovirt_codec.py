@@ -85,11 +85,11 @@ def test_bad_settings_are_config_errors(tmp_path: Any) -> None:
     from concierge.testing.context import FakeContext
     from concierge.transport.ovirt.settings import load_settings
 
-    with pytest.raises(ConfigError, match="actors.transport.settings.ovirt"):
+    with pytest.raises(ConfigError, match=r"actors\.transport\.settings\.ovirt"):
         load_settings({"heartbeat": 5})
     ctx = FakeContext("sso", {"credential_ttl": 5}, runtime_dir=tmp_path)
     try:
-        with pytest.raises(ConfigError, match="actors.sso.settings"):
+        with pytest.raises(ConfigError, match=r"actors\.sso\.settings"):
             ctx.run_node(SsoNode)
     finally:
         ctx.close()
