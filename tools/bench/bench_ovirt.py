@@ -9,6 +9,7 @@ responsiveness, 10 s lifecycle reply window).
 from __future__ import annotations
 
 import os
+import shutil
 import pty
 import socket
 import statistics
@@ -115,6 +116,7 @@ def credential_exchange(rounds: int = 200) -> list[float]:
         assert data[6] == credsock.OK
     ctx.call_soon(server.close)
     ctx.close()
+    shutil.rmtree(base, ignore_errors=True)
     return out
 
 
