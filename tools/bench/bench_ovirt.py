@@ -9,8 +9,8 @@ responsiveness, 10 s lifecycle reply window).
 from __future__ import annotations
 
 import os
-import shutil
 import pty
+import shutil
 import socket
 import statistics
 import sys
