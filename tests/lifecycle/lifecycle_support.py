@@ -8,9 +8,7 @@ loop device and removes the image, even when the test failed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,59 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from concierge.testing.peers import require, require_binary
-
-FITHAW = 0xC0045878
-SIZES_MB = {"ext4": 64, "xfs": 320}  # xfsprogs >= 5.19 refuses filesystems below 300 MB
-
-
-def can_loop_mount() -> bool:
-    """Root and a loop-control device are needed to create test filesystems."""
-    return os.geteuid() == 0 and os.path.exists("/dev/loop-control")
-
-
-def _thaw_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for _ in range(4):
-                fcntl.ioctl(fd, FITHAW, 0)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def loop_fs(fstype: str) -> Iterator[Path]:
-    """A freshly made ``fstype`` filesystem on a loop device, mounted in a private tmp dir."""
-    require(can_loop_mount(), "needs root and /dev/loop-control for loop-mounted filesystems")
-    mkfs = require_binary(f"mkfs.{fstype}", "xfsprogs" if fstype == "xfs" else "e2fsprogs")
-    base = Path(tempfile.mkdtemp(prefix=f"cc-lifecycle-{fstype}-"))
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    device = ""
-    mounted = False
-    try:
-        with open(image, "wb") as fh:
-            fh.truncate(SIZES_MB[fstype] * 1024 * 1024)
-        quiet = ["-q", "-F"] if fstype == "ext4" else ["-q", "-f"]
-        subprocess.run([mkfs, *quiet, str(image)], check=True, capture_output=True)
-        device = subprocess.run(
-            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        subprocess.run(["mount", "-t", fstype, device, str(mnt)], check=True, capture_output=True)
-        mounted = True
-        yield mnt
-    finally:
-        if mounted:
-            _thaw_quietly(mnt)
-            umount = subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-            if umount.returncode != 0:
-                subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
-        if device:
-            subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+from concierge.testing.loopfs import can_loop_mount, loop_fs  # noqa: F401 - re-exported for the tests
+from concierge.testing.peers import require_binary
 
 
 def start_writer(directory: Path, name: str = "probe") -> subprocess.Popen[bytes]:

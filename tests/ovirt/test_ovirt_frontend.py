@@ -180,8 +180,9 @@ def test_unix_socket_disconnect_reconnect_repushes(
         pump.close()
         conn.close()
         time.sleep(0.2)
-    assert ctx.published.count(("host.connected", {"channel": "ovirt", "protocol": "ovirt"})) == 2
-    assert ("host.disconnected", {"channel": "ovirt", "protocol": "ovirt"}) in ctx.published
+    # host.connected / host.disconnected are published once, by the transport actor's channel
+    # (tests/qga), never a second time by the front-end
+    assert not [topic for topic, _ in ctx.published if topic.startswith("host.")]
 
 
 def test_agent_restart_pushes_full_state_without_refresh(

@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import queue
+import select
 import threading
 import time
 from collections import Counter
@@ -216,10 +217,10 @@ class Bridge:
         self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
 
     # --- NodeContext: loop services ---------------------------------------------------------------
-    def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = zmq.POLLIN) -> None:
-        """Call ``callback(revents)`` when ``fd`` is ready."""
+    def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN) -> None:
+        """Call ``callback(revents)`` when ``fd`` is ready; flags are ``select.POLL*`` both ways."""
         self._fds[fd] = callback
-        self._poller.register(fd, events)
+        self._poller.register(fd, _to_zmq(events))
 
     def unwatch_fd(self, fd: int) -> None:
         """Stop watching ``fd``."""
@@ -301,7 +302,7 @@ class Bridge:
                 elif isinstance(item, int):
                     callback = self._fds.get(item)
                     if callback is not None:
-                        callback(revents)
+                        callback(_from_zmq(revents))
                 else:
                     self._drain_dealer(item)
             self._run_timers()
@@ -492,6 +493,24 @@ class Bridge:
             if sock is not None:
                 sock.close(0)
         os.close(self._wake_fd)
+
+
+def _to_zmq(events: int) -> int:
+    """select.POLL* flags to the zmq poller's (which differ: zmq.POLLOUT is 2, POLLERR 4)."""
+    out = zmq.POLLIN if events & select.POLLIN else 0
+    if events & select.POLLOUT:
+        out |= zmq.POLLOUT
+    return out
+
+
+def _from_zmq(revents: int) -> int:
+    """zmq poller revents to select.POLL* flags (zmq folds HUP and ERR into POLLERR)."""
+    out = select.POLLIN if revents & zmq.POLLIN else 0
+    if revents & zmq.POLLOUT:
+        out |= select.POLLOUT
+    if revents & zmq.POLLERR:
+        out |= select.POLLERR | select.POLLHUP
+    return out
 
 
 class _DoneFuture:

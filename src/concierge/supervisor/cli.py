@@ -78,7 +78,7 @@ def render_status(result: dict[str, Any], tty: bool) -> str:
         rows.append(
             [
                 actor["id"],
-                actor["state"],
+                "WAITING" if actor.get("waiting") else actor["state"],
                 str(actor["pid"] or "-"),
                 _uptime(actor["uptime_s"]),
                 f"{actor['restarts_recent']}/{actor['restarts']}",
@@ -96,7 +96,12 @@ def render_status(result: dict[str, Any], tty: bool) -> str:
 
 
 def _unhealthy(result: dict[str, Any]) -> bool:
-    return any(a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded") for a in result["actors"])
+    """An actor that is not RUNNING and healthy, unless it is waiting for a device or service
+    that is absent on this guest (exit 69: retried on parole, not a failure of the agent)."""
+    return any(
+        (a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded")) and not a.get("waiting")
+        for a in result["actors"]
+    )
 
 
 def _operate(args: argparse.Namespace) -> int:

@@ -146,7 +146,7 @@ class ControlServer:
         bad = [
             {"id": a["id"], "state": a["state"], "health": a["health"], "detail": a["detail"]}
             for a in self.sup.status()["actors"]
-            if a["state"] != State.RUNNING or a["health"] not in ("ok", "degraded")
+            if (a["state"] != State.RUNNING or a["health"] not in ("ok", "degraded")) and not a["waiting"]
         ]
         return {"healthy": not bad, "unhealthy": bad, "frozen": self.sup.frozen()}
 

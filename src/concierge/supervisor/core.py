@@ -466,6 +466,7 @@ class Supervisor:
                     "detail": child.detail,
                     "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
                     "essential": child.spec.essential,
+                    "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
                     "counters": child.counters,
                 }
             )

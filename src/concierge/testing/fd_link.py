@@ -72,9 +72,7 @@ class FrontEndHostNode(Node):
         module, _, cls = str(settings.pop("frontend")).partition(":")
         self.stopping = threading.Event()
         self.link = FdLink(str(settings.pop("name", "ovirt")), -1)
-        self.frontend: Any = getattr(importlib.import_module(module), cls)(
-            self.ctx, self.link, settings
-        )
+        self.frontend: Any = getattr(importlib.import_module(module), cls)(self.ctx, self.link, settings)
         if listen_fd is not None:
             target = functools.partial(self._serve, socket.socket(fileno=os.dup(int(listen_fd))))
         else:

@@ -26,9 +26,7 @@ class PollingFakeContext(FakeContext):
         self._poller = threading.Thread(target=self._poll, daemon=True, name="fake-poller")
         self._poller.start()
 
-    def watch_fd(
-        self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN
-    ) -> None:
+    def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN) -> None:
         """Watch ``fd`` for real."""
         with self._watch_lock:
             self._watched[fd] = (callback, events)

@@ -39,9 +39,7 @@ def find_reference(name: str) -> Path | None:
 
 def load_schema(path: Path) -> dict[str, dict[str, Any]]:
     """Parse a QAPI schema file (Python-like literals, ``#`` comments) into definitions."""
-    text = "\n".join(
-        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
-    )
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
     defs: dict[str, dict[str, Any]] = {}
     depth = 0
     start = 0
@@ -53,11 +51,7 @@ def load_schema(path: Path) -> dict[str, dict[str, Any]]:
         elif char == "}":
             depth -= 1
             if depth == 0:
-                chunk = (
-                    text[start : index + 1]
-                    .replace(": true", ": True")
-                    .replace(": false", ": False")
-                )
+                chunk = text[start : index + 1].replace(": true", ": True").replace(": false", ": False")
                 expr = ast.literal_eval(chunk)
                 kind = next(iter(expr))
                 if kind in ("command", "struct", "enum", "union", "alternate"):
@@ -83,16 +77,12 @@ def _members(defs: dict[str, dict[str, Any]], definition: dict[str, Any]) -> dic
     return {k: (v["type"] if isinstance(v, dict) else v) for k, v in members.items()}
 
 
-def check_value(
-    defs: dict[str, dict[str, Any]], spec: Any, value: Any, where: str = "$"
-) -> list[str]:
+def check_value(defs: dict[str, dict[str, Any]], spec: Any, value: Any, where: str = "$") -> list[str]:
     """Every mismatch between ``value`` and QAPI type ``spec`` (empty list: conforms)."""
     if isinstance(spec, list):
         if not isinstance(value, list):
             return [f"{where}: expected array"]
-        return [
-            e for i, v in enumerate(value) for e in check_value(defs, spec[0], v, f"{where}[{i}]")
-        ]
+        return [e for i, v in enumerate(value) for e in check_value(defs, spec[0], v, f"{where}[{i}]")]
     if spec in _INT_RANGES:
         low, high = _INT_RANGES[spec]
         if type(value) is not int or not low <= value <= high:

@@ -50,17 +50,14 @@ def start_agent(
     sock = tmp / "agent" / "qga.sock"
     fake = FakeCapabilities(slow_s=slow_s)
     settings: dict[str, Any] = {
-        "channels": channels
-        or [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}],
+        "channels": channels or [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}],
         "frontends": {"qga": FAKE_FRONTEND},
         "protocol_settings": {"qga": qga_settings or {}},
         "recheck_s": 0.1,
         "backoff_min_s": 0.05,
         "backoff_max_s": 0.2,
     }
-    ctx = PollingContext(
-        "transport", settings, runtime_dir=tmp, peers=fake.peers(), flag_style=flag_style
-    )
+    ctx = PollingContext("transport", settings, runtime_dir=tmp, peers=fake.peers(), flag_style=flag_style)
     node = ctx.run_node(HostLinkNode)
     if not isinstance(node, HostLinkNode):
         raise TypeError("HostLinkNode expected")

@@ -97,15 +97,11 @@ class QemuGa:
     def __enter__(self) -> QemuGa:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
 
-def fenced_exchange(
-    path: Path | str, payload: bytes, fence_ids: tuple[int, int] = (4242, 4343)
-) -> bytes:
+def fenced_exchange(path: Path | str, payload: bytes, fence_ids: tuple[int, int] = (4242, 4343)) -> bytes:
     """Every byte an agent sends in answer to ``payload``, on a fresh connection.
 
     The payload is fenced by two 0xFF + ``guest-sync-delimited`` exchanges, so the result is
@@ -116,9 +112,7 @@ def fenced_exchange(
     with RawClient(path) as client:
         client.resync(fence_ids[0])
         client.send(payload)
-        client.send(
-            DELIM + b'{"execute":"guest-sync-delimited","arguments":{"id":%d}}' % fence_ids[1]
-        )
+        client.send(DELIM + b'{"execute":"guest-sync-delimited","arguments":{"id":%d}}' % fence_ids[1])
         want = DELIM + b'{"return": %d}\n' % fence_ids[1]
         out = b""
         while not out.endswith(want):
@@ -133,6 +127,7 @@ class RawClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout_s)
         self.sock.connect(str(path))
+        self.path = Path(path)
         self.buf = b""
 
     def send(self, data: bytes) -> None:
@@ -191,7 +186,5 @@ class RawClient:
     def __enter__(self) -> RawClient:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()

@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-s", type=float, default=0.2)
     args = parser.parse_args(argv)
     settings: dict[str, object] = {
-        "channels": [
-            {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(args.socket)}
-        ],
+        "channels": [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(args.socket)}],
     }
     peers = None
     if args.fake_capabilities:

@@ -111,16 +111,12 @@ class FakeCapabilities:
 class FakeRoutedQgaFrontEnd(QgaFrontEnd):
     """QgaFrontEnd with FAKE_ROUTES instead of the real capability routes."""
 
-    def __init__(
-        self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, link, settings, routes=FAKE_ROUTES)
 
 
 class FakeBenchQgaFrontEnd(QgaFrontEnd):
     """QgaFrontEnd with BENCH_ROUTES (only guest-fstrim is slow)."""
 
-    def __init__(
-        self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, link, settings, routes=BENCH_ROUTES)

@@ -44,7 +44,9 @@ def load_class(entry: str, key: str) -> type[Any]:
 class HostLinkNode(Node):
     """The ``transport`` actor: host channels in, capability requests out."""
 
-    accepts = frozenset({messages.STATUS, "lifecycle.frozen", "lifecycle.thawed"})
+    #: events forwarded to front-ends that have an ``event(topic, body)`` method
+    forwarded_prefixes = ("lifecycle.", "session.")
+    accepts = None
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
@@ -58,9 +60,9 @@ class HostLinkNode(Node):
             self.settings = msgspec.convert(dict(self.ctx.settings), HostLinkSettings)
         except msgspec.ValidationError as err:
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
-        specs = [
-            ChannelSpec(c.name, c.protocol, c.method, c.path) for c in self.settings.channels
-        ] or [ChannelSpec(**c) for c in default_channels(self.ctx.runtime_dir)]
+        specs = [ChannelSpec(c.name, c.protocol, c.method, c.path) for c in self.settings.channels] or [
+            ChannelSpec(**c) for c in default_channels(self.ctx.runtime_dir)
+        ]
         classes: dict[str, type[Any]] = {}
         for spec in specs:
             if spec.protocol not in classes and spec.protocol not in self.failed:
@@ -78,7 +80,8 @@ class HostLinkNode(Node):
             if cls is None:
                 continue
             self.channels.append(self._build(spec, cls))
-        self.ctx.subscribe("lifecycle.")
+        for prefix in self.forwarded_prefixes:
+            self.ctx.subscribe(prefix)
         for channel in self.channels:
             channel.start()
         self._report()
@@ -113,9 +116,9 @@ class HostLinkNode(Node):
         self._report()
 
     def _report(self) -> None:
-        parts = [
-            f"{c.spec.name}={'attached' if c.attached else 'waiting'}" for c in self.channels
-        ] + [f"{proto}=failed" for proto in self.failed]
+        parts = [f"{c.spec.name}={'attached' if c.attached else 'waiting'}" for c in self.channels] + [
+            f"{proto}=failed" for proto in self.failed
+        ]
         status: Health = "degraded" if self.failed or not self.channels else "ok"
         self.ctx.set_health(status, " ".join(parts))
 
@@ -140,8 +143,8 @@ class HostLinkNode(Node):
         return result
 
     def handle(self, msg: Incoming) -> None:
-        """Freeze events go to every front-end; ``transport.status`` is answered at once."""
-        if msg.type.startswith("lifecycle."):
+        """Freeze and session events go to every front-end; ``transport.status`` is answered."""
+        if msg.kind == "evt" and msg.type.startswith(self.forwarded_prefixes):
             for channel in self.channels:
                 for frontend in channel.frontends():
                     event = getattr(frontend, "event", None)
@@ -152,9 +155,7 @@ class HostLinkNode(Node):
             msg.reply.ok(self.status())
             return
         if msg.reply is not None:
-            msg.reply.error(
-                ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}"
-            )
+            msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}")
 
     def stop(self) -> None:
         """Close every channel."""

@@ -63,8 +63,12 @@ class TimeSetter:
         try:
             status = subprocess.run(
                 [self.hwclock, "-w" if value_ns is not None else "-s"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                timeout=self.timeout_s, check=False, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=self.timeout_s,
+                check=False,
+                start_new_session=True,
             ).returncode
         except subprocess.TimeoutExpired:
             raise ClockError("child process has terminated abnormally") from None

@@ -69,8 +69,7 @@ def chrony_makestep(timeout_s: float = 10.0) -> bool:
     if chronyc is None:
         return False
     try:
-        done = subprocess.run([chronyc, "-a", "makestep"], capture_output=True,
-                              timeout=timeout_s, check=False)
+        done = subprocess.run([chronyc, "-a", "makestep"], capture_output=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -128,8 +127,9 @@ class ClockWatch:
                 log.exception("resync from the RTC failed", extra={"event": "time.resync_failed"})
                 action = f"failed: {err}"
         self._last = self.sample()  # the resync moved realtime: re-baseline
-        log.warning("clock step detected (%s, %.1f s); resync by %s", cause, seconds, action,
-                    extra={"event": "time.step"})
+        log.warning(
+            "clock step detected (%s, %.1f s); resync by %s", cause, seconds, action, extra={"event": "time.step"}
+        )
         self.on_step(cause, seconds, action)
         return (cause, seconds, action)
 

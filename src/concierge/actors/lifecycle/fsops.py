@@ -45,9 +45,7 @@ def freeze(path: str) -> bool:
     except OSError as err:
         if err.errno in (errno.EOPNOTSUPP, errno.EBUSY):
             return False
-        raise FreezeError(
-            err.errno, f"failed to freeze {path}: {os.strerror(err.errno or 0)}"
-        ) from err
+        raise FreezeError(err.errno, f"failed to freeze {path}: {os.strerror(err.errno or 0)}") from err
     finally:
         os.close(fd)
     return True

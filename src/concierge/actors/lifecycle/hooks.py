@@ -23,8 +23,18 @@ log = logging.getLogger(__name__)
 
 Phase = Literal["freeze", "thaw", "freezefail"]
 
-_IGNORED_SUFFIXES = (".dpkg-dist", ".dpkg-old", ".dpkg-new", ".dpkg-tmp", ".rpmsave",
-                     ".rpmnew", ".rpmorig", ".swp", ".bak", "~")
+_IGNORED_SUFFIXES = (
+    ".dpkg-dist",
+    ".dpkg-old",
+    ".dpkg-new",
+    ".dpkg-tmp",
+    ".rpmsave",
+    ".rpmnew",
+    ".rpmorig",
+    ".swp",
+    ".bak",
+    "~",
+)
 
 
 class HookError(Exception):
@@ -69,8 +79,7 @@ class HookRunner:
             except HookError as err:
                 if phase == "freeze":
                     raise
-                log.warning("hook %s %s failed: %s", script, phase, err,
-                            extra={"event": "freeze.hook_failed"})
+                log.warning("hook %s %s failed: %s", script, phase, err, extra={"event": "freeze.hook_failed"})
                 first_error = first_error or err
         if first_error is not None:
             raise first_error
@@ -93,8 +102,7 @@ class HookRunner:
             raise HookError(f"can't access fsfreeze hook '{script}': {err}")
         if phase == "freeze" and self._cancelled.is_set():
             raise HookError("fsfreeze hook has terminated abnormally")
-        log.info("executing fsfreeze hook %s with arg '%s'", script, phase,
-                 extra={"event": "freeze.hook"})
+        log.info("executing fsfreeze hook %s with arg '%s'", script, phase, extra={"event": "freeze.hook"})
         try:
             proc = subprocess.Popen(
                 [script, phase],
@@ -114,9 +122,7 @@ class HookRunner:
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             proc.wait()
-            raise HookError(
-                f"fsfreeze hook has timed out after {self.timeout_s:g} s and was killed"
-            ) from None
+            raise HookError(f"fsfreeze hook has timed out after {self.timeout_s:g} s and was killed") from None
         finally:
             with self._lock:
                 self._running = None
@@ -132,4 +138,3 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-

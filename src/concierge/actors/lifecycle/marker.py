@@ -43,9 +43,7 @@ class FreezeMarker:
         "corrupt", which still means "thaw every candidate".
         """
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(
-            {"mountpoints": mountpoints, "pid": os.getpid(), "frozen_at": time.time()}
-        ).encode()
+        data = json.dumps({"mountpoints": mountpoints, "pid": os.getpid(), "frozen_at": time.time()}).encode()
         self.remove()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

@@ -143,9 +143,7 @@ class SetMemoryBlocksRequest(msgspec.Struct, forbid_unknown_fields=True, rename=
 VcpuInfo = TypedDict("VcpuInfo", {"logical-id": int, "online": bool, "can-offline": bool})
 
 #: Reply element of ``lifecycle.get_memory_blocks``.
-MemoryBlockInfo = TypedDict(
-    "MemoryBlockInfo", {"phys-index": int, "online": bool, "can-offline": bool}
-)
+MemoryBlockInfo = TypedDict("MemoryBlockInfo", {"phys-index": int, "online": bool, "can-offline": bool})
 
 #: Reply element of ``lifecycle.set_memory_blocks``: ``response`` is success | not-found |
 #: operation-not-supported | operation-failed; ``error-code`` an errno when it failed.

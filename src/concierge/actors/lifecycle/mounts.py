@@ -17,9 +17,27 @@ from pathlib import Path
 #: never frozen or trimmed even when they sit on a block device (or claim to)
 ALWAYS_SKIPPED = frozenset(
     {
-        "overlay", "tmpfs", "devtmpfs", "ramfs", "proc", "sysfs", "squashfs", "iso9660",
-        "nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "virtiofs", "ceph", "glusterfs",
-        "autofs", "fuse", "fuseblk", "zfs",
+        "overlay",
+        "tmpfs",
+        "devtmpfs",
+        "ramfs",
+        "proc",
+        "sysfs",
+        "squashfs",
+        "iso9660",
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smbfs",
+        "smb3",
+        "9p",
+        "virtiofs",
+        "ceph",
+        "glusterfs",
+        "autofs",
+        "fuse",
+        "fuseblk",
+        "zfs",
     }
 )
 
@@ -110,8 +128,7 @@ def local_mounts(
     return [
         m
         for m in parse_mountinfo(text)
-        if is_local_freezable(m, skip)
-        and (not allowed or os.path.normpath(m.mountpoint) in allowed)
+        if is_local_freezable(m, skip) and (not allowed or os.path.normpath(m.mountpoint) in allowed)
     ]
 
 

@@ -67,8 +67,11 @@ class LifecycleNode(ServiceNode):
             listener=self,
         )
         self.power = Power(
-            backend=s.power_backend, dbus_address=s.dbus_address, bin_path=s.bin_path,
-            sysfs_root=s.sysfs_root, timeout_s=s.helper_timeout_s,
+            backend=s.power_backend,
+            dbus_address=s.dbus_address,
+            bin_path=s.bin_path,
+            sysfs_root=s.sysfs_root,
+            timeout_s=s.helper_timeout_s,
         )
         self.hotplug = Hotplug(s.sysfs_root)
         self.time_setter = TimeSetter(s.hwclock, s.helper_timeout_s)
@@ -125,9 +128,7 @@ class LifecycleNode(ServiceNode):
         if frozen:
             for h in handlers:
                 h.set_frozen(True)
-        self.ctx.notify_supervisor(
-            m.NOTE_FREEZE_STATE, {"frozen": frozen, "deadline_s": deadline_s if frozen else 0.0}
-        )
+        self.ctx.notify_supervisor(m.NOTE_FREEZE_STATE, {"frozen": frozen, "deadline_s": deadline_s if frozen else 0.0})
         if not frozen:
             for h in handlers:
                 h.set_frozen(False)
@@ -135,9 +136,7 @@ class LifecycleNode(ServiceNode):
     def frozen(self, count: int, mountpoints: list[str], deadline_s: float) -> None:
         """Publish ``lifecycle.frozen``."""
         self.ctx.count("freeze.frozen")
-        self.ctx.publish(
-            m.EVT_FROZEN, {"count": count, "mountpoints": mountpoints, "deadline_s": deadline_s}
-        )
+        self.ctx.publish(m.EVT_FROZEN, {"count": count, "mountpoints": mountpoints, "deadline_s": deadline_s})
 
     def thawed(self, count: int, reason: str) -> None:
         """Publish ``lifecycle.thawed`` and forget disconnect timers."""
@@ -199,8 +198,12 @@ class LifecycleNode(ServiceNode):
         channel = str(body.get("channel", ""))
         if self._freeze_channel and channel != self._freeze_channel:
             return
-        log.warning("host channel %s lost while frozen; thawing in %g s", channel,
-                    self.settings.disconnect_grace_s, extra={"event": "freeze.channel_lost"})
+        log.warning(
+            "host channel %s lost while frozen; thawing in %g s",
+            channel,
+            self.settings.disconnect_grace_s,
+            extra={"event": "freeze.channel_lost"},
+        )
         timer = threading.Timer(self.settings.disconnect_grace_s, self._disconnect_thaw)
         timer.daemon = True
         with self._grace_lock:

@@ -69,8 +69,7 @@ class Logind:
             reply = conn.send_and_get_reply(msg, timeout=self.timeout_s)
             return tuple(unwrap_msg(reply))
         except DBusErrorResponse as err:
-            if err.name in ("org.freedesktop.DBus.Error.ServiceUnknown",
-                            "org.freedesktop.DBus.Error.NameHasNoOwner"):
+            if err.name in ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"):
                 raise LogindUnreachableError(f"logind is not running: {err.name}") from err
             raise PowerError(f"logind {method} failed: {err.name}: {_first(err.data)}") from err
         except (OSError, TimeoutError) as err:
@@ -136,8 +135,7 @@ class Power:
             self.logind.call("ScheduleShutdown", "st", _SCHEDULE_TYPE[mode], when_us)
         else:
             self.logind.call(_SHUTDOWN_METHOD[mode], "b", False)
-        log.info("logind %s requested (delay %d s)", mode, delay_s,
-                 extra={"event": "power.shutdown"})
+        log.info("logind %s requested (delay %d s)", mode, delay_s, extra={"event": "power.shutdown"})
 
     def _binary_shutdown(self, mode: str, delay_s: int, message: str) -> None:
         shutdown = self._which("shutdown")
@@ -196,8 +194,7 @@ class Power:
             status = self._run([tool])
             if status != 0:
                 raise PowerError(
-                    f"the helper program '{_PM_BIN[mode]}' returned an unexpected exit status "
-                    f"code ({status})"
+                    f"the helper program '{_PM_BIN[mode]}' returned an unexpected exit status code ({status})"
                 )
             return
         word = _SYS_STATE.get(mode)
@@ -222,8 +219,12 @@ class Power:
     def _run(self, argv: list[str]) -> int:
         try:
             return subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, timeout=self.timeout_s, check=False,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=self.timeout_s,
+                check=False,
                 start_new_session=True,
             ).returncode
         except subprocess.TimeoutExpired:

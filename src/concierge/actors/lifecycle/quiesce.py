@@ -189,8 +189,7 @@ class Quiescer:
             except HookError as err:  # the filesystems are thawed; a hook cannot undo that
                 log.warning("thaw hook failed: %s", err, extra={"event": "freeze.hook_failed"})
             if was_frozen:
-                log.info("thawed %d filesystems (%s)", count, reason,
-                         extra={"event": "freeze.thawed"})
+                log.info("thawed %d filesystems (%s)", count, reason, extra={"event": "freeze.thawed"})
                 self._listener.thawed(count, reason)
             return count
 
@@ -207,7 +206,10 @@ class Quiescer:
             self._marker.remove()
             log.warning(
                 "a previous run (pid %d) left %d filesystems frozen; thawed %d",
-                content.pid, len(points), count, extra={"event": "freeze.recovered"},
+                content.pid,
+                len(points),
+                count,
+                extra={"event": "freeze.recovered"},
             )
             self._listener.freeze_state(False, 0.0)
             try:
@@ -237,6 +239,5 @@ class Quiescer:
         with self._state_lock:
             current = generation == self._generation and self._phase == "frozen"
         if current:
-            log.warning("freeze lease of %g s expired; thawing", self.lease_s,
-                        extra={"event": "freeze.lease_expired"})
+            log.warning("freeze lease of %g s expired; thawing", self.lease_s, extra={"event": "freeze.lease_expired"})
             self.thaw("lease")

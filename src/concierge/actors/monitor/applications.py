@@ -47,9 +47,7 @@ def parse_dpkg_status(text: str) -> list[Package]:
         if not name or len(status) < 3 or status[2] in _GONE_STATES:
             continue
         provides = tuple(
-            part.split("(", 1)[0].strip()
-            for part in fields.get("Provides", "").split(",")
-            if part.strip()
+            part.split("(", 1)[0].strip() for part in fields.get("Provides", "").split(",") if part.strip()
         )
         packages.append(Package(name, fields.get("Version", ""), provides))
     return packages

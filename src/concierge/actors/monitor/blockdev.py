@@ -19,12 +19,12 @@ _PCI_ROOT = re.compile(
 )
 _PCI_NEXT = re.compile(r"/([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F]+)")
 _TARGET = re.compile(r"/target\d+:\d+:\d+/\d+:(\d+):(\d+):(\d+)")
-_CCW = re.compile(r"/devices/css[0-9a-fA-F]+/([0-9a-fA-F]+)\.([0-9a-fA-F]+)\.([0-9a-fA-F]+)/"
-                  r"[0-9a-fA-F]+\.[0-9a-fA-F]+\.([0-9a-fA-F]+)/")
-#: PCI drivers whose disks qemu-ga can address
-_DRIVERS = frozenset(
-    {"ata_piix", "sym53c8xx", "virtio-pci", "ahci", "nvme", "xhci_hcd", "ehci-pci"}
+_CCW = re.compile(
+    r"/devices/css[0-9a-fA-F]+/([0-9a-fA-F]+)\.([0-9a-fA-F]+)\.([0-9a-fA-F]+)/"
+    r"[0-9a-fA-F]+\.[0-9a-fA-F]+\.([0-9a-fA-F]+)/"
 )
+#: PCI drivers whose disks qemu-ga can address
+_DRIVERS = frozenset({"ata_piix", "sym53c8xx", "virtio-pci", "ahci", "nvme", "xhci_hcd", "ehci-pci"})
 
 
 def read_text(path: str) -> str | None:
@@ -55,7 +55,8 @@ class UeventWatch:
         self._sock: socket.socket | None
         try:
             sock = socket.socket(
-                socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK,
+                socket.AF_NETLINK,
+                socket.SOCK_DGRAM | socket.SOCK_NONBLOCK,
                 self._NETLINK_KOBJECT_UEVENT,
             )
             sock.bind((0, 1 | 2))  # kernel events and udev's processed events
@@ -173,7 +174,7 @@ def _pci_address(syspath: str, disk: dict[str, Any]) -> bool:
     host: int | None = None
     hosts: list[int] = []
     if host_at >= 0:
-        match = re.match(r"\d+", syspath[host_at + (4 if has_ata else 5):])
+        match = re.match(r"\d+", syspath[host_at + (4 if has_ata else 5) :])
         if match:
             host = int(match.group(0))
             hosts = _host_numbers(syspath[:host_at], has_ata)
@@ -220,7 +221,7 @@ def _ccw(syspath: str, disk: dict[str, Any]) -> bool:
         return False
     cssid, ssid, subchno, devno = (int(part, 16) for part in match.groups())
     disk["ccw-address"] = {"cssid": cssid, "ssid": ssid, "subchno": subchno, "devno": devno}
-    if "/virtio" in syspath[match.start():]:
+    if "/virtio" in syspath[match.start() :]:
         _nonpci_virtio(syspath, disk)
     return True
 

@@ -35,9 +35,7 @@ _Job = tuple[Callable[[], Any], "Future[Any]"]
 class DeadlineRunner:
     """Runs callables with a deadline on a small, self-healing set of daemon threads."""
 
-    def __init__(
-        self, *, max_stuck: int = 16, max_workers: int = 8, name: str = "monitor-probe"
-    ) -> None:
+    def __init__(self, *, max_stuck: int = 16, max_workers: int = 8, name: str = "monitor-probe") -> None:
         self._name = name
         self._max_stuck = max_stuck
         self._max_workers = max_workers
@@ -63,9 +61,7 @@ class DeadlineRunner:
             raise outcome
         return outcome  # type: ignore[no-any-return]
 
-    def run_many(
-        self, jobs: Sequence[tuple[str, Callable[[], Any]]], timeout_s: float
-    ) -> list[Any]:
+    def run_many(self, jobs: Sequence[tuple[str, Callable[[], Any]]], timeout_s: float) -> list[Any]:
         """Run every job in parallel; each outcome is its result or the exception it raised
         (:class:`ProbeTimeout` for a job past the shared deadline or a stuck key)."""
         pending: list[Future[Any] | ProbeTimeout] = []
@@ -103,9 +99,7 @@ class DeadlineRunner:
                 raise ProbeTimeout(f"too many blocked probes, {key} not attempted")
             if self._idle == 0 and self._threads - stuck < self._max_workers:
                 self._threads += 1
-                threading.Thread(
-                    target=self._work, name=f"{self._name}-{self._threads}", daemon=True
-                ).start()
+                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
             future: Future[Any] = Future()
             self._jobs.put((func, future))
             return future

@@ -68,8 +68,24 @@ def read_nvme_smart(dev: str) -> dict[str, Any] | None:
     cmd = bytearray(
         struct.pack(
             "<BBHIIIQQII6III",
-            _NVME_GET_LOG_PAGE, 0, 0, _NVME_NSID_ALL, 0, 0, 0,
-            ctypes.addressof(buf), 0, 512, cdw10, 0, 0, 0, 0, 0, 0, 0,
+            _NVME_GET_LOG_PAGE,
+            0,
+            0,
+            _NVME_NSID_ALL,
+            0,
+            0,
+            0,
+            ctypes.addressof(buf),
+            0,
+            512,
+            cdw10,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
         )
     )
     try:
@@ -86,7 +102,7 @@ def read_nvme_smart(dev: str) -> dict[str, Any] | None:
 
 
 def _is_partition_of(disk: str, name: str) -> bool:
-    rest = name[len(disk):] if name.startswith(disk) else ""
+    rest = name[len(disk) :] if name.startswith(disk) else ""
     if rest[:1] == "p":
         rest = rest[1:]
     return rest[:1].isdigit()
@@ -144,9 +160,7 @@ class DiskProbe:
     def _add_smart(self, disk: dict[str, Any]) -> None:
         name = disk["name"]
         try:
-            smart = self._runner.run(
-                f"smart:{name}", functools.partial(read_nvme_smart, name), self._timeout_s
-            )
+            smart = self._runner.run(f"smart:{name}", functools.partial(read_nvme_smart, name), self._timeout_s)
         except ProbeTimeout:
             return
         if smart is not None:
@@ -195,9 +209,7 @@ class DiskProbe:
     def _partitions(self, disk_name: str, disk_dir: str, disk_dev: str) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
         for entry in os.scandir(disk_dir):
-            if not entry.is_dir(follow_symlinks=False) or not _is_partition_of(
-                disk_name, entry.name
-            ):
+            if not entry.is_dir(follow_symlinks=False) or not _is_partition_of(disk_name, entry.name):
                 continue
             node = devnode(os.path.join(disk_dir, entry.name))
             if node is None:

@@ -26,8 +26,14 @@ _RTMGRP_LINK = 0x1
 _RTMGRP_IPV4_IFADDR = 0x10
 _RTMGRP_IPV6_IFADDR = 0x100
 _STAT_KEYS = (
-    "rx_bytes", "rx_packets", "rx_errs", "rx_dropped",
-    "tx_bytes", "tx_packets", "tx_errs", "tx_dropped",
+    "rx_bytes",
+    "rx_packets",
+    "rx_errs",
+    "rx_dropped",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errs",
+    "tx_dropped",
 )
 
 
@@ -76,9 +82,7 @@ class LinkWatch:
     def __init__(self) -> None:
         self._sock: socket.socket | None
         try:
-            sock = socket.socket(
-                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE
-            )
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
             sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
             self._sock = sock
         except OSError as err:  # no netlink (odd sandbox): every request rebuilds

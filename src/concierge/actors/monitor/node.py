@@ -113,9 +113,7 @@ class MonitorNode(ServiceNode):
             return found or []
         timeout = self.settings.logind_timeout_s
         try:
-            return self.runner.run(
-                "logind", lambda: users.read_logind(bus, timeout), timeout + 0.5
-            )
+            return self.runner.run("logind", lambda: users.read_logind(bus, timeout), timeout + 0.5)
         except (ProbeTimeout, OSError, TimeoutError, ValueError, KeyError) as err:
             log.info("logind not available: %s", err, extra={"event": "monitor.no_logind"})
         return found or []

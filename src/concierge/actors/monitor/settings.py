@@ -61,9 +61,7 @@ class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ``domifaddr``, Proxmox, Nova) expects every interface exactly as qemu-ga lists them.
     """
 
-    interface_excludes: list[str] = msgspec.field(
-        default_factory=lambda: list(DEFAULT_INTERFACE_EXCLUDES)
-    )
+    interface_excludes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_INTERFACE_EXCLUDES))
     interface_cap: int = 64  # 0 = no cap
     qga_interface_excludes: list[str] = msgspec.field(default_factory=list)
     qga_interface_cap: int = 0
@@ -78,13 +76,9 @@ class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: "SYSTEM", "none" (never ask logind) or a D-Bus address
     logind_bus: str = "SYSTEM"
     logind_timeout_s: float = 2.0
-    application_names: list[str] = msgspec.field(
-        default_factory=lambda: list(DEFAULT_APPLICATION_NAMES)
-    )
+    application_names: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_APPLICATION_NAMES))
     dpkg_status_path: str = "/var/lib/dpkg/status"
     rpmdb_dir: str = "/var/lib/rpm"
-    os_release_paths: list[str] = msgspec.field(
-        default_factory=lambda: ["/etc/os-release", "/usr/lib/os-release"]
-    )
+    os_release_paths: list[str] = msgspec.field(default_factory=lambda: ["/etc/os-release", "/usr/lib/os-release"])
     proc_root: str = "/proc"
     sys_root: str = "/sys"

@@ -10,9 +10,17 @@ import re
 from typing import Any
 
 _DISK_14 = (
-    "read_ios", "read_merges", "read_sectors", "read_ticks",
-    "write_ios", "write_merges", "write_sectors", "write_ticks",
-    "ios_pgr", "total_ticks", "weight_ticks",
+    "read_ios",
+    "read_merges",
+    "read_sectors",
+    "read_ticks",
+    "write_ios",
+    "write_merges",
+    "write_sectors",
+    "write_ticks",
+    "ios_pgr",
+    "total_ticks",
+    "weight_ticks",
 )
 _DISK_18 = ("discard_ios", "discard_merges", "discard_sectors", "discard_ticks")
 _DISK_20 = ("flush_ios", "flush_ticks")
@@ -47,8 +55,10 @@ def diskstats(path: str = "/proc/diskstats") -> list[dict[str, Any]]:
         stats: dict[str, int] = {}
         if fields == 7:
             stats.update(
-                read_ios=values[0], read_sectors=values[1],
-                write_ios=values[2], write_sectors=values[3],
+                read_ios=values[0],
+                read_sectors=values[1],
+                write_ios=values[2],
+                write_sectors=values[3],
             )
         if fields >= 14:
             stats.update(zip(_DISK_14, values[:11], strict=True))
@@ -77,7 +87,11 @@ def cpustats(path: str = "/proc/stat") -> list[dict[str, Any]]:
             break
         ms = [t * 1000 // tck for t in ticks]
         entry: dict[str, Any] = {
-            "cpu": cpu, "user": ms[0], "nice": ms[1], "system": ms[2], "idle": ms[3],
+            "cpu": cpu,
+            "user": ms[0],
+            "nice": ms[1],
+            "system": ms[2],
+            "idle": ms[3],
         }
         entry.update(zip(_CPU_OPTIONAL, ms[4:], strict=False))
         entries.append(entry)

@@ -15,12 +15,11 @@ UTMP_RECORD = struct.Struct("<h2xi32s4s32s256shhi2i16s20x")
 USER_PROCESS = 7
 
 
-def pack_utmp(user: str, tv_sec: int, tv_usec: int = 0, *, ut_type: int = USER_PROCESS,
-              line: str = "pts/0", pid: int = 1) -> bytes:
+def pack_utmp(
+    user: str, tv_sec: int, tv_usec: int = 0, *, ut_type: int = USER_PROCESS, line: str = "pts/0", pid: int = 1
+) -> bytes:
     """One utmp record (tests and fixtures build synthetic utmp files with it)."""
-    return UTMP_RECORD.pack(
-        ut_type, pid, line.encode(), b"", user.encode(), b"", 0, 0, 0, tv_sec, tv_usec, b""
-    )
+    return UTMP_RECORD.pack(ut_type, pid, line.encode(), b"", user.encode(), b"", 0, 0, 0, tv_sec, tv_usec, b"")
 
 
 def read_utmp(path: str) -> list[dict[str, Any]] | None:
@@ -74,15 +73,14 @@ def _sessions(conn: Any, manager: Any, timeout_s: float) -> list[dict[str, Any]]
     """Earliest ``user``-class session start per user, in logind's listing order."""
     from jeepney import DBusAddress, Properties, new_method_call  # noqa: PLC0415
 
-    reply = conn.send_and_get_reply(
-        new_method_call(manager, "ListSessions"), timeout=timeout_s
-    )
+    reply = conn.send_and_get_reply(new_method_call(manager, "ListSessions"), timeout=timeout_s)
     sessions = reply.body[0]
     earliest: dict[str, float] = {}
     order: list[str] = []
     for _sid, _uid, user, _seat, path in sessions:
         session = DBusAddress(
-            path, bus_name="org.freedesktop.login1",
+            path,
+            bus_name="org.freedesktop.login1",
             interface="org.freedesktop.login1.Session",
         )
         props = conn.send_and_get_reply(Properties(session).get_all(), timeout=timeout_s)

@@ -76,9 +76,7 @@ def secure_dir(path: Path, mode: int) -> None:
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise UnavailableError(f"credential socket dir {path} is not a directory")
     if st.st_uid != os.geteuid():
-        raise UnavailableError(
-            f"credential socket dir {path} is owned by uid {st.st_uid}: refusing"
-        )
+        raise UnavailableError(f"credential socket dir {path} is owned by uid {st.st_uid}: refusing")
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
 
@@ -169,17 +167,13 @@ class CredentialSocket:
             uid = peer_uid(sock)
             if uid not in self.allowed_uids:
                 self.ctx.count("sso.peer_refused")
-                log.warning(
-                    "credential socket: uid %d refused", uid, extra={"event": "sso.peer_refused"}
-                )
+                log.warning("credential socket: uid %d refused", uid, extra={"event": "sso.peer_refused"})
                 self._send_close(sock, build_reply(FORBIDDEN))
                 continue
             client = _Client(sock, uid)
             fd = sock.fileno()
             self._clients[fd] = client
-            client.timer = self.ctx.call_later(
-                self.client_timeout_s, functools.partial(self._drop, fd)
-            )
+            client.timer = self.ctx.call_later(self.client_timeout_s, functools.partial(self._drop, fd))
             self.ctx.watch_fd(fd, functools.partial(self._on_data, fd))
 
     def _on_data(self, fd: int, revents: int = 0) -> None:
@@ -220,9 +214,7 @@ class CredentialSocket:
             return
         user, password = found
         self.ctx.count("sso.credentials_handed")
-        log.info(
-            "credentials handed to uid %d", client.uid, extra={"event": "sso.credentials_handed"}
-        )
+        log.info("credentials handed to uid %d", client.uid, extra={"event": "sso.credentials_handed"})
         reply = bytearray(build_reply(OK, user.encode("utf-8"), password.reveal()))
         self._finish(fd, bytes(reply))
         for i in range(len(reply)):

@@ -84,9 +84,7 @@ class Logind:
             (PROPS_IFACE, "PropertiesChanged", {"path_namespace": MANAGER_PATH + "/session"}),
         ):
             # the bus matches on the well-known sender; locally the sender is the unique name
-            bus_rule = MatchRule(
-                type="signal", sender=LOGIN1, interface=iface, member=member, **extra
-            )
+            bus_rule = MatchRule(type="signal", sender=LOGIN1, interface=iface, member=member, **extra)
             local_rule = MatchRule(type="signal", interface=iface, member=member, **extra)
             self._filters.append(self._router.filter(local_rule, queue=self._signals))
             self._call(message_bus.AddMatch(bus_rule))
@@ -115,9 +113,7 @@ class Logind:
     def _call(self, msg: Message) -> Any:
         return unwrap_msg(self._router.send_and_get_reply(msg, timeout=CALL_TIMEOUT_S))
 
-    def _manager_call(
-        self, method: str, signature: str | None = None, body: tuple[Any, ...] = ()
-    ) -> Any:
+    def _manager_call(self, method: str, signature: str | None = None, body: tuple[Any, ...] = ()) -> Any:
         return self._call(new_method_call(self._manager, method, signature, body))
 
     def list_sessions(self) -> list[SessionInfo]:
@@ -155,9 +151,7 @@ class Logind:
 
     def lock_session(self, session_id: str) -> None:
         """Ask the session's locker to lock (logind emits ``Lock`` on the session)."""
-        addr = DBusAddress(
-            f"{MANAGER_PATH}/session/{session_id}", bus_name=LOGIN1, interface=SESSION_IFACE
-        )
+        addr = DBusAddress(f"{MANAGER_PATH}/session/{session_id}", bus_name=LOGIN1, interface=SESSION_IFACE)
         self._call(new_method_call(addr, "Lock"))
 
     def unlock_session(self, session_id: str) -> None:

@@ -208,15 +208,11 @@ class SsoNode(ServiceNode):
             )
             if not ok:
                 self.ctx.count("sso.unlock_denied")
-                log.warning(
-                    "unlock: PAM refused (%s)", reason, extra={"event": "sso.unlock_denied"}
-                )
+                log.warning("unlock: PAM refused (%s)", reason, extra={"event": "sso.unlock_denied"})
                 raise ActorError(ErrorCode.FORBIDDEN, f"authentication failed: {reason}")
             self.logind.unlock_session(console.id)
             self.ctx.count("sso.unlocked")
-            log.info(
-                "unlocked session %s after PAM check", console.id, extra={"event": "sso.unlocked"}
-            )
+            log.info("unlocked session %s after PAM check", console.id, extra={"event": "sso.unlocked"})
             return {"action": "unlocked"}
         token = self.vault.park(user, password)
         if self.signal is not None:

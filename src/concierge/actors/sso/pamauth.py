@@ -32,9 +32,7 @@ class _PamResponse(Structure):
     _fields_ = [("resp", c_void_p), ("resp_retcode", c_int)]
 
 
-_CONV_FUNC = CFUNCTYPE(
-    c_int, c_int, POINTER(POINTER(_PamMessage)), POINTER(POINTER(_PamResponse)), c_void_p
-)
+_CONV_FUNC = CFUNCTYPE(c_int, c_int, POINTER(POINTER(_PamMessage)), POINTER(POINTER(_PamResponse)), c_void_p)
 
 
 class _PamConv(Structure):

@@ -80,9 +80,7 @@ class SessionTracker:
 
     def console(self) -> SessionInfo | None:
         """The session in front of the console: active, local, seat0 first, graphical first."""
-        candidates = [
-            s for s in self.sessions() if s.active and not s.remote and s.klass in ("user", "")
-        ]
+        candidates = [s for s in self.sessions() if s.active and not s.remote and s.klass in ("user", "")]
         if not candidates:
             return None
         candidates.sort(key=lambda s: (s.seat != "seat0", not s.graphical, s.timestamp_us))

@@ -41,9 +41,7 @@ class CredentialVault:
     def park(self, user: str, password: Secret[str]) -> Secret[str]:
         """Store a credential (replacing and wiping any earlier one); return its one-time token."""
         token = secrets.token_urlsafe(24)
-        parked = _Parked(
-            user, bytearray(password.reveal().encode("utf-8")), token, self._clock() + self._ttl
-        )
+        parked = _Parked(user, bytearray(password.reveal().encode("utf-8")), token, self._clock() + self._ttl)
         with self._lock:
             if self._parked is not None:
                 _wipe(self._parked.password)

@@ -50,9 +50,7 @@ class PortChannel:
         self._backoff = backoff_min_s
         self._make_frontend = make_frontend
         self._on_state = on_state
-        self.link = StreamLink(
-            ctx, spec.name, on_ready=self._ready, on_overflow=self._overflow, max_buffer=max_buffer
-        )
+        self.link = StreamLink(ctx, spec.name, on_ready=self._ready, on_overflow=self._overflow, max_buffer=max_buffer)
         self.frontend: FrontEnd | None = None
         self._serial: Any = None
         self._rdev: int | None = None
@@ -124,9 +122,7 @@ class PortChannel:
             self._rdev = os.fstat(fd).st_rdev
         except OSError:
             self._rdev = None
-        log.info(
-            "opened %s (%s)", self.spec.path, self.spec.name, extra={"event": "host.port_open"}
-        )
+        log.info("opened %s (%s)", self.spec.path, self.spec.name, extra={"event": "host.port_open"})
         self.link.bind(fd)
         if self.frontend is None:
             self.frontend = self._make_frontend(self.link)
@@ -135,11 +131,7 @@ class PortChannel:
     def _retry_open(self, err: BaseException) -> None:
         text = f"{type(err).__name__}: {err}"
         if text != self._last_error:
-            level = (
-                logging.INFO
-                if getattr(err, "errno", None) in (errno.ENOENT, errno.EBUSY)
-                else logging.WARNING
-            )
+            level = logging.INFO if getattr(err, "errno", None) in (errno.ENOENT, errno.EBUSY) else logging.WARNING
             log.log(
                 level,
                 "cannot open %s: %s; retrying",

@@ -33,31 +33,21 @@ def parse_channel(text: str, protocol: str | None = None) -> dict[str, Any]:
     if not sep or not sep2 or not name or not path:
         raise ValueError(f"channel must look like NAME=METHOD:PATH, got {text!r}")
     if method not in METHODS:
-        raise ValueError(
-            f"unknown channel method {method!r} in {text!r} (one of {', '.join(METHODS)})"
-        )
+        raise ValueError(f"unknown channel method {method!r} in {text!r} (one of {', '.join(METHODS)})")
     proto = protocol or name
     if proto not in PROTOCOLS:
         raise ValueError(f"channel {name!r} needs a protocol (one of {', '.join(PROTOCOLS)})")
     return {"name": name, "protocol": proto, "method": method, "path": path}
 
 
-def default_channels(
-    runtime_dir: Path, dev_dir: Path = Path("/dev/virtio-ports")
-) -> list[dict[str, Any]]:
+def default_channels(runtime_dir: Path, dev_dir: Path = Path("/dev/virtio-ports")) -> list[dict[str, Any]]:
     """One channel per protocol: its virtio port when present, else a unix-listen socket."""
     channels: list[dict[str, Any]] = []
     for proto in PROTOCOLS:
-        port = next(
-            (dev_dir / name for name in VIRTIO_PORTS[proto] if (dev_dir / name).exists()), None
-        )
+        port = next((dev_dir / name for name in VIRTIO_PORTS[proto] if (dev_dir / name).exists()), None)
         if port is not None:
-            channels.append(
-                {"name": proto, "protocol": proto, "method": "virtio-serial", "path": str(port)}
-            )
+            channels.append({"name": proto, "protocol": proto, "method": "virtio-serial", "path": str(port)})
         else:
             sock = runtime_dir / "channels" / f"{proto}.sock"
-            channels.append(
-                {"name": proto, "protocol": proto, "method": "unix-listen", "path": str(sock)}
-            )
+            channels.append({"name": proto, "protocol": proto, "method": "unix-listen", "path": str(sock)})
     return channels

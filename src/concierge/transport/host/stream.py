@@ -108,18 +108,14 @@ class StreamLink:
             except BlockingIOError:
                 sent = 0
             except OSError as err:
-                log.info(
-                    "write to %s failed: %s", self.name, err, extra={"event": "host.write_failed"}
-                )
+                log.info("write to %s failed: %s", self.name, err, extra={"event": "host.write_failed"})
                 self.ctx.count("host.write_errors")
                 return
             if sent == len(data):
                 return
             data = data[sent:]
         if len(self._out) + len(data) > self.max_buffer:
-            log.warning(
-                "output buffer of %s overflowed", self.name, extra={"event": "host.overflow"}
-            )
+            log.warning("output buffer of %s overflowed", self.name, extra={"event": "host.overflow"})
             self.ctx.count("host.overflows")
             self._out.clear()
             self._on_overflow()

@@ -61,9 +61,7 @@ class HostCommands:
             if then is not None:
                 then(reply)
 
-        self.ctx.request(
-            dst, type_, body, timeout_s=timeout_s or self.settings.request_timeout_s, on_reply=done
-        )
+        self.ctx.request(dst, type_, body, timeout_s=timeout_s or self.settings.request_timeout_s, on_reply=done)
 
     def _on_refresh(self, msg: Message, stale: bool) -> None:
         if "apiVersion" not in msg.args and self.version > 0:
@@ -77,9 +75,7 @@ class HostCommands:
             wanted = 0
         wanted = max(0, min(wanted, render.MAX_VERSION))
         if wanted != self.version:
-            log.info(
-                "api version %d -> %d", self.version, wanted, extra={"event": "ovirt.api_version"}
-            )
+            log.info("api version %d -> %d", self.version, wanted, extra={"event": "ovirt.api_version"})
             self.version = wanted
             self._full_refresh()
 

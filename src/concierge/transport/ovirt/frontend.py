@@ -119,10 +119,7 @@ class OvirtFrontEnd(HostCommands):
         self._generation += 1
         self._heartbeats = 0
         self.reader.reset()
-        log.info(
-            "ovirt host attached", extra={"event": "ovirt.connected", "channel": self.link.name}
-        )
-        self.ctx.publish("host.connected", {"channel": self.link.name, "protocol": "ovirt"})
+        log.info("ovirt host attached", extra={"event": "ovirt.connected", "channel": self.link.name})
         self._full_refresh()
         self._heartbeat()
         s = self.settings
@@ -156,10 +153,7 @@ class OvirtFrontEnd(HostCommands):
         self.version = 0
         self._user = _UNKNOWN
         self._locked = None
-        log.info(
-            "ovirt host detached", extra={"event": "ovirt.disconnected", "channel": self.link.name}
-        )
-        self.ctx.publish("host.disconnected", {"channel": self.link.name, "protocol": "ovirt"})
+        log.info("ovirt host detached", extra={"event": "ovirt.disconnected", "channel": self.link.name})
 
     def close(self) -> None:
         """The agent stops: say so (``session-shutdown``, as OGA did) and stop every timer."""
@@ -274,9 +268,7 @@ class OvirtFrontEnd(HostCommands):
             self._send_heartbeat()
 
         timeout = max(0.1, min(self.settings.request_timeout_s, self.settings.heartbeat_s * 0.5))
-        self.ctx.request(
-            self.settings.monitor_actor, "monitor.memory", {}, timeout_s=timeout, on_reply=done
-        )
+        self.ctx.request(self.settings.monitor_actor, "monitor.memory", {}, timeout_s=timeout, on_reply=done)
 
     def _send_heartbeat(self) -> None:
         version = 0 if self._heartbeats == 0 else render.MAX_VERSION
@@ -353,9 +345,7 @@ class OvirtFrontEnd(HostCommands):
         command = self._commands.get(msg.name)
         if command is None:
             self.ctx.count("ovirt.unknown")
-            log.info(
-                "unknown host message %r ignored", msg.name[:64], extra={"event": "ovirt.unknown"}
-            )
+            log.info("unknown host message %r ignored", msg.name[:64], extra={"event": "ovirt.unknown"})
             return
         if stale and msg.name in _STALE_DROPPED:
             self.ctx.count("ovirt.stale_dropped")

@@ -68,9 +68,7 @@ class MemoryRates:
         return out
 
 
-def heartbeat(
-    memory: Mapping[str, Any] | None, rates: Mapping[str, int], api_version: int
-) -> dict[str, Any]:
+def heartbeat(memory: Mapping[str, Any] | None, rates: Mapping[str, int], api_version: int) -> dict[str, Any]:
     """``heartbeat``: free-ram (MiB, a string as OGA sent it), memory-stat (KiB, rates/s)."""
     args: dict[str, Any] = {"apiVersion": api_version}
     if not memory:

@@ -31,7 +31,5 @@ def _no_constants(name: str) -> Any:
     raise ValueError(name)
 
 
-DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs, parse_int=_qemu_int, parse_constant=_no_constants
-)
+DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_qemu_int, parse_constant=_no_constants)
 WHITESPACE = " \t\r\n"

@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 SENTINEL = b"\xff"
 _FAST_LIMIT = 1 << 16
 _ALLOWED_MEMBERS = frozenset({"execute", "arguments", "id"})
-_FREEZE_COMMANDS = frozenset(
-    {"guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"}
-)
+_FREEZE_COMMANDS = frozenset({"guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"})
 
 
 class _Slot:
@@ -73,10 +71,7 @@ class QgaFrontEnd:
             max_token_count=self.settings.max_tokens,
             max_nesting=self.settings.max_nesting,
         )
-        self._fast_ok = (
-            self.settings.max_message_bytes >= _FAST_LIMIT
-            and self.settings.max_tokens >= _FAST_LIMIT
-        )
+        self._fast_ok = self.settings.max_message_bytes >= _FAST_LIMIT and self.settings.max_tokens >= _FAST_LIMIT
         allow = set(self.settings.allow_rpcs)
         block = set(self.settings.block_rpcs)
         self.freeze_allowed = argspec.FREEZE_ALLOWED | {
@@ -85,8 +80,7 @@ class QgaFrontEnd:
         self._info_cache: dict[bool, str] = {}
         self._ask_freeze_state()
         self.policy_enabled: dict[str, bool] = {
-            spec.name: (not allow or spec.name in allow) and spec.name not in block
-            for spec in argspec.COMMANDS
+            spec.name: (not allow or spec.name in allow) and spec.name not in block for spec in argspec.COMMANDS
         }
 
     def _ask_freeze_state(self) -> None:
@@ -181,9 +175,7 @@ class QgaFrontEnd:
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, request: Any) -> None:
         if type(request) is not dict:
-            self._send_now_or_queued(
-                error_line("GenericError", "QMP input must be a JSON object", None, False)
-            )
+            self._send_now_or_queued(error_line("GenericError", "QMP input must be a JSON object", None, False))
             return
         has_id = "id" in request
         req_id = request.get("id")
@@ -195,9 +187,7 @@ class QgaFrontEnd:
         spec = argspec.BY_NAME.get(name)
         if spec is None:
             self._send_now_or_queued(
-                error_line(
-                    "CommandNotFound", f"The command {name} has not been found", req_id, has_id
-                )
+                error_line("CommandNotFound", f"The command {name} has not been found", req_id, has_id)
             )
             return
         disabled = self._disabled_reason(name)
@@ -287,9 +277,7 @@ class QgaFrontEnd:
             cached = self._info_cache[self.frozen] = encode(info)
         return cached
 
-    def _route(
-        self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool
-    ) -> None:
+    def _route(self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool) -> None:
         route = self.routes[name]
         if self.pending >= self.settings.max_pending:
             self._send_now_or_queued(
@@ -303,10 +291,10 @@ class QgaFrontEnd:
             return
         try:
             body = route.to_request(args)
+            if route.with_channel and isinstance(body, dict):
+                body = {**body, "channel": self.link.name}
         except Exception as err:  # loop boundary: a broken route must not kill the channel
-            log.exception(
-                "route %s failed to build its request", name, extra={"event": "qga.route_bug"}
-            )
+            log.exception("route %s failed to build its request", name, extra={"event": "qga.route_bug"})
             self._send_now_or_queued(
                 error_line("GenericError", f"internal error: {type(err).__name__}", req_id, has_id)
             )
@@ -324,9 +312,7 @@ class QgaFrontEnd:
             guard.cancel()
             self.pending -= 1
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
-            slot.data = self._render(
-                name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id
-            )
+            slot.data = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
             slot.done = True
             self._flush()
 
@@ -336,9 +322,7 @@ class QgaFrontEnd:
 
         self.ctx.count(f"qga.{name}")
         guard = self.ctx.call_later(route.timeout_s, on_deadline)
-        self.ctx.request(
-            route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply
-        )
+        self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
 
     def _render(
         self,
@@ -360,9 +344,7 @@ class QgaFrontEnd:
             result = route.render(reply.body)
         except Exception as err:  # loop boundary: a bad answer becomes an error reply
             log.exception("cannot render %s", name, extra={"event": "qga.render_bug"})
-            return error_line(
-                "GenericError", f"internal error: {type(err).__name__}", req_id, has_id
-            )
+            return error_line("GenericError", f"internal error: {type(err).__name__}", req_id, has_id)
         if name in _FREEZE_COMMANDS:
             self._track_freeze(name, result)
         if not spec.success_response:

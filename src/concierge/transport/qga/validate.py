@@ -34,9 +34,7 @@ def _is_int(value: Any) -> bool:
     return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
 
 
-def check_struct(
-    members: dict[str, TypeSpec], given: dict[str, Any], prefix: str = ""
-) -> dict[str, Any]:
+def check_struct(members: dict[str, TypeSpec], given: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Validate one object against ``members``; ``prefix`` is the path for error texts."""
     out: dict[str, Any] = {}
     for raw_name, spec in members.items():

@@ -114,9 +114,7 @@ def _encode(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return (
-            "{" + ", ".join(quote(k) + ": " + _encode(value[k]) for k in qdict_order(value)) + "}"
-        )
+        return "{" + ", ".join(quote(k) + ": " + _encode(value[k]) for k in qdict_order(value)) + "}"
     return "[" + ", ".join(_encode(v) for v in value) + "]"
 
 

@@ -27,5 +27,8 @@ class QgaRoute:
     timeout_s: float = 10.0
     success_response: bool = True
     allowed_while_frozen: bool = False
+    #: add ``"channel": <host channel name>`` to a dict request body (the freeze lease must know
+    #: which host asked, to thaw when that host goes away)
+    with_channel: bool = False
     to_request: Callable[[dict[str, Any]], Any] = identity
     render: Callable[[Any], Any] = identity
