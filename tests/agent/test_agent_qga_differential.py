@@ -59,10 +59,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory, loop_mount: Path) -> Iterator
         "transport": {"entry": "concierge.actors.hostlink.node:HostLinkNode", "essential": True},
         "lifecycle": {
             "entry": "concierge.actors.lifecycle.node:LifecycleNode",
-            "settings": {"only_mountpoints": [str(loop_mount)], "state_dir": str(state / "lifecycle"), "fsfreeze_hook": ""},
+            "settings": {
+                "only_mountpoints": [str(loop_mount)],
+                "state_dir": str(state / "lifecycle"),
+                "fsfreeze_hook": "",
+            },
         },
         "monitor": {"entry": "concierge.actors.monitor.node:MonitorNode"},
-        "guestops": {"entry": "concierge.actors.guestops.node:GuestOpsNode", "settings": {"state_dir": str(state / "guestops")}},
+        "guestops": {
+            "entry": "concierge.actors.guestops.node:GuestOpsNode",
+            "settings": {"state_dir": str(state / "guestops")},
+        },
     }
     agent = AgentHarness(root, catalog(actors), args=("--log-format", "text", "--channel", f"qga=unix-listen:{sock}"))
     agent.start()
@@ -95,7 +102,7 @@ PROTOCOL_CASES = [
     b'{"execute":"guest-ssh-get-authorized-keys","arguments":{"username":"qga-no-such-user"}}',
     b'{"execute":"guest-file-close","arguments":{"handle":999999}}',
     b'{"execute":"guest-exec-status","arguments":{"pid":1}}',
-    b'[1,2]',
+    b"[1,2]",
     b'{"execute":1}',
 ]
 
@@ -112,7 +119,13 @@ def test_sync_delimited_and_flush_byte(pair: Pair) -> None:
     assert ours == stock
 
 
-DETERMINISTIC = ["guest-get-host-name", "guest-get-osinfo", "guest-get-timezone", "guest-get-memory-block-info", "guest-fsfreeze-status"]
+DETERMINISTIC = [
+    "guest-get-host-name",
+    "guest-get-osinfo",
+    "guest-get-timezone",
+    "guest-get-memory-block-info",
+    "guest-fsfreeze-status",
+]
 
 
 @pytest.mark.parametrize("command", DETERMINISTIC)
@@ -134,7 +147,13 @@ def test_interfaces_and_addresses_match(pair: Pair) -> None:
     ours, stock = pair.both({"execute": "guest-network-get-interfaces"})
 
     def view(reply: dict[str, Any]) -> dict[str, Any]:
-        return {i["name"]: (i.get("hardware-address"), sorted(json.dumps(a, sort_keys=True) for a in i.get("ip-addresses", []))) for i in reply["return"]}
+        return {
+            i["name"]: (
+                i.get("hardware-address"),
+                sorted(json.dumps(a, sort_keys=True) for a in i.get("ip-addresses", [])),
+            )
+            for i in reply["return"]
+        }
 
     assert view(ours) == view(stock)
 
@@ -163,25 +182,33 @@ def test_shapes_conform_to_schema(pair: Pair, schema: dict[str, dict[str, Any]],
 
 
 def test_freeze_list_and_thaw_on_a_loop_fs(pair: Pair, loop_mount: Path) -> None:
-    request = {"execute": "guest-fsfreeze-freeze-list", "arguments": {"mountpoints": [str(loop_mount)]}}
-    ours = pair.ours.exchange(json.dumps(request).encode())
-    assert json.loads(ours[0]) == {"return": 1}
-    assert json.loads(pair.ours.exchange(b'{"execute":"guest-fsfreeze-status"}')[0]) == {"return": "frozen"}
-    blocked, stock_blocked = pair.raw(b'{"execute":"guest-get-host-name"}')
-    assert json.loads(blocked[0])["error"]["class"] == "CommandNotFound", "only freeze-time commands while frozen"
-    assert json.loads(pair.ours.exchange(b'{"execute":"guest-fsfreeze-thaw"}')[0]) == {"return": 1}
-    stock = pair.stock.exchange(json.dumps(request).encode())
-    assert json.loads(stock[0]) == {"return": 1}
-    assert json.loads(pair.stock.exchange(b'{"execute":"guest-fsfreeze-thaw"}')[0]) == {"return": 1}
+    request = json.dumps({"execute": "guest-fsfreeze-freeze-list", "arguments": {"mountpoints": [str(loop_mount)]}})
+    try:
+        frozen = pair.raw(request.encode())
+        assert json.loads(frozen[0][0]) == json.loads(frozen[1][0]) == {"return": 1}
+        status = pair.raw(b'{"execute":"guest-fsfreeze-status"}')
+        assert status[0] == status[1] == [b'{"return": "frozen"}\n']
+        refused = pair.raw(b'{"execute":"guest-get-host-name"}')
+        assert refused[0] == refused[1], "only the freeze-time commands are accepted while frozen"
+    finally:
+        thawed = pair.raw(b'{"execute":"guest-fsfreeze-thaw"}')
+    assert thawed[0] == thawed[1] == [b'{"return": 1}\n']
 
 
 def test_file_round_trip_matches(pair: Pair, tmp_path: Path) -> None:
     results = []
     for client in (pair.ours, pair.stock):
         path = tmp_path / f"f-{len(results)}"
-        handle = json.loads(client.exchange(json.dumps({"execute": "guest-file-open", "arguments": {"path": str(path), "mode": "w+"}}).encode())[0])["return"]
+        handle = json.loads(
+            client.exchange(
+                json.dumps({"execute": "guest-file-open", "arguments": {"path": str(path), "mode": "w+"}}).encode()
+            )[0]
+        )["return"]
         steps = [
-            {"execute": "guest-file-write", "arguments": {"handle": handle, "buf-b64": base64.b64encode(b"hello qga\nline2\n").decode()}},
+            {
+                "execute": "guest-file-write",
+                "arguments": {"handle": handle, "buf-b64": base64.b64encode(b"hello qga\nline2\n").decode()},
+            },
             {"execute": "guest-file-seek", "arguments": {"handle": handle, "offset": 0, "whence": "set"}},
             {"execute": "guest-file-read", "arguments": {"handle": handle, "count": 6}},
             {"execute": "guest-file-seek", "arguments": {"handle": handle, "offset": -2, "whence": 2}},
@@ -199,15 +226,27 @@ def test_file_round_trip_matches(pair: Pair, tmp_path: Path) -> None:
 def test_exec_status_matches(pair: Pair) -> None:
     outcomes = []
     for client in (pair.ours, pair.stock):
-        request = {"execute": "guest-exec", "arguments": {"path": "/bin/sh", "arg": ["-c", "cat; echo err >&2; exit 3"], "input-data": base64.b64encode(b"from stdin\n").decode(), "capture-output": True}}
+        request = {
+            "execute": "guest-exec",
+            "arguments": {
+                "path": "/bin/sh",
+                "arg": ["-c", "cat; echo err >&2; exit 3"],
+                "input-data": base64.b64encode(b"from stdin\n").decode(),
+                "capture-output": True,
+            },
+        }
         pid = json.loads(client.exchange(json.dumps(request).encode())[0])["return"]["pid"]
         deadline = time.monotonic() + 20
         while True:
-            status = json.loads(client.exchange(json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}).encode())[0])["return"]
+            status = json.loads(
+                client.exchange(json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}).encode())[0]
+            )["return"]
             if status["exited"] or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        again = json.loads(client.exchange(json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}).encode())[0])
+        again = json.loads(
+            client.exchange(json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}).encode())[0]
+        )
         outcomes.append((status, again["error"]["class"]))
     assert outcomes[0] == outcomes[1]
 

@@ -117,9 +117,9 @@ def real_qemu_ga() -> Iterator[QgaClient]:
     base = Path(tempfile.mkdtemp(prefix="cc-lifecycle-qga-"))
     sock = base / "qga.sock"
     proc = subprocess.Popen(
-        [binary, "-m", "unix-listen", "-p", str(sock), "-t", str(base),
-         "-f", str(base / "qemu-ga.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [binary, "-m", "unix-listen", "-p", str(sock), "-t", str(base), "-f", str(base / "qemu-ga.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client: QgaClient | None = None
     try:

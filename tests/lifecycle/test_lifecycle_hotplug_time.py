@@ -41,10 +41,16 @@ def _fake_sysfs(root: Path) -> Path:
 def ctx(tmp_path: Path) -> Iterator[FakeContext]:
     root = _fake_sysfs(tmp_path / "sys")
     hwclock = make_script(tmp_path / "hwclock", f'echo "$@" >> {tmp_path}/hwclock.log\n')
-    context = FakeContext("lifecycle", {
-        "sysfs_root": str(root), "hwclock": str(hwclock), "fsfreeze_hook": "",
-        "state_dir": str(tmp_path / "state"), "only_mountpoints": ["/nonexistent-test-mount"],
-    })
+    context = FakeContext(
+        "lifecycle",
+        {
+            "sysfs_root": str(root),
+            "hwclock": str(hwclock),
+            "fsfreeze_hook": "",
+            "state_dir": str(tmp_path / "state"),
+            "only_mountpoints": ["/nonexistent-test-mount"],
+        },
+    )
     context.run_node(LifecycleNode)
     yield context
     context.close()
@@ -64,15 +70,21 @@ def test_get_vcpus(ctx: FakeContext) -> None:
 
 
 def test_set_vcpus_prefix_semantics(ctx: FakeContext, tmp_path: Path) -> None:
-    body = {"vcpus": [{"logical-id": 2, "online": True}, {"logical-id": 1, "online": False},
-                      {"logical-id": 0, "online": False}, {"logical-id": 10, "online": False}]}
+    body = {
+        "vcpus": [
+            {"logical-id": 2, "online": True},
+            {"logical-id": 1, "online": False},
+            {"logical-id": 0, "online": False},
+            {"logical-id": 10, "online": False},
+        ]
+    }
     assert ctx.ask(m.SET_VCPUS, body).unwrap() == 2  # stops at cpu0, which cannot go offline
     assert (_online(tmp_path, 2), _online(tmp_path, 1), _online(tmp_path, 10)) == ("1", "0", "1")
     first_fails = ctx.ask(m.SET_VCPUS, {"vcpus": [{"logical-id": 0, "online": False}]})
     assert not first_fails.ok
     assert first_fails.message == "logical processor #0 can't be offlined"
     missing = ctx.ask(m.SET_VCPUS, {"vcpus": [{"logical-id": 99, "online": True}]})
-    assert not missing.ok and missing.message.endswith("cpu99/\"): No such file or directory")
+    assert not missing.ok and missing.message.endswith('cpu99/"): No such file or directory')
     assert ctx.ask(m.SET_VCPUS, {"vcpus": []}).unwrap() == 0
     bad = ctx.ask(m.SET_VCPUS, {"vcpus": [{"logical-id": "x", "online": True}]})
     assert not bad.ok and bad.code == ErrorCode.BAD_REQUEST
@@ -92,11 +104,16 @@ def test_memory_blocks(ctx: FakeContext, tmp_path: Path) -> None:
         {"phys-index": 7, "online": False, "can-offline": True},
     ]
     assert ctx.ask(m.GET_MEMORY_BLOCK_INFO).unwrap() == {"size": 0x8000000}
-    reply = ctx.ask(m.SET_MEMORY_BLOCKS, {"mem-blks": [
-        {"phys-index": 7, "online": True},
-        {"phys-index": 3, "online": True},
-        {"phys-index": 42, "online": True},
-    ]}).unwrap()
+    reply = ctx.ask(
+        m.SET_MEMORY_BLOCKS,
+        {
+            "mem-blks": [
+                {"phys-index": 7, "online": True},
+                {"phys-index": 3, "online": True},
+                {"phys-index": 42, "online": True},
+            ]
+        },
+    ).unwrap()
     assert reply == [
         {"phys-index": 7, "response": "success"},
         {"phys-index": 3, "response": "success"},
@@ -134,24 +151,38 @@ def test_time_setter_sets_clock_then_rtc(tmp_path: Path) -> None:
 def test_qga_routes() -> None:
     routes = all_routes()
     expected = {
-        "guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid",
-        "guest-fsfreeze-status", "guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list",
-        "guest-fsfreeze-thaw", "guest-fstrim", "guest-get-time", "guest-set-time",
-        "guest-get-vcpus", "guest-set-vcpus", "guest-get-memory-blocks",
-        "guest-set-memory-blocks", "guest-get-memory-block-info",
+        "guest-shutdown",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+        "guest-fsfreeze-status",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-freeze-list",
+        "guest-fsfreeze-thaw",
+        "guest-fstrim",
+        "guest-get-time",
+        "guest-set-time",
+        "guest-get-vcpus",
+        "guest-set-vcpus",
+        "guest-get-memory-blocks",
+        "guest-set-memory-blocks",
+        "guest-get-memory-block-info",
     }
     assert expected <= set(routes)
     mine = {name: r for name, r in routes.items() if r.actor == "lifecycle"}
     assert set(mine) == expected
     assert {n for n, r in mine.items() if not r.success_response} == {
-        "guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"}
-    assert {n for n, r in mine.items() if r.allowed_while_frozen} == {
-        "guest-fsfreeze-status", "guest-fsfreeze-thaw"}
+        "guest-shutdown",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+    }
+    assert {n for n, r in mine.items() if r.allowed_while_frozen} == {"guest-fsfreeze-status", "guest-fsfreeze-thaw"}
+
     def body(name: str, args: dict[str, Any]) -> Any:
         return mine[name].to_request(args)
 
-    assert body("guest-shutdown", {}) == {
-        "mode": "powerdown", "delay_s": 0, "message": "hypervisor initiated shutdown"}
+    assert body("guest-shutdown", {}) == {"mode": "powerdown", "delay_s": 0, "message": "hypervisor initiated shutdown"}
     assert body("guest-suspend-hybrid", {}) == {"mode": "hybrid"}
     assert body("guest-fsfreeze-freeze", {}) == {"mountpoints": None}
     assert body("guest-fsfreeze-freeze-list", {"mountpoints": ["/a"]}) == {"mountpoints": ["/a"]}
@@ -170,14 +201,17 @@ def test_clock_watch_detects_resume_and_rtc_jumps_but_not_drift() -> None:
     assert paused == ("rtc", 120.0)
     assert detect(base, Sample(1010.0, 5.0, None), 2.0) is None
 
-    samples = iter([base, Sample(1010.0, 5.0, 1130.0), Sample(1130.0, 5.0, 1130.0),
-                    Sample(1135.0, 5.0, 1135.0)])
+    samples = iter([base, Sample(1010.0, 5.0, 1130.0), Sample(1130.0, 5.0, 1130.0), Sample(1135.0, 5.0, 1135.0)])
     resyncs: list[str] = []
     steps: list[tuple[str, float, str]] = []
-    watch = ClockWatch(interval_s=60, threshold_s=2.0,
-                       resync_from_rtc=lambda: resyncs.append("rtc"),
-                       on_step=lambda *a: steps.append(a), sample=lambda: next(samples),
-                       ntp_step=lambda: False)
+    watch = ClockWatch(
+        interval_s=60,
+        threshold_s=2.0,
+        resync_from_rtc=lambda: resyncs.append("rtc"),
+        on_step=lambda *a: steps.append(a),
+        sample=lambda: next(samples),
+        ntp_step=lambda: False,
+    )
     watch._last = watch.sample()
     assert watch.check() == ("rtc", 120.0, "hwclock")
     assert resyncs == ["rtc"] and steps == [("rtc", 120.0, "hwclock")]
@@ -192,11 +226,18 @@ def test_node_clock_watch_resyncs_from_rtc_after_a_jump(tmp_path: Path) -> None:
     epoch = rtc / "since_epoch"
     epoch.write_text(f"{int(time.time())}\n")
     hwclock = make_script(tmp_path / "hwclock", f'echo "$@" >> {tmp_path}/hwclock.log\n')
-    context = FakeContext("lifecycle", {
-        "sysfs_root": str(tmp_path / "sys"), "hwclock": str(hwclock), "fsfreeze_hook": "",
-        "state_dir": str(tmp_path / "state"), "only_mountpoints": ["/nonexistent-test-mount"],
-        "clock_watch_s": 0.05, "clock_resync": "rtc",
-    })
+    context = FakeContext(
+        "lifecycle",
+        {
+            "sysfs_root": str(tmp_path / "sys"),
+            "hwclock": str(hwclock),
+            "fsfreeze_hook": "",
+            "state_dir": str(tmp_path / "state"),
+            "only_mountpoints": ["/nonexistent-test-mount"],
+            "clock_watch_s": 0.05,
+            "clock_resync": "rtc",
+        },
+    )
     context.run_node(LifecycleNode)
     try:
         time.sleep(0.3)

@@ -28,16 +28,17 @@ from concierge.testing.context import FakeContext
 from concierge.testing.peers import require, require_binary
 
 MOCK = DBusAddress(
-    "/org/freedesktop/login1", bus_name="org.freedesktop.login1",
+    "/org/freedesktop/login1",
+    bus_name="org.freedesktop.login1",
     interface="org.freedesktop.DBus.Mock",
 )
 MANAGER = "org.freedesktop.login1.Manager"
 
 
 def _dbusmock_available() -> bool:
-    return subprocess.run(
-        ["/usr/bin/python3", "-c", "import dbusmock"], capture_output=True, check=False
-    ).returncode == 0
+    return (
+        subprocess.run(["/usr/bin/python3", "-c", "import dbusmock"], capture_output=True, check=False).returncode == 0
+    )
 
 
 class MockLogind:
@@ -71,7 +72,8 @@ def logind(tmp_path: Path) -> Iterator[MockLogind]:
     require(_dbusmock_available(), "python-dbusmock missing (apt install python3-dbusmock)")
     daemon = subprocess.Popen(
         [daemon_bin, "--session", "--nofork", "--print-address=1", "--nopidfile"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     mock: subprocess.Popen[bytes] | None = None
     try:
@@ -79,9 +81,18 @@ def logind(tmp_path: Path) -> Iterator[MockLogind]:
         address = daemon.stdout.readline().strip()
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
         mock = subprocess.Popen(
-            ["/usr/bin/python3", "-m", "dbusmock", "--template", "logind", "-p",
-             json.dumps({"CanHibernate": "no", "CanHybridSleep": "na"})],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "/usr/bin/python3",
+                "-m",
+                "dbusmock",
+                "--template",
+                "logind",
+                "-p",
+                json.dumps({"CanHibernate": "no", "CanHybridSleep": "na"}),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         proxy = MockLogind(address)
 
@@ -105,8 +116,15 @@ def logind(tmp_path: Path) -> Iterator[MockLogind]:
 
 
 def _node(settings: dict[str, Any]) -> FakeContext:
-    ctx = FakeContext("lifecycle", {"fsfreeze_hook": "", "state_dir": tempfile.mkdtemp(),
-                                    "only_mountpoints": ["/nonexistent-test-mount"], **settings})
+    ctx = FakeContext(
+        "lifecycle",
+        {
+            "fsfreeze_hook": "",
+            "state_dir": tempfile.mkdtemp(),
+            "only_mountpoints": ["/nonexistent-test-mount"],
+            **settings,
+        },
+    )
     ctx.run_node(LifecycleNode)
     return ctx
 
@@ -115,8 +133,7 @@ def _node(settings: dict[str, Any]) -> FakeContext:
 def test_logind_shutdown_calls(logind: MockLogind) -> None:
     ctx = _node({"power_backend": "logind", "dbus_address": logind.address})
     try:
-        assert ctx.ask(m.SHUTDOWN, {"mode": "powerdown", "delay_s": 0,
-                                    "message": "hypervisor initiated shutdown"}).ok
+        assert ctx.ask(m.SHUTDOWN, {"mode": "powerdown", "delay_s": 0, "message": "hypervisor initiated shutdown"}).ok
         assert logind.calls() == [
             ("SetWallMessage", ["hypervisor initiated shutdown", True]),
             ("PowerOff", [False]),
@@ -210,8 +227,7 @@ def test_fallback_suspend_pm_utils_and_sysfs(stand_ins: Path, tmp_path: Path) ->
     state = sysfs / "power" / "state"
     state.write_text("freeze mem\n")
     _recorder(stand_ins, "pm-is-supported", log, status=1)
-    ctx = _node({"power_backend": "binaries", "bin_path": str(stand_ins),
-                 "sysfs_root": str(sysfs)})
+    ctx = _node({"power_backend": "binaries", "bin_path": str(stand_ins), "sysfs_root": str(sysfs)})
     try:
         assert ctx.ask(m.SUSPEND, {"mode": "ram"}).ok
         assert state.read_text() == "mem"
@@ -230,8 +246,7 @@ def test_fallback_suspend_pm_utils_and_sysfs(stand_ins: Path, tmp_path: Path) ->
 def test_no_systemd_and_no_binaries_is_an_honest_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    ctx = _node({"power_backend": "binaries", "bin_path": str(empty),
-                 "sysfs_root": str(tmp_path / "nosys")})
+    ctx = _node({"power_backend": "binaries", "bin_path": str(empty), "sysfs_root": str(tmp_path / "nosys")})
     try:
         reply = ctx.ask(m.SUSPEND, {"mode": "ram"})
         assert not reply.ok and reply.message == UNSUPPORTED_SUSPEND

@@ -77,9 +77,7 @@ def _thawed_reasons(ctx: FakeContext) -> list[str]:
     return [body["reason"] for topic, body in ctx.published if topic == m.EVT_THAWED]
 
 
-def test_freeze_blocks_writes_until_thaw_on_ext4_and_xfs(
-    make_node: Any, ext4: Path, xfs: Path, tmp_path: Path
-) -> None:
+def test_freeze_blocks_writes_until_thaw_on_ext4_and_xfs(make_node: Any, ext4: Path, xfs: Path, tmp_path: Path) -> None:
     ctx = make_node([ext4, xfs])
     assert ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed"
     assert ctx.ask(m.FREEZE, {}).unwrap() == 2
@@ -170,13 +168,12 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
-def test_marker_of_a_killed_run_is_thawed_by_the_next_node(
-    make_node: Any, ext4: Path, tmp_path: Path
-) -> None:
+def test_marker_of_a_killed_run_is_thawed_by_the_next_node(make_node: Any, ext4: Path, tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     child = subprocess.Popen(
         [sys.executable, "-c", KILLED_RUN, str(ext4), str(tmp_path / "state")],
-        stdout=subprocess.PIPE, env=env,
+        stdout=subprocess.PIPE,
+        env=env,
     )
     try:
         assert child.stdout is not None
@@ -198,9 +195,7 @@ def test_failing_freeze_hook_runs_freezefail_and_leaves_nothing_frozen(
     make_node: Any, ext4: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "hook.log"
-    hook = make_script(
-        tmp_path / "hook", f'echo "$1" >> {log}\n[ "$1" = freeze ] && exit 7\nexit 0\n'
-    )
+    hook = make_script(tmp_path / "hook", f'echo "$1" >> {log}\n[ "$1" = freeze ] && exit 7\nexit 0\n')
     ctx = make_node([ext4], fsfreeze_hook=str(hook))
     reply = ctx.ask(m.FREEZE, {})
     assert not reply.ok
@@ -210,13 +205,9 @@ def test_failing_freeze_hook_runs_freezefail_and_leaves_nothing_frozen(
     assert not_frozen(ext4)
 
 
-def test_hanging_hook_is_killed_and_freezefail_runs(
-    make_node: Any, ext4: Path, tmp_path: Path
-) -> None:
+def test_hanging_hook_is_killed_and_freezefail_runs(make_node: Any, ext4: Path, tmp_path: Path) -> None:
     log = tmp_path / "hook.log"
-    hook = make_script(
-        tmp_path / "hook", f'echo "$1" >> {log}\n[ "$1" = freeze ] && exec sleep 120\nexit 0\n'
-    )
+    hook = make_script(tmp_path / "hook", f'echo "$1" >> {log}\n[ "$1" = freeze ] && exec sleep 120\nexit 0\n')
     ctx = make_node([ext4], fsfreeze_hook=str(hook), hook_timeout_s=1.0)
     reply = ctx.ask(m.FREEZE, {}, timeout_s=30)
     assert not reply.ok
@@ -225,9 +216,7 @@ def test_hanging_hook_is_killed_and_freezefail_runs(
     assert not_frozen(ext4)
 
 
-def test_hook_dir_runs_in_order_and_skips_package_leftovers(
-    make_node: Any, ext4: Path, tmp_path: Path
-) -> None:
+def test_hook_dir_runs_in_order_and_skips_package_leftovers(make_node: Any, ext4: Path, tmp_path: Path) -> None:
     log = tmp_path / "hook.log"
     hook_d = tmp_path / "hook.d"
     hook_d.mkdir()
@@ -240,18 +229,12 @@ def test_hook_dir_runs_in_order_and_skips_package_leftovers(
     assert log.read_text().splitlines() == ["db freeze", "app freeze", "app thaw", "db thaw"]
 
 
-def test_status_and_thaw_answer_while_a_freeze_hook_is_slow(
-    make_node: Any, ext4: Path, tmp_path: Path
-) -> None:
+def test_status_and_thaw_answer_while_a_freeze_hook_is_slow(make_node: Any, ext4: Path, tmp_path: Path) -> None:
     started = tmp_path / "started"
-    hook = make_script(
-        tmp_path / "hook", f'[ "$1" = freeze ] && touch {started} && exec sleep 120\nexit 0\n'
-    )
+    hook = make_script(tmp_path / "hook", f'[ "$1" = freeze ] && touch {started} && exec sleep 120\nexit 0\n')
     ctx = make_node([ext4], fsfreeze_hook=str(hook), hook_timeout_s=100.0)
     outcome: Future[Any] = Future()
-    threading.Thread(
-        target=lambda: outcome.set_result(ctx.ask(m.FREEZE, {}, timeout_s=60)), daemon=True
-    ).start()
+    threading.Thread(target=lambda: outcome.set_result(ctx.ask(m.FREEZE, {}, timeout_s=60)), daemon=True).start()
     assert wait_for(started.exists, 10.0)
     assert ctx.ask(m.FREEZE_STATUS, timeout_s=5).unwrap() == "thawed"
     assert ctx.ask(m.THAW, {}, timeout_s=10).unwrap() == 0
@@ -262,8 +245,9 @@ def test_status_and_thaw_answer_while_a_freeze_hook_is_slow(
 
 
 def test_stop_thaws(ext4: Path, tmp_path: Path) -> None:
-    ctx = FakeContext("lifecycle", {"only_mountpoints": [str(ext4)], "fsfreeze_hook": "",
-                                    "state_dir": str(tmp_path / "state")})
+    ctx = FakeContext(
+        "lifecycle", {"only_mountpoints": [str(ext4)], "fsfreeze_hook": "", "state_dir": str(tmp_path / "state")}
+    )
     ctx.run_node(LifecycleNode)
     assert ctx.ask(m.FREEZE, {}).unwrap() == 1
     ctx.close()
@@ -292,8 +276,7 @@ def test_bad_request_bodies_are_rejected(make_node: Any, ext4: Path) -> None:
 def test_fifreeze_failing_midway_thaws_what_was_frozen_then_freezefail(
     make_node: Any, ext4: Path, tmp_path: Path
 ) -> None:
-    real = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                if f" {ext4} " in line)
+    real = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines() if f" {ext4} " in line)
     gone = tmp_path / "vanished"
     # the vanished mount comes first in mount order, so it is frozen last: after ext4
     table = tmp_path / "mountinfo"

@@ -36,8 +36,9 @@ def qga() -> Iterator[QgaClient]:
 def ours(mnt: Path, tmp_path: Path) -> Iterator[Any]:
     from concierge.actors.lifecycle.node import LifecycleNode
 
-    ctx = FakeContext("lifecycle", {"only_mountpoints": [str(mnt)], "fsfreeze_hook": "",
-                                    "state_dir": str(tmp_path / "state")})
+    ctx = FakeContext(
+        "lifecycle", {"only_mountpoints": [str(mnt)], "fsfreeze_hook": "", "state_dir": str(tmp_path / "state")}
+    )
     ctx.run_node(LifecycleNode)
     routes = all_routes()
 
@@ -80,9 +81,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("command", "arguments"), INVALID)
-def test_invalid_arguments_match(
-    qga: QgaClient, ours: Any, command: str, arguments: dict[str, Any]
-) -> None:
+def test_invalid_arguments_match(qga: QgaClient, ours: Any, command: str, arguments: dict[str, Any]) -> None:
     assert ours(command, arguments) == qga.cmd(command, arguments)
 
 

@@ -52,8 +52,14 @@ def fuse_hang(work: Path) -> dict[str, Any]:
         worker.start()
         time.sleep(0.2)  # let the statvfs get stuck
         others = {}
-        for kind in ("monitor.osinfo", "monitor.memory", "monitor.interfaces", "monitor.disks",
-                     "monitor.load", "monitor.users"):
+        for kind in (
+            "monitor.osinfo",
+            "monitor.memory",
+            "monitor.interfaces",
+            "monitor.disks",
+            "monitor.load",
+            "monitor.users",
+        ):
             reply = ctx.ask(kind, None, timeout_s=10)
             others[kind] = reply.ok
         out["others_ok_while_stuck"] = others
@@ -76,9 +82,7 @@ def fuse_hang(work: Path) -> dict[str, Any]:
             time.sleep(0.1)
             third = ctx.ask("monitor.filesystems", {"scope": "all"}, timeout_s=30)
         out["third_timed_out"] = third.body["timed_out"]
-        out["third_has_mount"] = any(
-            f["mountpoint"] == str(mnt) for f in third.body["filesystems"]
-        )
+        out["third_has_mount"] = any(f["mountpoint"] == str(mnt) for f in third.body["filesystems"])
     finally:
         if fd >= 0:
             os.close(fd)
@@ -106,8 +110,9 @@ def loop_mount(work: Path, qga_binary: str) -> dict[str, Any]:
         out["after"] = after["filesystems"]
         sock, state = work / "qga.sock", work / "qga-state"
         state.mkdir()
-        qga = subprocess.Popen([qga_binary, "-m", "unix-listen", "-p", str(sock), "-t",
-                                str(state)], stderr=subprocess.DEVNULL)
+        qga = subprocess.Popen(
+            [qga_binary, "-m", "unix-listen", "-p", str(sock), "-t", str(state)], stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.01)

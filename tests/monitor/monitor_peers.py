@@ -64,8 +64,7 @@ def qemu_ga(tmp: Path, *, utmp: bytes | None = None) -> Iterator[RawQga]:
         require(unshare is not None, "unshare not found (apt install util-linux)")
         (tmp / "utmp").write_bytes(utmp)
         script = (
-            'mount --make-rprivate / && mount -t tmpfs concierge-test /run && '
-            f'cp {tmp / "utmp"} /run/utmp && exec "$@"'
+            f'mount --make-rprivate / && mount -t tmpfs concierge-test /run && cp {tmp / "utmp"} /run/utmp && exec "$@"'
         )
         cmd = [str(unshare), "-m", "sh", "-c", script, "sh", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -109,17 +108,15 @@ def logind_mock(tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     and the dbusmock process (send it AddSession via dbus)."""
     daemon = require_binary("dbus-daemon", "dbus")
     system_python = "/usr/bin/python3"
-    probe = subprocess.run(
-        [system_python, "-c", "import dbusmock"], capture_output=True, check=False
-    )
+    probe = subprocess.run([system_python, "-c", "import dbusmock"], capture_output=True, check=False)
     require(probe.returncode == 0, "python-dbusmock missing (apt install python3-dbusmock)")
     config = tmp / "bus.conf"
     config.write_text(
-        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" "
-        "\"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">"
+        '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" '
+        '"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">'
         f"<busconfig><type>system</type><listen>unix:path={tmp}/bus</listen>"
-        "<auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>"
-        "<allow own=\"*\"/><allow eavesdrop=\"true\"/></policy></busconfig>"
+        '<auth>EXTERNAL</auth><policy context="default"><allow send_destination="*"/>'
+        '<allow own="*"/><allow eavesdrop="true"/></policy></busconfig>'
     )
     bus = subprocess.Popen([daemon, f"--config-file={config}", "--nofork", "--nopidfile"])
     address = f"unix:path={tmp}/bus"
@@ -132,12 +129,19 @@ def logind_mock(tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
         mock = subprocess.Popen(
             [system_python, "-m", "dbusmock", "--system", "--template", "logind"],
-            env=env, stdout=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.PIPE,
         )
-        ready = subprocess.run(
-            ["gdbus", "wait", "--system", "--timeout", "10", "org.freedesktop.login1"],
-            env=env, check=False, capture_output=True,
-        ) if shutil.which("gdbus") else None
+        ready = (
+            subprocess.run(
+                ["gdbus", "wait", "--system", "--timeout", "10", "org.freedesktop.login1"],
+                env=env,
+                check=False,
+                capture_output=True,
+            )
+            if shutil.which("gdbus")
+            else None
+        )
         if ready is None:
             time.sleep(1.0)
         yield address, mock

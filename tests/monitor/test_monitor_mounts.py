@@ -29,7 +29,11 @@ def run_in_namespace(*args: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=f"{_SRC}:{_SCRIPT.parent}")
     proc = subprocess.run(
         [unshare, "-m", "--propagation", "private", sys.executable, str(_SCRIPT), *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

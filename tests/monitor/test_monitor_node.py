@@ -53,9 +53,7 @@ def test_bad_bodies_get_bad_request_and_the_node_keeps_answering() -> None:
 
 def test_interfaces_excludes_and_cap_are_reported() -> None:
     names = [name for _, name in socket.if_nameindex()]
-    with monitor_node(
-        {"interface_excludes": ["lo"], "interface_cap": 1, "qga_interface_excludes": []}
-    ) as ctx:
+    with monitor_node({"interface_excludes": ["lo"], "interface_cap": 1, "qga_interface_excludes": []}) as ctx:
         default = ctx.ask("monitor.interfaces").body
         qga = ctx.ask("monitor.interfaces", {"profile": "qga"}).body
     assert [i["name"] for i in qga["interfaces"]] == names
@@ -70,9 +68,7 @@ def test_default_excludes_hide_container_interfaces_only() -> None:
         body = ctx.ask("monitor.interfaces").body
     listed = {i["name"] for i in body["interfaces"]}
     assert not any(n.startswith(("veth", "docker")) for n in listed)
-    assert body["excluded"] == sum(
-        1 for _, n in socket.if_nameindex() if n.startswith(("veth", "docker"))
-    )
+    assert body["excluded"] == sum(1 for _, n in socket.if_nameindex() if n.startswith(("veth", "docker")))
 
 
 _NETNS_SCRIPT = """
@@ -102,7 +98,10 @@ def test_address_change_is_visible_at_the_next_request(tmp_path: Path) -> None:
     src = Path(__file__).resolve().parents[2] / "src"
     proc = subprocess.run(
         [unshare, "-n", sys.executable, "-c", _NETNS_SCRIPT],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=dict(os.environ, PYTHONPATH=str(src)),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -116,7 +115,9 @@ def test_applications_match_dpkg_query() -> None:
     dpkg_query = require_binary("dpkg-query", "dpkg")
     out = subprocess.run(
         [dpkg_query, "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     expected = {
         f"{name}-{version}"
@@ -148,8 +149,9 @@ def test_applications_default_patterns_and_virtual_names(tmp_path: Path) -> None
     )
     with monitor_node({"dpkg_status_path": str(status)}) as ctx:
         apps = ctx.ask("monitor.applications").body["applications"]
-        status.write_text(status.read_text() + "\nPackage: xserver-xorg-video-qxl\n"
-                          "Status: install ok installed\nVersion: 0.1.5\n")
+        status.write_text(
+            status.read_text() + "\nPackage: xserver-xorg-video-qxl\nStatus: install ok installed\nVersion: 0.1.5\n"
+        )
         later = ctx.ask("monitor.applications").body["applications"]
         custom = ctx.ask("monitor.applications", {"names": ["vim"]}).body["applications"]
     assert apps == ["cloud-init-22.4.2-1", "linux-image-6.1.27-1"]
@@ -162,8 +164,19 @@ def test_memory_matches_proc_meminfo() -> None:
         body = ctx.ask("monitor.memory").body
     vm = psutil.virtual_memory()
     assert body["total"] == vm.total
-    assert set(body) == {"total", "free", "available", "cached", "buffers", "swap_total",
-                         "swap_free", "swap_in", "swap_out", "pageflt", "majflt"}
+    assert set(body) == {
+        "total",
+        "free",
+        "available",
+        "cached",
+        "buffers",
+        "swap_total",
+        "swap_free",
+        "swap_in",
+        "swap_out",
+        "pageflt",
+        "majflt",
+    }
     assert 0 < body["free"] <= body["total"]
     assert body["pageflt"] > 0
 
@@ -218,10 +231,8 @@ def test_rpm_sqlite_database_is_read_without_rpm(tmp_path: Path) -> None:
     rpmdir.mkdir()
     conn = sqlite3.connect(rpmdir / "rpmdb.sqlite")
     conn.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB NOT NULL)")
-    conn.execute("INSERT INTO Packages (blob) VALUES (?)",
-                 (_rpm_header("kernel", "5.14.0", "362.el9"),))
-    conn.execute("INSERT INTO Packages (blob) VALUES (?)",
-                 (_rpm_header("bash", "5.1.8", "6.el9"),))
+    conn.execute("INSERT INTO Packages (blob) VALUES (?)", (_rpm_header("kernel", "5.14.0", "362.el9"),))
+    conn.execute("INSERT INTO Packages (blob) VALUES (?)", (_rpm_header("bash", "5.1.8", "6.el9"),))
     conn.commit()
     conn.close()
     settings = {"rpmdb_dir": str(rpmdir), "dpkg_status_path": str(tmp_path / "none")}

@@ -32,8 +32,9 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield qga, ctx
 
 
-@pytest.mark.parametrize("command", ["guest-get-osinfo", "guest-get-host-name",
-                                     "guest-get-timezone", "guest-get-disks"])
+@pytest.mark.parametrize(
+    "command", ["guest-get-osinfo", "guest-get-host-name", "guest-get-timezone", "guest-get-disks"]
+)
 def test_deterministic_answers_are_byte_identical(both: Any, command: str) -> None:
     qga, ctx = both
     assert json.dumps(ours(ctx, command)) == qga.return_text(command)
@@ -62,9 +63,7 @@ def test_fsinfo_matches_except_live_sizes(both: Any) -> None:
     for a, b in zip(mine, theirs, strict=True):
         a.pop("total-bytes-privileged", None)  # since qemu 9.1; 7.2 lacks it
         assert list(a) == list(b)
-        assert {k: v for k, v in a.items() if k != "used-bytes"} == {
-            k: v for k, v in b.items() if k != "used-bytes"
-        }
+        assert {k: v for k, v in a.items() if k != "used-bytes"} == {k: v for k, v in b.items() if k != "used-bytes"}
         assert abs(a["used-bytes"] - b["used-bytes"]) < 512 * 1024 * 1024
 
 

@@ -19,8 +19,7 @@ _INTS = {"int", "uint64", "int64", "uint16", "uint32", "int32", "uint8", "int8",
 
 def load_schema(path: Path) -> dict[str, dict[str, Any]]:
     """QAPI definitions by name (types and commands)."""
-    text = "\n".join(line for line in path.read_text().splitlines()
-                     if not line.lstrip().startswith("#"))
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
     defs: dict[str, dict[str, Any]] = {}
     depth, start = 0, 0
     for i, char in enumerate(text):
@@ -103,9 +102,7 @@ def node_ctx() -> Any:
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.command)
-def test_rendering_conforms_to_schema(
-    schema: dict[str, dict[str, Any]], node_ctx: Any, route: Any
-) -> None:
+def test_rendering_conforms_to_schema(schema: dict[str, dict[str, Any]], node_ctx: Any, route: Any) -> None:
     reply = node_ctx.ask(route.request, route.to_request({}))
     assert reply.ok, reply
     rendered = json.loads(json.dumps(route.render(reply.body)))
@@ -114,10 +111,12 @@ def test_rendering_conforms_to_schema(
 
 
 def test_qdict_order_reproduces_recorded_qemu_ga_output() -> None:
-    recorded = ('{"name": "vda", "total-bytes": 1, "mountpoint": "/", "disk": [{"bus-type": '
-                '"virtio", "bus": 0, "unit": 0, "pci-controller": {"bus": 0, "slot": 2, '
-                '"domain": 0, "function": 0}, "dev": "/dev/vda", "target": 0}], '
-                '"used-bytes": 2, "type": "ext4"}')
+    recorded = (
+        '{"name": "vda", "total-bytes": 1, "mountpoint": "/", "disk": [{"bus-type": '
+        '"virtio", "bus": 0, "unit": 0, "pci-controller": {"bus": 0, "slot": 2, '
+        '"domain": 0, "function": 0}, "dev": "/dev/vda", "target": 0}], '
+        '"used-bytes": 2, "type": "ext4"}'
+    )
     value = json.loads(recorded)
     shuffled = dict(sorted(value.items()))
     assert json.dumps(qdict_order(shuffled)) == recorded

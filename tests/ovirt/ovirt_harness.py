@@ -76,9 +76,7 @@ class HostPump:
             time.sleep(0.02)
         with self.lock:
             got = [n for n, _ in self.host.received]
-            raise AssertionError(
-                f"host condition not met; received {got[-40:]}, errors {self.host.errors}"
-            )
+            raise AssertionError(f"host condition not met; received {got[-40:]}, errors {self.host.errors}")
 
     def close(self) -> None:
         self.stop_flag.set()
@@ -244,9 +242,7 @@ def system_bus(tmp_path: Path) -> Iterator[str]:
     sock = tmp_path / "system_bus_socket"
     conf = tmp_path / "system-like.conf"
     conf.write_text(SYSTEM_LIKE.format(path=sock))
-    proc = subprocess.Popen(
-        [daemon, f"--config-file={conf}", "--nofork"], stdout=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork"], stdout=subprocess.DEVNULL)
     end = time.monotonic() + 10
     while not sock.exists() and time.monotonic() < end:
         time.sleep(0.01)
@@ -285,20 +281,14 @@ class LogindMock:
         from jeepney import message_bus
         from jeepney.wrappers import unwrap_msg
 
-        return bool(
-            unwrap_msg(self.conn.send_and_get_reply(message_bus.NameHasOwner(name), timeout=5))[0]
-        )
+        return bool(unwrap_msg(self.conn.send_and_get_reply(message_bus.NameHasOwner(name), timeout=5))[0])
 
-    def call(
-        self, path: str, iface: str, method: str, sig: str | None = None, body: tuple[Any, ...] = ()
-    ) -> Any:
+    def call(self, path: str, iface: str, method: str, sig: str | None = None, body: tuple[Any, ...] = ()) -> Any:
         from jeepney import DBusAddress, new_method_call
         from jeepney.wrappers import unwrap_msg
 
         addr = DBusAddress(path, bus_name="org.freedesktop.login1", interface=iface)
-        return unwrap_msg(
-            self.conn.send_and_get_reply(new_method_call(addr, method, sig, body), timeout=5)
-        )
+        return unwrap_msg(self.conn.send_and_get_reply(new_method_call(addr, method, sig, body), timeout=5))
 
     def add_session(self, sid: str, uid: int, user: str, active: bool = True) -> str:
         path = self.call(
@@ -319,9 +309,7 @@ class LogindMock:
 
     def remove_session(self, sid: str) -> None:
         path = f"/org/freedesktop/login1/session/{sid}"
-        self.call(
-            "/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "RemoveObject", "o", (path,)
-        )
+        self.call("/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "RemoveObject", "o", (path,))
         self.emit(
             "/org/freedesktop/login1",
             "org.freedesktop.login1.Manager",
@@ -349,9 +337,7 @@ class LogindMock:
         )
 
     def calls(self, path: str, method: str) -> list[Any]:
-        return list(
-            self.call(path, "org.freedesktop.DBus.Mock", "GetMethodCalls", "s", (method,))[0]
-        )
+        return list(self.call(path, "org.freedesktop.DBus.Mock", "GetMethodCalls", "s", (method,))[0])
 
     def close(self) -> None:
         self.conn.close()

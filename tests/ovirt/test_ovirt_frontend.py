@@ -60,9 +60,7 @@ def test_full_session_over_pty(peers: FakePeers, closers: list[Callable[[], obje
     assert pump.raw.endswith(b"\n")
 
 
-def test_lifecycle_completion_and_commands(
-    peers: FakePeers, closers: list[Callable[[], object]]
-) -> None:
+def test_lifecycle_completion_and_commands(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
     closers.append(pump.close)
@@ -79,29 +77,21 @@ def test_lifecycle_completion_and_commands(
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not peers.of("lifecycle", "lifecycle.set_cpus"):
         time.sleep(0.02)
-    assert peers.of("lifecycle", "lifecycle.guest_event") == [
-        {"type": "before_migration", "failure": False}
-    ]
-    assert peers.of("lifecycle", "lifecycle.shutdown") == [
-        {"mode": "reboot", "delay_s": 30, "message": "bye"}
-    ]
+    assert peers.of("lifecycle", "lifecycle.guest_event") == [{"type": "before_migration", "failure": False}]
+    assert peers.of("lifecycle", "lifecycle.shutdown") == [{"mode": "reboot", "delay_s": 30, "message": "bye"}]
     assert peers.of("lifecycle", "lifecycle.suspend") == [{"mode": "ram"}]
     assert peers.of("lifecycle", "lifecycle.set_cpus") == [{"count": 2}]
     assert [a for n, a in pump.host.received if n == "echo"] == [{"ping": "pong"}]
 
 
-def test_garbage_and_oversize_lines_resync(
-    peers: FakePeers, closers: list[Callable[[], object]]
-) -> None:
+def test_garbage_and_oversize_lines_resync(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
     closers.append(pump.close)
     ctx = start_frontend(peers, fd=guest_fd, stale_window_s=0.0)
     closers.append(ctx.close)
     pump.wait(lambda h: bool(h.state.guest_name))
-    os.write(
-        host_fd, b'\xff\xfe not json\n[1,2]\n{"no_name": 1}\n' + b"x" * (1024 * 1024 + 10) + b"}\n"
-    )
+    os.write(host_fd, b'\xff\xfe not json\n[1,2]\n{"no_name": 1}\n' + b"x" * (1024 * 1024 + 10) + b"}\n")
     pump.send("echo", n=1)
     pump.wait(lambda h: any(n == "echo" for n, _ in h.received))
     assert ctx.counters["ovirt.garbage"] == 4
@@ -146,17 +136,13 @@ def test_stale_login_ignored_fresh_login_forwarded(
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not peers.of("sso", "sso.login"):
         time.sleep(0.02)
-    assert peers.of("sso", "sso.login") == [
-        {"username": "alice@internal-authz", "password": "fr3sh-pa55"}
-    ]
+    assert peers.of("sso", "sso.login") == [{"username": "alice@internal-authz", "password": "fr3sh-pa55"}]
     assert peers.of("lifecycle", "lifecycle.shutdown") == []
     assert ctx.counters["ovirt.stale_dropped"] == 2
     assert "pa55" not in caplog.text
 
 
-def test_unix_socket_disconnect_reconnect_repushes(
-    peers: FakePeers, closers: list[Callable[[], object]]
-) -> None:
+def test_unix_socket_disconnect_reconnect_repushes(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ovirt-sock-"))
     path = str(tmp / "ovirt-guest-agent.0")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -185,9 +171,7 @@ def test_unix_socket_disconnect_reconnect_repushes(
     assert not [topic for topic, _ in ctx.published if topic.startswith("host.")]
 
 
-def test_agent_restart_pushes_full_state_without_refresh(
-    peers: FakePeers, closers: list[Callable[[], object]]
-) -> None:
+def test_agent_restart_pushes_full_state_without_refresh(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_sock, guest_sock = socket.socketpair()
     closers.append(lambda: (host_sock.close(), guest_sock.close()))
     pump = HostPump(host_sock.fileno())

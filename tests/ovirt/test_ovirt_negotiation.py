@@ -49,9 +49,7 @@ def test_old_vdsm_without_api_version_gets_v0_messages_only(
     assert "completion" not in names and "os-info" not in names and "timezone" not in names
 
 
-def test_stale_before_event_answered_without_hooks(
-    peers: FakePeers, closers: list[Callable[[], object]]
-) -> None:
+def test_stale_before_event_answered_without_hooks(peers: FakePeers, closers: list[Callable[[], object]]) -> None:
     host_fd, guest_fd = _pty(closers)
     pump = HostPump(host_fd)
     closers.append(pump.close)
@@ -95,9 +93,7 @@ def test_lock_screen_and_log_off_through_real_logind(
     from jeepney.io.threading import DBusRouter, open_dbus_connection
 
     logind.add_session("c1", 1000, "alice")
-    sso = PollingFakeContext(
-        "sso", {"system_bus": system_bus, "graceful_logoff": []}, runtime_dir=tmp_path
-    )
+    sso = PollingFakeContext("sso", {"system_bus": system_bus, "graceful_logoff": []}, runtime_dir=tmp_path)
     closers.append(sso.close)
     sso.run_node(SsoNode)
     # a screen locker: on logind's Lock signal it locks and sets LockedHint, as GNOME Shell does
@@ -138,9 +134,7 @@ def test_lock_screen_and_log_off_through_real_logind(
     pump.wait(lambda h: h.state.session == "Locked")  # vdsm's hibernation wait ends at once
     pump.send("log-off")
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not logind.calls(
-        "/org/freedesktop/login1", "TerminateSession"
-    ):
+    while time.monotonic() < deadline and not logind.calls("/org/freedesktop/login1", "TerminateSession"):
         time.sleep(0.05)
     calls = logind.calls("/org/freedesktop/login1", "TerminateSession")
     assert [[v[1] for v in c[1]] for c in calls] == [["c1"]]

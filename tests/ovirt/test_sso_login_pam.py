@@ -61,9 +61,7 @@ class Greeter:
         self.conn = open_dbus_connection(bus)
         self.router = DBusRouter(self.conn)
         self.tokens: queue.Queue[str] = queue.Queue()
-        rule = MatchRule(
-            type="signal", interface="org.ovirt.vdsm.Credentials", member="UserAuthenticated"
-        )
+        rule = MatchRule(type="signal", interface="org.ovirt.vdsm.Credentials", member="UserAuthenticated")
         self.handle = self.router.filter(rule, queue=self.tokens, bufsize=100)
         self.router.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
         self.pam_dir = tmp / "pam.d"
@@ -117,9 +115,7 @@ def greeter(system_bus: str, tmp_path: Path) -> Iterator[Greeter]:
 
 
 @pytest.fixture
-def start_sso(
-    system_bus: str, logind: LogindMock, tmp_path: Path
-) -> Iterator[Callable[..., PollingFakeContext]]:
+def start_sso(system_bus: str, logind: LogindMock, tmp_path: Path) -> Iterator[Callable[..., PollingFakeContext]]:
     started: list[PollingFakeContext] = []
 
     def start(**settings: Any) -> PollingFakeContext:
@@ -181,9 +177,7 @@ def test_login_line_to_successful_pam_authentication(
         os.close(guest_fd)
 
 
-def test_expired_credential_refused(
-    greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_expired_credential_refused(greeter: Greeter, start_sso: Callable[..., PollingFakeContext]) -> None:
     sso = start_sso(credential_ttl_s=0.3)
     _login(sso)
     token = greeter.token()
@@ -201,9 +195,7 @@ def test_wrong_token_does_not_burn_the_credential(
     assert greeter.authenticate(token) == {"ok": True}
 
 
-def test_second_login_replaces_first(
-    greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_second_login_replaces_first(greeter: Greeter, start_sso: Callable[..., PollingFakeContext]) -> None:
     sso = start_sso()
     _login(sso, OTHER_PASSWORD)
     first = greeter.token()
@@ -213,26 +205,20 @@ def test_second_login_replaces_first(
     assert greeter.authenticate(second) == {"ok": True}
 
 
-def test_preset_user_mismatch_refused(
-    greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_preset_user_mismatch_refused(greeter: Greeter, start_sso: Callable[..., PollingFakeContext]) -> None:
     sso = start_sso()
     _login(sso)
     token = greeter.token()
     assert greeter.authenticate(token, user="bob")["ok"] is False  # bob's lock screen
 
 
-def test_wrong_peer_both_directions(
-    greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_wrong_peer_both_directions(greeter: Greeter, start_sso: Callable[..., PollingFakeContext]) -> None:
     sso = start_sso(allowed_peer_uids=[4242])  # root clients are not allowed here
     _login(sso)
     token = greeter.token()
     assert greeter.authenticate(token)["ok"] is False
     assert sso.counters["sso.peer_refused"] == 1
-    greeter.write_service(
-        "ovsso-other-server", server_uid=4242
-    )  # client expects another server uid
+    greeter.write_service("ovsso-other-server", server_uid=4242)  # client expects another server uid
     sso.close()
     sso2 = start_sso()
     _login(sso2)
@@ -288,9 +274,7 @@ def test_other_local_uid_cannot_reach_or_use_socket(
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_squatted_socket_dir_or_path_refused(
-    tmp_path: Path, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_squatted_socket_dir_or_path_refused(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to create a directory owned by another uid")
     squat = tmp_path / "squat"
@@ -305,9 +289,7 @@ def test_squatted_socket_dir_or_path_refused(
         start_sso(socket_dir=str(fake))
 
 
-def test_racing_clients_get_the_credential_once(
-    greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
-) -> None:
+def test_racing_clients_get_the_credential_once(greeter: Greeter, start_sso: Callable[..., PollingFakeContext]) -> None:
     sso = start_sso()
     _login(sso)
     token = greeter.token().encode()
@@ -366,8 +348,7 @@ def test_agent_side_unlock_through_pam(system_bus: str, logind: LogindMock, tmp_
     passdb = tmp_path / "passdb"
     passdb.write_text(f"alice:{PASSWORD}:ovverify\n")
     (pam_dir / "ovverify").write_text(
-        f"auth required {PAM_MATRIX} passdb={passdb}\n"
-        f"account required {PAM_MATRIX} passdb={passdb}\n"
+        f"auth required {PAM_MATRIX} passdb={passdb}\naccount required {PAM_MATRIX} passdb={passdb}\n"
     )
     (tmp_path / "run").mkdir()
     logind.add_session("c1", 1000, "alice")

@@ -84,9 +84,7 @@ def test_lock_without_console_user_is_not_found(sso: PollingFakeContext) -> None
     assert not reply.ok and reply.code == ErrorCode.NOT_FOUND
 
 
-def test_unlock_of_another_users_session_refused(
-    sso: PollingFakeContext, logind: LogindMock
-) -> None:
+def test_unlock_of_another_users_session_refused(sso: PollingFakeContext, logind: LogindMock) -> None:
     logind.add_session("c1", 1000, "alice")
     logind.set_locked("c1", True)
     _wait(lambda: sso.ask("sso.active_user").body["locked"] is True)

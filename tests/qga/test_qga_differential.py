@@ -165,9 +165,7 @@ def test_same_bytes_as_qemu_ga(payload: bytes, qemu_ga: QemuGa, agent: Agent) ->
 
 @pytest.mark.peer
 def test_split_byte_by_byte_gives_the_same_answers(qemu_ga: QemuGa, agent: Agent) -> None:
-    payload = (
-        b'{"execute":"guest-sync","arguments":{"id":42},"id":"\xc3\xa9"}{"execute":"guest-nope"}'
-    )
+    payload = b'{"execute":"guest-sync","arguments":{"id":42},"id":"\xc3\xa9"}{"execute":"guest-nope"}'
     theirs = exchange(qemu_ga.socket_path, payload)
     with RawClient(agent.socket_path) as client:
         for byte in payload:
@@ -218,12 +216,8 @@ FRAGMENTS = [
 
 
 @pytest.mark.peer
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=40))
-def test_random_fragment_streams_match_qemu_ga(
-    qemu_ga: QemuGa, agent: Agent, parts: list[bytes]
-) -> None:
+def test_random_fragment_streams_match_qemu_ga(qemu_ga: QemuGa, agent: Agent, parts: list[bytes]) -> None:
     payload = b"".join(parts)
     assert exchange(agent.socket_path, payload) == exchange(qemu_ga.socket_path, payload)

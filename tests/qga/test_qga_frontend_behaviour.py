@@ -64,9 +64,7 @@ def test_no_reply_on_successful_shutdown_but_errors_are_reported(agent: Agent) -
 def test_capability_errors_become_generic_errors(agent: Agent) -> None:
     with RawClient(agent.socket_path) as client:
         line = client.exchange(b'{"execute":"guest-file-open","arguments":{"path":"/nope/x"}}')[0]
-    assert (
-        line == b'{"error": {"class": "GenericError", "desc": "failed to open file \'/nope/x\'"}}\n'
-    )
+    assert line == b'{"error": {"class": "GenericError", "desc": "failed to open file \'/nope/x\'"}}\n'
 
 
 def test_a_hung_capability_becomes_a_timeout_error(tmp_path: Path) -> None:
@@ -75,8 +73,7 @@ def test_a_hung_capability_becomes_a_timeout_error(tmp_path: Path) -> None:
         with RawClient(running.socket_path) as client:
             line = client.exchange(b'{"execute":"guest-get-fsinfo"}')[0]
             assert line == (
-                b'{"error": {"class": "GenericError", '
-                b'"desc": "Command guest-get-fsinfo timed out after 0.5 s"}}\n'
+                b'{"error": {"class": "GenericError", "desc": "Command guest-get-fsinfo timed out after 0.5 s"}}\n'
             )
             assert client.exchange(b'{"execute":"guest-ping"}') == [b'{"return": {}}\n']
     finally:
@@ -129,8 +126,7 @@ def test_allow_and_block_lists_have_qemu_ga_semantics(tmp_path: Path) -> None:
     try:
         with RawClient(running.socket_path) as client:
             assert client.exchange(b'{"execute":"guest-get-host-name"}')[0] == (
-                b'{"error": {"class": "CommandNotFound", '
-                b'"desc": "Command guest-get-host-name has been disabled"}}\n'
+                b'{"error": {"class": "CommandNotFound", "desc": "Command guest-get-host-name has been disabled"}}\n'
             )
             assert b"has been disabled" in client.exchange(b'{"execute":"guest-exec"}')[0]
             assert b'"return"' in client.exchange(b'{"execute":"guest-get-time"}')[0]
@@ -160,9 +156,7 @@ def test_guest_info_lists_every_linux_command(agent: Agent) -> None:
 def test_several_clients_are_served_at_once(agent: Agent) -> None:
     with RawClient(agent.socket_path) as first, RawClient(agent.socket_path) as second:
         first.send(b'{"execute":"guest-get-disks","id":"a"}')
-        assert second.exchange(b'{"execute":"guest-ping","id":"b"}') == [
-            b'{"return": {}, "id": "b"}\n'
-        ]
+        assert second.exchange(b'{"execute":"guest-ping","id":"b"}') == [b'{"return": {}, "id": "b"}\n']
         agent.fake.release.set()
         assert first.read_line() == b'{"return": [], "id": "a"}\n'
     agent.wait_published("host.disconnected")
@@ -175,9 +169,7 @@ def test_oversized_message_is_refused_and_the_channel_recovers(tmp_path: Path) -
         with RawClient(running.socket_path) as client:
             client.send(b'{"execute":"guest-ping","id":"' + b"x" * 10000 + b'"}\n')
             first = client.read_line()
-            assert first == (
-                b'{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}\n'
-            )
+            assert first == (b'{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}\n')
             client.resync(9)
             client.send(b"[" * 20)
             assert b"nesting depth limit exceeded" in client.read_line()
@@ -201,11 +193,7 @@ def test_without_routes_only_protocol_commands_are_enabled(tmp_path: Path) -> No
 
     ctx = PollingContext(
         "transport",
-        {
-            "channels": [
-                {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}
-            ]
-        },
+        {"channels": [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}]},
     )
     ctx.run_node(HostLinkNode)
     try:
@@ -217,8 +205,7 @@ def test_without_routes_only_protocol_commands_are_enabled(tmp_path: Path) -> No
         assert enabled == argspec.PROTOCOL_COMMANDS | set(all_routes())
         if "guest-get-osinfo" not in all_routes():
             assert line == (
-                b'{"error": {"class": "CommandNotFound", '
-                b'"desc": "Command guest-get-osinfo has been disabled"}}\n'
+                b'{"error": {"class": "CommandNotFound", "desc": "Command guest-get-osinfo has been disabled"}}\n'
             )
     finally:
         ctx.close()

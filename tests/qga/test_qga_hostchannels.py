@@ -173,9 +173,7 @@ def test_stale_socket_is_replaced_but_other_files_are_left_alone(tmp_path: Path)
     precious.write_text("keep me")
     blocked = start_agent(
         tmp_path,
-        channels=[
-            {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(precious)}
-        ],
+        channels=[{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(precious)}],
     )
     try:
         time.sleep(0.3)
@@ -196,9 +194,7 @@ def test_a_client_that_does_not_read_is_dropped_without_hurting_others(tmp_path:
     ctx = PollingContext(
         "transport",
         {
-            "channels": [
-                {"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}
-            ],
+            "channels": [{"name": "qga", "protocol": "qga", "method": "unix-listen", "path": str(sock)}],
             "frontends": {"qga": "concierge.testing.qgafakes:FakeRoutedQgaFrontEnd"},
             "max_output_bytes": 1 << 20,
         },

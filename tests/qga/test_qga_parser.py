@@ -96,9 +96,7 @@ def _on_bridge(ctx: FakeContext, frontend: QgaFrontEnd, data: bytes) -> None:
     st.lists(st.binary(max_size=64), max_size=12),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
 )
-def test_random_bytes_then_sync_delimited_always_resynchronises(
-    chunks: list[bytes], sync_id: int
-) -> None:
+def test_random_bytes_then_sync_delimited_always_resynchronises(chunks: list[bytes], sync_id: int) -> None:
     ctx, frontend, sink = _frontend()
     try:
         for chunk in chunks:

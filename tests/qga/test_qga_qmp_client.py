@@ -21,9 +21,7 @@ def test_qemu_qmp_async_client(agent: Agent) -> None:
         try:
             assert await client.execute("guest-sync", {"id": 12345}) == 12345
             assert await client.execute("guest-ping") == {}
-            assert await client.execute("guest-get-host-name") == {
-                "host-name": socket.gethostname()
-            }
+            assert await client.execute("guest-get-host-name") == {"host-name": socket.gethostname()}
             with pytest.raises(qmp.ExecuteError) as err:
                 await client.execute("guest-nope")
             assert err.value.error_class == "CommandNotFound"

@@ -50,9 +50,7 @@ def _same_type(schema: dict[str, dict[str, Any]], ours: Any, theirs: Any) -> Non
             _same_type(schema, argspec.ALTERNATES[ours][kind], branch)
 
 
-def _same_members(
-    schema: dict[str, dict[str, Any]], ours: dict[str, Any], theirs: dict[str, Any]
-) -> None:
+def _same_members(schema: dict[str, dict[str, Any]], ours: dict[str, Any], theirs: dict[str, Any]) -> None:
     assert list(ours) == list(theirs)
     for name, type_ in theirs.items():
         _same_type(schema, ours[name], type_)

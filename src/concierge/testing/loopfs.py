@@ -68,5 +68,3 @@ def loop_fs(fstype: str) -> Iterator[Path]:
         if device:
             subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
-
-
