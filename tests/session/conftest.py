@@ -109,7 +109,8 @@ def xvfb() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="cc-xvfb-") as tmp:
         proc = _start_x(
             [binary, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp", "-noreset"],
-            n, Path(tmp) / "xvfb.log",
+            n,
+            Path(tmp) / "xvfb.log",
         )
         try:
             yield f":{n}"
@@ -132,9 +133,21 @@ def xorg_dummy() -> Iterator[str]:
         conf = Path(tmp) / "xorg.conf"
         conf.write_text(XORG_DUMMY_CONF)
         proc = _start_x(
-            [binary, f":{n}", "-noreset", "+extension", "RANDR", "-nolisten", "tcp",
-             "-config", str(conf), "-logfile", str(Path(tmp) / "xorg.log")],
-            n, Path(tmp) / "xorg.out",
+            [
+                binary,
+                f":{n}",
+                "-noreset",
+                "+extension",
+                "RANDR",
+                "-nolisten",
+                "tcp",
+                "-config",
+                str(conf),
+                "-logfile",
+                str(Path(tmp) / "xorg.log"),
+            ],
+            n,
+            Path(tmp) / "xorg.out",
         )
         try:
             yield f":{n}"

@@ -25,7 +25,8 @@ def keyfile(name: str, size: int) -> bytes:
 @pytest.fixture()
 def xfer(tmp_path: Path, session_ctx: Any) -> FakeContext:
     ctx: FakeContext = session_ctx(
-        "filexfer", {"directory": str(tmp_path / "dl"), "reserve_bytes": 0, "max_total_bytes": 10_000}
+        "filexfer",
+        {"directory": str(tmp_path / "dl"), "reserve_bytes": 0, "max_total_bytes": 10_000},
     )
     ctx.run_node(FileXferNode)
     ctx.tell("spice.announce_capabilities", {"request": 1, "caps": DETAILED})
@@ -34,8 +35,11 @@ def xfer(tmp_path: Path, session_ctx: Any) -> FakeContext:
 
 def status(ctx: FakeContext, xfer_id: int, n: int = 1) -> list[dict[str, Any]]:
     return wait_until(
-        lambda: (s := [b for b in sent(ctx, "file_xfer_status") if b["id"] == xfer_id])
-        and len(s) >= n and s,
+        lambda: (
+            (s := [b for b in sent(ctx, "file_xfer_status") if b["id"] == xfer_id])
+            and len(s) >= n
+            and s
+        ),
         what=f"status of {xfer_id}",
     )
 
@@ -100,7 +104,8 @@ def test_quota_and_size_limits(xfer: FakeContext) -> None:
 
 def test_not_enough_space_reports_free_bytes(tmp_path: Path, session_ctx: Any) -> None:
     ctx: FakeContext = session_ctx(
-        "filexfer", {"directory": str(tmp_path), "reserve_bytes": 1 << 62, "max_total_bytes": 1 << 62}
+        "filexfer",
+        {"directory": str(tmp_path), "reserve_bytes": 1 << 62, "max_total_bytes": 1 << 62},
     )
     ctx.run_node(FileXferNode)
     ctx.tell("spice.announce_capabilities", {"request": 1, "caps": DETAILED})
@@ -154,10 +159,17 @@ def test_blobs_carry_large_chunks(xfer: FakeContext, tmp_path: Path) -> None:
     assert xfer.node is not None
     from concierge.actors.node import Incoming
 
-    xfer.call_soon(lambda: xfer.node.handle(  # type: ignore[union-attr]
-        Incoming(kind="cast", type="spice.file_xfer_data", body={"id": 40, "size": 4},
-                 src="session", blobs=(b"ab", b"cd"))
-    ))
+    xfer.call_soon(
+        lambda: xfer.node.handle(  # type: ignore[union-attr]
+            Incoming(
+                kind="cast",
+                type="spice.file_xfer_data",
+                body={"id": 40, "size": 4},
+                src="session",
+                blobs=(b"ab", b"cd"),
+            )
+        )
+    )
     assert status(xfer, 40, 2)[1]["result"] == XferResult.SUCCESS
     assert (tmp_path / "dl" / "blob.bin").read_bytes() == b"abcd"
 

@@ -116,7 +116,9 @@ class FileXferNode(ServiceNode):
             return
         name = str(body.get("name") or meta.get("name") or "")
         raw_size = body.get("size", meta.get("size"))
-        size = int(raw_size) if isinstance(raw_size, str) and raw_size.isdigit() else _as_int(raw_size)
+        size = (
+            int(raw_size) if isinstance(raw_size, str) and raw_size.isdigit() else _as_int(raw_size)
+        )
         if size is None or size < 0:
             self._error(xfer_id, GIO_INVALID_ARGUMENT, "missing or bad size")
             return

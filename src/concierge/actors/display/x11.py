@@ -1,0 +1,189 @@
+"""X11 layout backend: RandR through python-xlib (no xrandr subprocess per event).
+
+Called from the display actor's thread only (one Xlib connection, not shared).
+Must not import the node, D-Bus or Wayland code.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from Xlib import X, display, error
+from Xlib.ext import randr
+
+from concierge.actors.display.layout import Monitor, bounding_box, cvt_reduced_timing
+from concierge.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+Rect = dict[str, int]
+
+
+class RandrBackend:
+    """Reads and sets the RandR layout of one X display."""
+
+    name = "x11"
+
+    def __init__(self, display_name: str | None, *, refresh_hz: int = 60, dpi: int = 96) -> None:
+        try:
+            self.dpy: Any = display.Display(display_name or None)
+        except (error.DisplayError, OSError) as err:
+            raise UnavailableError(f"cannot open X display {display_name!r}: {err}") from err
+        if not self.dpy.has_extension("RANDR"):
+            self.dpy.close()
+            raise UnavailableError("X server has no RandR")
+        self.root = self.dpy.screen().root
+        self._errors: list[Any] = []
+        self.dpy.set_error_handler(lambda err, *_: self._errors.append(err))
+        self.refresh_hz = refresh_hz
+        self.dpi = dpi
+
+    def close(self) -> None:
+        """Close the X connection."""
+        self.dpy.close()
+
+    # --- reading --------------------------------------------------------------------------------
+    def _resources(self) -> tuple[Any, dict[int, str], list[tuple[int, Any]]]:
+        res = self.root.xrandr_get_screen_resources()
+        names: dict[int, str] = {}
+        offset = 0
+        for mode in res.modes:
+            names[mode.id] = res.mode_names[offset : offset + mode.name_length]
+            offset += mode.name_length
+        outputs = [
+            (oid, self.dpy.xrandr_get_output_info(oid, res.config_timestamp)) for oid in res.outputs
+        ]
+        return res, names, outputs
+
+    def output_count(self) -> int:
+        """Number of RandR outputs (connected or not): the cap on monitors."""
+        return len(self.root.xrandr_get_screen_resources().outputs)
+
+    def current(self) -> dict[int, Rect]:
+        """Active outputs by index: {index: {x, y, width, height}}."""
+        res, _, outputs = self._resources()
+        out: dict[int, Rect] = {}
+        for index, (_, info) in enumerate(outputs):
+            if info.crtc:
+                crtc = self.dpy.xrandr_get_crtc_info(info.crtc, res.config_timestamp)
+                if crtc.mode and crtc.width and crtc.height:
+                    out[index] = {
+                        "x": crtc.x,
+                        "y": crtc.y,
+                        "width": crtc.width,
+                        "height": crtc.height,
+                    }
+        return out
+
+    # --- writing --------------------------------------------------------------------------------
+    def apply(self, placements: Sequence[tuple[int, Monitor]]) -> None:
+        """Set ``placements``; on failure put the previous layout back and raise ValueError."""
+        before = self.current()
+        try:
+            self._apply(placements)
+        except (ValueError, error.XError, struct.error) as err:
+            old = [
+                (i, Monitor(i, r["x"], r["y"], r["width"], r["height"])) for i, r in before.items()
+            ]
+            try:
+                if old:
+                    self._apply(old)
+            except (ValueError, error.XError, struct.error) as again:
+                log.warning(
+                    "could not restore layout: %s", again, extra={"event": "display.restore"}
+                )
+            raise ValueError(str(err)) from err
+
+    def _apply(self, placements: Sequence[tuple[int, Monitor]]) -> None:
+        """Set exactly ``placements`` (output index, monitor); other outputs are turned off."""
+        self._errors.clear()
+        res, _names, outputs = self._resources()
+        ts = res.config_timestamp
+        wanted = {index: mon for index, mon in placements if index < len(outputs)}
+        if len(wanted) != len(placements):
+            raise ValueError(f"only {len(outputs)} outputs, layout needs more")
+        width, height = bounding_box(list(wanted.values()))
+        size_range = self.root.xrandr_get_screen_size_range()
+        if not (size_range.min_width <= width <= size_range.max_width) or not (
+            size_range.min_height <= height <= size_range.max_height
+        ):
+            raise ValueError(
+                f"desktop {width}x{height} outside {size_range.max_width}x{size_range.max_height}"
+            )
+        # 1. turn off CRTCs that are not wanted or would not fit the new screen
+        crtc_of: dict[int, int] = {}
+        for index, (_, info) in enumerate(outputs):
+            if not info.crtc:
+                continue
+            crtc = self.dpy.xrandr_get_crtc_info(info.crtc, ts)
+            mon = wanted.get(index)
+            fits = crtc.x + crtc.width <= width and crtc.y + crtc.height <= height
+            if mon is None or not fits:
+                self._check(
+                    self.dpy.xrandr_set_crtc_config(info.crtc, ts, 0, 0, 0, randr.Rotate_0, [])
+                )
+            else:
+                crtc_of[index] = info.crtc
+        # 2. resize the screen (millimetres from the physical-size tail, else from dpi)
+        mm_w = sum(m.width_mm for m in wanted.values()) or round(width * 25.4 / self.dpi)
+        mm_h = max(m.height_mm for m in wanted.values()) or round(height * 25.4 / self.dpi)
+        self.root.xrandr_set_screen_size(width, height, mm_w, mm_h)
+        self.dpy.sync()
+        if self._errors:
+            raise ValueError(f"screen size {width}x{height} refused: {self._errors[0]}")
+        # 3. set every wanted CRTC, creating modes as needed
+        used = set(crtc_of.values())
+        for index, mon in sorted(wanted.items()):
+            oid, info = outputs[index]
+            crtc_id = crtc_of.get(index) or next((c for c in info.crtcs if c not in used), 0)
+            if not crtc_id:
+                raise ValueError(f"no free CRTC for output {info.name}")
+            used.add(crtc_id)
+            mode_id = self._mode_for(oid, info, res.modes, mon.width, mon.height)
+            self._check(
+                self.dpy.xrandr_set_crtc_config(
+                    crtc_id, ts, mon.x, mon.y, mode_id, randr.Rotate_0, [oid]
+                )
+            )
+        primary = min(wanted)
+        self.root.xrandr_set_output_primary(outputs[primary][0])
+        self.dpy.sync()
+        if self._errors:
+            raise ValueError(f"X refused the layout: {self._errors[0]}")
+
+    def _mode_for(self, oid: int, info: Any, modes: Any, width: int, height: int) -> int:
+        """A mode of exactly width x height on the output; added or created when missing."""
+        for mode_id in info.modes:
+            mode = next((m for m in modes if m.id == mode_id), None)
+            if mode is not None and (mode.width, mode.height) == (width, height):
+                return int(mode_id)
+        existing = next((m.id for m in modes if (m.width, m.height) == (width, height)), None)
+        if existing is None:
+            name = f"{width}x{height}-cc"
+            timing = cvt_reduced_timing(width, height, self.refresh_hz)
+            if timing["dot_clock"] >= 1 << 32:
+                raise ValueError(f"mode {width}x{height} needs a dot clock beyond RandR's range")
+            spec = dict(
+                timing, id=0, name_length=len(name), flags=randr.HSyncPositive | randr.VSyncNegative
+            )
+            existing = self.root.xrandr_create_mode(spec, name).mode
+            log.info("created mode %s", name, extra={"event": "display.mode_created"})
+        self.dpy.xrandr_add_output_mode(oid, existing)
+        return int(existing)
+
+    @staticmethod
+    def _check(reply: Any) -> None:
+        status = getattr(reply, "status", 0)
+        if status != randr.SetConfigSuccess:
+            raise ValueError(f"RRSetCrtcConfig failed with status {status}")
+
+
+def is_x_error(err: BaseException) -> bool:
+    """True for the python-xlib errors a bad layout can raise (BadMatch, BadValue...)."""
+    return isinstance(err, error.XError | error.ConnectionClosedError)
+
+
+__all__ = ["RandrBackend", "X", "is_x_error"]
