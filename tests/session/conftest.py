@@ -62,6 +62,42 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "cond
         time.sleep(0.01)
 
 
+class RecordingContext(FakeContext):
+    """A FakeContext that also keeps the blobs of casts (FakeContext.casts drops them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blob_casts: list[tuple[str, str, Any, tuple[bytes, ...]]] = []
+
+    def cast(
+        self,
+        dst: str,
+        type: str,
+        body: Any = None,
+        *,
+        blobs: tuple[bytes, ...] = (),  # noqa: A002
+        **kwargs: Any,
+    ) -> None:
+        self.blob_casts.append((dst, type, body, tuple(blobs)))
+        super().cast(dst, type, body, blobs=blobs, **kwargs)
+
+    def deliver(self, type_: str, body: Any, blobs: tuple[bytes, ...] = ()) -> None:
+        """Deliver a cast with blobs (FakeContext.tell has no blobs)."""
+        from concierge.actors.node import Incoming
+
+        msg = Incoming(kind="cast", type=type_, body=body, src="session", blobs=blobs)
+        self.call_soon(lambda: self.node.handle(msg))  # type: ignore[union-attr]
+
+
+def sent_with_blobs(ctx: RecordingContext, type_: str) -> list[tuple[dict[str, Any], bytes]]:
+    """(body, joined blobs) of the guest->client messages of ``type_``."""
+    return [
+        (body["body"], b"".join(blobs))
+        for dst, mtype, body, blobs in list(ctx.blob_casts)
+        if dst == "session" and mtype == "spice.send" and body.get("type") == type_
+    ]
+
+
 def sent(ctx: FakeContext, type_: str) -> list[dict[str, Any]]:
     """Bodies of the guest->client vdagent messages of ``type_`` the node cast to ``session``."""
     return [
@@ -161,7 +197,7 @@ def session_ctx() -> Callable[..., FakeContext]:
     made: list[FakeContext] = []
 
     def make(actor_id: str, settings: dict[str, Any] | None = None, **kw: Any) -> FakeContext:
-        ctx = FakeContext(actor_id, settings or {}, **kw)
+        ctx = RecordingContext(actor_id, settings or {}, **kw)
         made.append(ctx)
         return ctx
 

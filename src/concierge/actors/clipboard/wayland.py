@@ -1,0 +1,1 @@
+"""Wayland clipboard backend (placeholder replaced below)."""

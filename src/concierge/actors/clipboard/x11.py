@@ -1,0 +1,469 @@
+"""X11 clipboard backend: owns CLIPBOARD/PRIMARY for the client, watches guest owners (XFixes).
+
+One worker thread owns the Xlib connection: it serves SelectionRequests (TARGETS, data, INCR
+for large payloads), follows owner changes through XFixes, and converts guest selections on
+demand (with INCR reception). Commands arrive on a queue + wake-up pipe.
+Must not import the node, Wayland or D-Bus code.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from Xlib import X, Xatom, display, error
+from Xlib.ext import xfixes
+from Xlib.protocol import event, request
+
+from concierge.actors.clipboard.backend import BackendEvents
+from concierge.actors.clipboard.formats import advertised_targets, owner_types, pick_target
+from concierge.actors.clipboard.images import ImageError, convert
+from concierge.actors.vdagent import Selection
+from concierge.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+SELECTION_ATOMS: dict[int, str] = {
+    int(Selection.CLIPBOARD): "CLIPBOARD",
+    int(Selection.PRIMARY): "PRIMARY",
+}
+FETCH_TIMEOUT_S = 10.0
+INCR_CHUNK = 256 * 1024 - 1024  # one ChangeProperty must fit a (non BIG-REQUESTS) request
+OWNER_MASK = (
+    xfixes.XFixesSetSelectionOwnerNotifyMask
+    | xfixes.XFixesSelectionWindowDestroyNotifyMask
+    | xfixes.XFixesSelectionClientCloseNotifyMask
+)
+
+
+@dataclass(slots=True)
+class _Job:
+    """One conversion of a guest-owned selection in flight (TARGETS or data)."""
+
+    selection: int
+    target: str
+    token: int = -1  # -1: a TARGETS probe
+    have: int = 0
+    want: int = 0
+    deadline: float = 0.0
+    incr: bool = False
+    chunks: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """An INCR transfer to a requestor, advanced on each PropertyDelete."""
+
+    window: Any
+    prop: int
+    ptype: int
+    data: bytes
+    offset: int = 0
+
+
+class X11Clipboard:
+    """The X11 selection owner / watcher worker."""
+
+    name = "x11"
+    selections: tuple[int, ...] = (int(Selection.CLIPBOARD), int(Selection.PRIMARY))
+
+    def __init__(self, display_name: str | None) -> None:
+        try:
+            self.dpy: Any = display.Display(display_name or None)
+        except (error.DisplayError, OSError) as err:
+            raise UnavailableError(f"cannot open X display {display_name!r}: {err}") from err
+        if not self.dpy.has_extension("XFIXES"):
+            self.dpy.close()
+            raise UnavailableError("X server lacks XFIXES (needed to see clipboard owners)")
+        self.dpy.xfixes_query_version()
+        self.chunk = min(INCR_CHUNK, self.dpy.display.info.max_request_length * 4 - 1024)
+        self.window = self.dpy.screen().root.create_window(
+            -10,
+            -10,
+            1,
+            1,
+            0,
+            X.CopyFromParent,
+            X.InputOutput,
+            X.CopyFromParent,
+            event_mask=X.PropertyChangeMask,
+        )
+        self.window.set_wm_name("concierge clipboard")
+        self._atoms: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self.sel_atom = {sel: self.atom(name) for sel, name in SELECTION_ATOMS.items()}
+        self.sel_of_atom = {atom: sel for sel, atom in self.sel_atom.items()}
+        self.prop = {sel: self.atom(f"CONCIERGE_{name}") for sel, name in SELECTION_ATOMS.items()}
+        self.events: BackendEvents | None = None
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._running = False
+        self._thread: threading.Thread | None = None
+        # client-owned selections: {sel: {target: (type to ask the client, type wanted)}}
+        self.owned: dict[int, dict[str, tuple[int, int]]] = {}
+        self.app_requests: dict[int, tuple[Any, int, int]] = {}  # token -> (request, have, want)
+        self.offered: dict[int, list[str]] = {}  # guest owner's targets per selection
+        self.jobs: dict[int, collections.deque[_Job]] = {
+            s: collections.deque() for s in self.selections
+        }
+        self.outgoing: dict[tuple[int, int], _Outgoing] = {}
+        self._next_token = 1 << 30
+
+    # --- public, thread-safe ------------------------------------------------------------------
+    def start(self, events: BackendEvents) -> None:
+        """Watch owners and start the worker thread (current owners are announced)."""
+        self.events = events
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="clipboard-x11", daemon=True)
+        self._thread.start()
+
+    def grab(self, selection: int, types: list[int]) -> None:
+        """Own ``selection`` for the client."""
+        self._post(lambda: self._grab(selection, types))
+
+    def release(self, selection: int) -> None:
+        """Give up a client-owned selection."""
+        self._post(lambda: self._release(selection))
+
+    def provide(self, token: int, clip_type: int, data: bytes | None) -> None:
+        """Answer a guest app's paste."""
+        self._post(lambda: self._provide(token, clip_type, data))
+
+    def fetch(self, selection: int, clip_type: int, token: int) -> None:
+        """Convert the guest selection to ``clip_type``."""
+        self._post(lambda: self._fetch(selection, clip_type, token))
+
+    def stop(self) -> None:
+        """Release ownership, stop the thread and close the connection."""
+        if self._thread is None:
+            self.dpy.close()
+            return
+        self._post(self._shutdown)
+        self._thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # --- worker thread ------------------------------------------------------------------------
+    def atom(self, name: str) -> int:
+        """Intern (cached)."""
+        value = self._atoms.get(name)
+        if value is None:
+            value = self.dpy.intern_atom(name)
+            self._atoms[name] = value
+            self._names[value] = name
+        return value
+
+    def atom_name(self, atom: int) -> str:
+        """Atom name (cached)."""
+        name = self._names.get(atom)
+        if name is None:
+            try:
+                name = self.dpy.get_atom_name(atom)
+            except error.XError:
+                name = ""
+            self._names[atom] = name
+            self._atoms.setdefault(name, atom)
+        return name
+
+    def _post(self, command: Callable[[], None]) -> None:
+        self._commands.put(command)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\0")
+
+    def _run(self) -> None:
+        for sel, atom in self.sel_atom.items():
+            self.dpy.xfixes_select_selection_input(self.window, atom, OWNER_MASK)
+            owner = self.dpy.get_selection_owner(atom)
+            if _wid(owner) not in (0, self.window.id):
+                self._queue_job(_Job(sel, "TARGETS"))
+        self.dpy.flush()
+        fd = self.dpy.fileno()
+        while self._running:
+            try:
+                self._drain_commands()
+                while self._running and self.dpy.pending_events():
+                    self._dispatch(self.dpy.next_event())
+                self._expire_jobs()
+                self.dpy.flush()
+                if self._stopping():
+                    break
+                readable, _, _ = select.select([fd, self._wake_r], [], [], 0.5)
+                if self._wake_r in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+            except error.ConnectionClosedError:
+                log.error("X connection closed", extra={"event": "clipboard.x11_closed"})
+                self._running = False
+            except error.XError as err:  # a vanished requestor window: log and carry on
+                log.info("X error: %s", err, extra={"event": "clipboard.x11_error"})
+            except Exception:  # loop boundary: one bad event must not end clipboard sharing
+                log.exception("clipboard worker error", extra={"event": "clipboard.x11_bug"})
+        with contextlib.suppress(error.ConnectionClosedError, OSError):
+            self.dpy.close()
+
+    def _stopping(self) -> bool:
+        return not self._running
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _shutdown(self) -> None:
+        for sel in list(self.owned):
+            self._release(sel)
+        self.dpy.flush()
+        self._running = False
+
+    # --- client-owned selections --------------------------------------------------------------
+    def _grab(self, selection: int, types: list[int]) -> None:
+        atom = self.sel_atom.get(selection)
+        if atom is None:
+            return
+        self._refuse_pending(selection)
+        self.owned[selection] = advertised_targets(types)
+        self.window.set_selection_owner(atom, X.CurrentTime)
+        if _wid(self.dpy.get_selection_owner(atom)) != self.window.id:
+            log.warning("could not own the selection", extra={"event": "clipboard.grab_failed"})
+            self.owned.pop(selection, None)
+
+    def _release(self, selection: int) -> None:
+        if self.owned.pop(selection, None) is None:
+            return
+        self._refuse_pending(selection)
+        atom = self.sel_atom[selection]
+        if _wid(self.dpy.get_selection_owner(atom)) == self.window.id:
+            request.SetSelectionOwner(
+                display=self.dpy.display, window=X.NONE, selection=atom, time=X.CurrentTime
+            )
+
+    def _refuse_pending(self, selection: int) -> None:
+        for token, (req, _, _) in list(self.app_requests.items()):
+            if self.sel_of_atom.get(req.selection) == selection:
+                del self.app_requests[token]
+                self._notify(req, X.NONE)
+
+    def _on_selection_request(self, req: Any) -> None:
+        selection = self.sel_of_atom.get(req.selection)
+        targets = self.owned.get(selection) if selection is not None else None
+        prop = req.property or req.target
+        target = self.atom_name(req.target)
+        if targets is None or selection is None:
+            self._notify(req, X.NONE)
+        elif target == "TARGETS":
+            atoms = [self.atom("TARGETS"), self.atom("TIMESTAMP")] + [self.atom(t) for t in targets]
+            req.requestor.change_property(prop, Xatom.ATOM, 32, atoms)
+            self._notify(req, prop)
+        elif target == "TIMESTAMP":
+            req.requestor.change_property(prop, Xatom.INTEGER, 32, [X.CurrentTime])
+            self._notify(req, prop)
+        elif target in targets:
+            have, want = targets[target]
+            self._next_token += 1
+            self.app_requests[self._next_token] = (req, have, want)
+            if self.events is not None:
+                self.events.app_request(selection, have, self._next_token)
+        else:
+            self._notify(req, X.NONE)
+
+    def _provide(self, token: int, clip_type: int, data: bytes | None) -> None:
+        entry = self.app_requests.pop(token, None)
+        if entry is None:
+            return
+        req, have, want = entry
+        if data is None or clip_type != have:
+            self._notify(req, X.NONE)
+            return
+        try:
+            data = convert(data, have, want)
+        except ImageError as err:
+            log.warning("image conversion failed: %s", err, extra={"event": "clipboard.convert"})
+            self._notify(req, X.NONE)
+            return
+        prop = req.property or req.target
+        target = self.atom_name(req.target)
+        ptype = self.atom("UTF8_STRING") if target == "TEXT" else req.target
+        if target == "STRING":
+            data = data.decode("utf-8", errors="replace").encode("latin-1", errors="replace")
+        if len(data) <= self.chunk:
+            req.requestor.change_property(prop, ptype, 8, data)
+        else:
+            req.requestor.change_attributes(event_mask=X.PropertyChangeMask)
+            req.requestor.change_property(prop, self.atom("INCR"), 32, [len(data)])
+            self.outgoing[(req.requestor.id, prop)] = _Outgoing(req.requestor, prop, ptype, data)
+        self._notify(req, prop)
+
+    def _notify(self, req: Any, prop: int) -> None:
+        reply = event.SelectionNotify(
+            time=req.time,
+            requestor=req.requestor,
+            selection=req.selection,
+            target=req.target,
+            property=prop,
+        )
+        req.requestor.send_event(reply, event_mask=0)
+
+    def _advance_outgoing(self, ev: Any) -> None:
+        out = self.outgoing.get((_wid(ev.window), ev.atom))
+        if out is None or ev.state != X.PropertyDelete:
+            return
+        chunk = out.data[out.offset : out.offset + self.chunk]
+        out.offset += len(chunk)
+        out.window.change_property(out.prop, out.ptype, 8, chunk)
+        if not chunk:  # the zero-length property ends the transfer
+            del self.outgoing[(out.window.id, out.prop)]
+            out.window.change_attributes(event_mask=X.NoEventMask)
+
+    # --- guest-owned selections ---------------------------------------------------------------
+    def _on_owner_change(self, ev: Any) -> None:
+        selection = self.sel_of_atom.get(ev.selection)
+        if selection is None:
+            return
+        owner = _wid(ev.owner)
+        if owner == self.window.id:
+            return
+        self.offered.pop(selection, None)
+        for job in list(self.jobs[selection]):  # conversions of the previous owner are void
+            if job.token >= 0 and self.events is not None:
+                self.events.guest_data(job.token, job.want, None)
+        self.jobs[selection].clear()
+        if selection in self.owned and owner != 0:
+            self.owned.pop(selection)  # another app replaced the client's data
+            self._refuse_pending(selection)
+        if owner == 0:
+            if self.events is not None:
+                self.events.guest_release(selection)
+            return
+        self._queue_job(_Job(selection, "TARGETS"))
+
+    def _fetch(self, selection: int, clip_type: int, token: int) -> None:
+        picked = pick_target(clip_type, self.offered.get(selection, []))
+        if picked is None or selection in self.owned:
+            if self.events is not None:
+                self.events.guest_data(token, clip_type, None)
+            return
+        target, have = picked
+        self._queue_job(_Job(selection, target, token, have, clip_type))
+
+    def _queue_job(self, job: _Job) -> None:
+        pending = self.jobs[job.selection]
+        pending.append(job)
+        if len(pending) == 1:
+            self._begin(job)
+
+    def _begin(self, job: _Job) -> None:
+        job.deadline = time.monotonic() + FETCH_TIMEOUT_S
+        self.window.delete_property(self.prop[job.selection])
+        self.window.convert_selection(
+            self.sel_atom[job.selection],
+            self.atom(job.target),
+            self.prop[job.selection],
+            X.CurrentTime,
+        )
+
+    def _finish(self, selection: int, data: bytes | None, ptype: int = 0) -> None:
+        pending = self.jobs[selection]
+        if not pending:
+            return
+        job = pending.popleft()
+        if job.token < 0:
+            if data is not None and ptype == Xatom.ATOM:
+                count = len(data) // 4
+                atoms = [int.from_bytes(data[i * 4 : i * 4 + 4], "little") for i in range(count)]
+                self.offered[selection] = [self.atom_name(a) for a in atoms]
+                types = owner_types(self.offered[selection])
+                if types and self.events is not None:
+                    self.events.guest_grab(selection, types)
+        elif self.events is not None:
+            if data is not None and job.have != job.want:
+                try:
+                    data = convert(data, job.have, job.want)
+                except ImageError as err:
+                    log.warning("conversion failed: %s", err, extra={"event": "clipboard.convert"})
+                    data = None
+            self.events.guest_data(job.token, job.want, data)
+        if pending:
+            self._begin(pending[0])
+
+    def _on_selection_notify(self, ev: Any) -> None:
+        selection = self.sel_of_atom.get(ev.selection)
+        if selection is None or not self.jobs[selection]:
+            return
+        if ev.property == X.NONE:
+            self._finish(selection, None)
+            return
+        prop = self.window.get_property(ev.property, X.AnyPropertyType, 0, 0x1FFFFFFF, delete=True)
+        if prop is None:
+            self._finish(selection, None)
+        elif prop.property_type == self.atom("INCR"):
+            job = self.jobs[selection][0]
+            job.incr, job.chunks = True, []
+            job.deadline = time.monotonic() + FETCH_TIMEOUT_S
+        else:
+            self._finish(selection, _bytes(prop), prop.property_type)
+
+    def _on_property(self, ev: Any) -> None:
+        if _wid(ev.window) != self.window.id:
+            self._advance_outgoing(ev)
+            return
+        selection = next((s for s, p in self.prop.items() if p == ev.atom), None)
+        if selection is None or ev.state != X.PropertyNewValue or not self.jobs[selection]:
+            return
+        job = self.jobs[selection][0]
+        if not job.incr:
+            return
+        prop = self.window.get_property(ev.atom, X.AnyPropertyType, 0, 0x1FFFFFFF, delete=True)
+        chunk = _bytes(prop) if prop is not None else b""
+        job.deadline = time.monotonic() + FETCH_TIMEOUT_S
+        if chunk:
+            job.chunks.append(chunk)
+        else:
+            self._finish(selection, b"".join(job.chunks), prop.property_type if prop else 0)
+
+    def _expire_jobs(self) -> None:
+        now = time.monotonic()
+        for selection, pending in self.jobs.items():
+            if pending and pending[0].deadline and pending[0].deadline < now:
+                log.warning("guest owner did not answer", extra={"event": "clipboard.timeout"})
+                self._finish(selection, None)
+
+    def _dispatch(self, ev: Any) -> None:
+        if isinstance(ev, xfixes.SelectionNotify):
+            self._on_owner_change(ev)
+        elif ev.type == X.SelectionRequest:
+            self._on_selection_request(ev)
+        elif ev.type == X.SelectionNotify:
+            self._on_selection_notify(ev)
+        elif ev.type == X.PropertyNotify:
+            self._on_property(ev)
+        elif ev.type == X.SelectionClear:
+            selection = self.sel_of_atom.get(ev.atom)
+            if selection is not None and self.owned.pop(selection, None) is not None:
+                self._refuse_pending(selection)
+
+
+def _wid(window: Any) -> int:
+    return int(getattr(window, "id", window) or 0)
+
+
+def _bytes(prop: Any) -> bytes:
+    value = prop.value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if prop.format == 32:
+        return b"".join(int(v).to_bytes(4, "little") for v in value)
+    if prop.format == 16:
+        return b"".join(int(v).to_bytes(2, "little") for v in value)
+    return bytes(value)
