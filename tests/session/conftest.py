@@ -204,3 +204,46 @@ def session_ctx() -> Callable[..., FakeContext]:
     yield make  # type: ignore[misc]
     for ctx in made:
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def sway() -> Iterator[dict[str, str]]:
+    """A real headless sway (wlr-data-control); yields env for wl-clipboard and the socket."""
+    binary = require_binary("sway", "sway")
+    require_binary("wl-copy", "wl-clipboard")
+    runtime = Path(tempfile.mkdtemp(prefix="cc-sway-"))
+    conf = runtime / "sway.conf"
+    conf.write_text("xwayland disable\noutput HEADLESS-1 resolution 1280x800 position 0,0\n")
+    conf.chmod(0o644)
+    argv = [binary, "-c", str(conf)]
+    if os.geteuid() == 0:  # sway refuses to run as root
+        os.chown(runtime, 65534, 65534)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    runtime.chmod(0o700)
+    env = dict(
+        os.environ,
+        XDG_RUNTIME_DIR=str(runtime),
+        HOME=str(runtime),
+        WLR_BACKENDS="headless",
+        WLR_LIBINPUT_NO_DEVICES="1",
+        WLR_RENDERER="pixman",
+    )
+    env.pop("DISPLAY", None)
+    with (runtime / "sway.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        sock = wait_until(
+            lambda: (
+                next(iter(runtime.glob("wayland-*[0-9]")), None)
+                if proc.poll() is None
+                else pytest.fail("sway exited: " + (runtime / "sway.log").read_text()[-2000:])
+            ),
+            timeout=20,
+            what="sway socket",
+        )
+        yield {"XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": sock.name, "socket": str(sock)}
+    finally:
+        _stop(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
+        for leftover in Path(tempfile.gettempdir()).glob("wl-copy-buffer-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
