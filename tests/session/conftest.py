@@ -75,7 +75,7 @@ class RecordingContext(FakeContext):
         type: str,
         body: Any = None,
         *,
-        blobs: tuple[bytes, ...] = (),  # noqa: A002
+        blobs: tuple[bytes, ...] = (),
         **kwargs: Any,
     ) -> None:
         self.blob_casts.append((dst, type, body, tuple(blobs)))
