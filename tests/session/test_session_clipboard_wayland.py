@@ -106,7 +106,7 @@ def test_wayland_text_release_when_owner_clears(
         lambda: [g for g in sent(wclip, "clipboard_grab") if 1 in g["types"]], what="text GRAB"
     )
     wclip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
-    body, payload = wait_until(lambda: [d for d in sent_with_blobs(wclip, "clipboard") if d[1]])[-1]
+    _, payload = wait_until(lambda: [d for d in sent_with_blobs(wclip, "clipboard") if d[1]])[-1]
     assert payload == text.encode()
     subprocess.run(["wl-copy", "--clear"], env=wl_env(sway), check=True, timeout=10)
     wait_until(lambda: {"selection": 0} in sent(wclip, "clipboard_release"), what="RELEASE")

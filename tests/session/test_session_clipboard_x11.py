@@ -167,7 +167,7 @@ def test_max_clipboard_and_serials(clip: RecordingContext, xvfb: str) -> None:
     try:
         wait_until(lambda: sent(clip, "clipboard_grab"))
         clip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
-        body, payload = wait_until(lambda: sent_with_blobs(clip, "clipboard"))[-1]
+        _, payload = wait_until(lambda: sent_with_blobs(clip, "clipboard"))[-1]
         assert payload == b""  # over MAX_CLIPBOARD: empty CLIPBOARD
         serial = sent(clip, "clipboard_grab")[-1]["serial"]
         clip.tell("spice.clipboard_grab", {"selection": 0, "serial": serial + 5, "types": [1]})

@@ -45,6 +45,14 @@ class MutterBackend:
         """Close the bus connection."""
         self.conn.close()
 
+    def watch_fd(self) -> int | None:
+        """No change watching over D-Bus yet: layouts are re-read after each apply only."""
+        return None
+
+    def drain_changes(self) -> bool:
+        """Nothing to drain (see :meth:`watch_fd`)."""
+        return False
+
     def _call(self, member: str, signature: str | None = None, body: tuple[Any, ...] = ()) -> Any:
         msg = new_method_call(DISPLAY_CONFIG, member, signature, body)
         return unwrap_msg(self.conn.send_and_get_reply(msg, timeout=TIMEOUT_S))

@@ -39,6 +39,8 @@ class LayoutBackend(Protocol):
     def current(self) -> dict[int, Rect]: ...
     def apply(self, placements: list[tuple[int, Monitor]]) -> None: ...
     def close(self) -> None: ...
+    def watch_fd(self) -> int | None: ...
+    def drain_changes(self) -> bool: ...
 
 
 def pick_backend(settings: DisplaySettings, env: Mapping[str, str]) -> LayoutBackend | None:
@@ -82,6 +84,9 @@ class DisplayNode(ServiceNode):
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
         self.backend = pick_backend(self.settings, os.environ)
         self.display_to_output: dict[int, int] = {}
+        self.last_geometry: list[Rect] | None = None
+        self._watched: int | None = None
+        self._debounce: Any = None
         self.client_caps = 0
         if self.backend is None:
             log.warning(
@@ -91,19 +96,38 @@ class DisplayNode(ServiceNode):
             self.ctx.set_health("degraded", "monitor layout unsupported in this session")
         else:
             log.info("display backend %s", self.backend.name, extra={"event": "display.backend"})
+            self._watched = self.backend.watch_fd()
+            if self._watched is not None:
+                self.ctx.watch_fd(self._watched, self._on_change)
             if self._actor is not None:
                 self._actor.tell(
                     Incoming(kind="cast", type="display.report", body=None, src="self")
                 )
 
+    def _on_change(self, revents: int) -> None:
+        """Bridge thread: a RandR notification; report once the burst is over."""
+        del revents
+        if self.backend is None or not self.backend.drain_changes():
+            return
+        if self._debounce is not None:
+            self._debounce.cancel()
+        self._debounce = self.ctx.call_later(0.05, self._report_soon)
+
+    def _report_soon(self) -> None:
+        self._debounce = None
+        if self._actor is not None:
+            self._actor.tell(Incoming(kind="cast", type="display.report", body=None, src="self"))
+
     def on_stop(self) -> None:
         """Close the backend's connection."""
+        if self._watched is not None:
+            self.ctx.unwatch_fd(self._watched)
         if self.backend is not None:
             self.backend.close()
 
     @handler("display.report")
     def on_report(self, msg: Incoming) -> None:
-        """Internal: send the current geometry (at start)."""
+        """Internal: send the current geometry (at start and after RandR notifications)."""
         del msg
         self._report()
 
@@ -191,7 +215,9 @@ class DisplayNode(ServiceNode):
         return [by_display.get(i, empty) for i in range(max(by_display) + 1)]
 
     def _report(self) -> list[Rect]:
+        """Tell the input actor the layout, unless it already has exactly this one."""
         geometry = self._geometry()
-        if geometry:
+        if geometry and geometry != self.last_geometry:
+            self.last_geometry = geometry
             self.ctx.cast("input", "input.geometry", {"monitors": geometry})
         return geometry

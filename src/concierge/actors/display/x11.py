@@ -38,12 +38,39 @@ class RandrBackend:
         self.root = self.dpy.screen().root
         self._errors: list[Any] = []
         self.dpy.set_error_handler(lambda err, *_: self._errors.append(err))
+        self._watch: Any = None
         self.refresh_hz = refresh_hz
         self.dpi = dpi
 
     def close(self) -> None:
-        """Close the X connection."""
+        """Close the X connection(s)."""
         self.dpy.close()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+
+    # --- change notifications (bridge thread only; a connection of its own) -------------------
+    def watch_fd(self) -> int | None:
+        """An fd that becomes readable when the RandR layout changes (any client, hotplug)."""
+        watch: Any = display.Display(self.dpy.get_display_name())
+        watch.screen().root.xrandr_select_input(
+            randr.RRScreenChangeNotifyMask
+            | randr.RRCrtcChangeNotifyMask
+            | randr.RROutputChangeNotifyMask
+        )
+        watch.flush()
+        self._watch = watch
+        return int(watch.fileno())
+
+    def drain_changes(self) -> bool:
+        """Consume queued notifications without blocking; True if the layout may have changed."""
+        changed = False
+        if self._watch is None:
+            return False
+        while self._watch.pending_events():
+            self._watch.next_event()
+            changed = True
+        return changed
 
     # --- reading --------------------------------------------------------------------------------
     def _resources(self) -> tuple[Any, dict[int, str], list[tuple[int, Any]]]:
