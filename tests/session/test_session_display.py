@@ -172,10 +172,14 @@ def test_layout_parsing_rules() -> None:
 
 
 def test_external_layout_change_is_reported(xorg_node: FakeContext, xorg_dummy: str) -> None:
-    xorg_node.ask("spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]})
+    xorg_node.ask(
+        "spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]}
+    )
     node = xorg_node.node
     assert node is not None and node._watched is not None  # type: ignore[attr-defined]
-    subprocess.run(["xrandr", "-d", xorg_dummy, "--output", "DUMMY0", "--mode", "1024x768_60.00"], check=True)
+    subprocess.run(
+        ["xrandr", "-d", xorg_dummy, "--output", "DUMMY0", "--mode", "1024x768_60.00"], check=True
+    )
     expected = [{"x": 0, "y": 0, "width": 1024, "height": 768}]
 
     def reported() -> bool:
