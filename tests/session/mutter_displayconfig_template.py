@@ -5,7 +5,7 @@ connector and mode like mutter does and the next GetCurrentState reflects the ne
 Runs under /usr/bin/python3 (Debian's python3-dbusmock).
 """
 
-import dbus
+import dbus  # noqa: F401 - the method code strings below use it
 
 BUS_NAME = "org.gnome.Mutter.DisplayConfig"
 MAIN_OBJ = "/org/gnome/Mutter/DisplayConfig"
@@ -27,8 +27,11 @@ for n in range(2):
         props = {"is-current": dbus.Boolean(current.get(conn) == m, variant_level=1)}
         mlist.append((m, w, h, 60.0, 1.0, [1.0], props))
     monitors.append(((conn, "MetaVendor", "MetaVirtualMonitor", "0x00"), mlist, {}))
-logical = [(lm[0], lm[1], lm[2], lm[3], lm[4],
-            [(s[0], "MetaVendor", "MetaVirtualMonitor", "0x00") for s in lm[5]], {}) for lm in layout]
+logical = [
+    (lm[0], lm[1], lm[2], lm[3], lm[4],
+     [(s[0], "MetaVendor", "MetaVirtualMonitor", "0x00") for s in lm[5]], {})
+    for lm in layout
+]
 ret = (2, monitors, logical, {"layout-mode": dbus.UInt32(2, variant_level=1)})
 """
 
@@ -40,7 +43,8 @@ for lm in logical:
             raise dbus.exceptions.DBusException("Invalid connector '%s' specified" % conn,
                                                 name="org.freedesktop.DBus.Error.InvalidArgs")
         if mode not in ("1280x800@60.000", "1024x768@60.000", "1920x1080@60.000"):
-            raise dbus.exceptions.DBusException("Invalid mode", name="org.freedesktop.DBus.Error.InvalidArgs")
+            raise dbus.exceptions.DBusException(
+                "Invalid mode", name="org.freedesktop.DBus.Error.InvalidArgs")
 self.cc_layout = [(int(lm[0]), int(lm[1]), float(lm[2]), int(lm[3]), bool(lm[4]),
                    [(str(c), str(m), {}) for c, m, _ in lm[5]]) for lm in logical]
 """
