@@ -196,6 +196,8 @@ class X11Clipboard:
                 self.dpy.flush()
                 if self._stopping():
                     break
+                if self.dpy.pending_events():
+                    continue  # flush() may have queued events: never sleep on them
                 readable, _, _ = select.select([fd, self._wake_r], [], [], 0.5)
                 if self._wake_r in readable:
                     with contextlib.suppress(BlockingIOError):

@@ -88,8 +88,12 @@ class MutterBackend:
                 }
         return out
 
-    def apply(self, placements: Sequence[tuple[int, Monitor]]) -> None:
-        """ApplyMonitorsConfig with one logical monitor per placement, the first primary."""
+    def apply(
+        self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None
+    ) -> None:
+        """ApplyMonitorsConfig with one logical monitor per placement, the first primary
+        (Mutter keeps the old layout itself when it refuses one, so ``before`` is unused)."""
+        del before
         serial, monitors, _ = self._state()
         logical: list[tuple[Any, ...]] = []
         for n, (index, mon) in enumerate(sorted(placements, key=lambda p: p[1].display_id)):

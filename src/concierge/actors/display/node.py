@@ -37,7 +37,9 @@ class LayoutBackend(Protocol):
 
     def output_count(self) -> int: ...
     def current(self) -> dict[int, Rect]: ...
-    def apply(self, placements: list[tuple[int, Monitor]]) -> None: ...
+    def apply(
+        self, placements: list[tuple[int, Monitor]], before: dict[int, Rect] | None = None
+    ) -> None: ...
     def close(self) -> None: ...
     def watch_fd(self) -> int | None: ...
     def drain_changes(self) -> bool: ...
@@ -166,11 +168,13 @@ class DisplayNode(ServiceNode):
         placements = [(self.display_to_output.get(m.display_id, m.display_id), m) for m in monitors]
         applied = False
         try:
-            if self._same_as_current(placements):
-                applied = True
-            else:
-                self.backend.apply(placements)
-                applied = True
+            before = self.backend.current()
+            wanted = {
+                i: {"x": m.x, "y": m.y, "width": m.width, "height": m.height} for i, m in placements
+            }
+            if before != wanted:
+                self.backend.apply(placements, before)
+            applied = True
         except (ValueError, OSError) as err:
             log.warning("layout not applied: %s", err, extra={"event": "display.apply_failed"})
         except Exception as err:  # python-xlib raises XError subclasses of Exception directly
@@ -190,15 +194,6 @@ class DisplayNode(ServiceNode):
             "reply",
             {"type": int(MsgType.MONITORS_CONFIG), "error": REPLY_SUCCESS if ok else REPLY_ERROR},
         )
-
-    def _same_as_current(self, placements: list[tuple[int, Monitor]]) -> bool:
-        if self.backend is None:
-            return False
-        current = self.backend.current()
-        wanted = {
-            i: {"x": m.x, "y": m.y, "width": m.width, "height": m.height} for i, m in placements
-        }
-        return current == wanted
 
     def _geometry(self) -> list[Rect]:
         """Monitors in display-id order; disabled ids below the highest one are 0x0."""

@@ -74,11 +74,11 @@ class RandrBackend:
 
     # --- reading --------------------------------------------------------------------------------
     def _resources(self) -> tuple[Any, dict[int, str], list[tuple[int, Any]]]:
-        res = self.root.xrandr_get_screen_resources()
+        res = self.root.xrandr_get_screen_resources_current()
         names: dict[int, str] = {}
         offset = 0
         for mode in res.modes:
-            names[mode.id] = res.mode_names[offset : offset + mode.name_length]
+            names[mode.id] = res.names[offset : offset + mode.name_length]
             offset += mode.name_length
         outputs = [
             (oid, self.dpy.xrandr_get_output_info(oid, res.config_timestamp)) for oid in res.outputs
@@ -87,7 +87,7 @@ class RandrBackend:
 
     def output_count(self) -> int:
         """Number of RandR outputs (connected or not): the cap on monitors."""
-        return len(self.root.xrandr_get_screen_resources().outputs)
+        return len(self.root.xrandr_get_screen_resources_current().outputs)
 
     def current(self) -> dict[int, Rect]:
         """Active outputs by index: {index: {x, y, width, height}}."""
@@ -106,9 +106,13 @@ class RandrBackend:
         return out
 
     # --- writing --------------------------------------------------------------------------------
-    def apply(self, placements: Sequence[tuple[int, Monitor]]) -> None:
-        """Set ``placements``; on failure put the previous layout back and raise ValueError."""
-        before = self.current()
+    def apply(
+        self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None
+    ) -> None:
+        """Set ``placements``; on failure put ``before`` (the previous layout) back and raise
+        ValueError. Callers that just read the layout pass it to save the round trips."""
+        if before is None:
+            before = self.current()
         try:
             self._apply(placements)
         except (ValueError, error.XError, struct.error) as err:
