@@ -39,6 +39,8 @@ class RandrBackend:
         self._errors: list[Any] = []
         self.dpy.set_error_handler(lambda err, *_: self._errors.append(err))
         self._watch: Any = None
+        self._snapshot: tuple[Any, Any, Any] | None = None
+        self._size_range = self.root.xrandr_get_screen_size_range()
         self.refresh_hz = refresh_hz
         self.dpi = dpi
 
@@ -90,12 +92,15 @@ class RandrBackend:
         return len(self.root.xrandr_get_screen_resources_current().outputs)
 
     def current(self) -> dict[int, Rect]:
-        """Active outputs by index: {index: {x, y, width, height}}."""
+        """Active outputs by index: {index: {x, y, width, height}} (kept as a snapshot that an
+        immediately following :meth:`apply` reuses instead of asking the server again)."""
         res, _, outputs = self._resources()
+        crtcs: dict[int, Any] = {}
         out: dict[int, Rect] = {}
         for index, (_, info) in enumerate(outputs):
             if info.crtc:
                 crtc = self.dpy.xrandr_get_crtc_info(info.crtc, res.config_timestamp)
+                crtcs[info.crtc] = crtc
                 if crtc.mode and crtc.width and crtc.height:
                     out[index] = {
                         "x": crtc.x,
@@ -103,6 +108,7 @@ class RandrBackend:
                         "width": crtc.width,
                         "height": crtc.height,
                     }
+        self._snapshot = (res, outputs, crtcs)
         return out
 
     # --- writing --------------------------------------------------------------------------------
@@ -113,8 +119,14 @@ class RandrBackend:
         ValueError. Callers that just read the layout pass it to save the round trips."""
         if before is None:
             before = self.current()
+        snapshot, self._snapshot = self._snapshot, None
         try:
-            self._apply(placements)
+            try:
+                self._apply(placements, snapshot)
+            except ValueError:
+                if snapshot is None:
+                    raise
+                self._apply(placements)  # the snapshot may have gone stale: once more, fresh
         except (ValueError, error.XError, struct.error) as err:
             old = [
                 (i, Monitor(i, r["x"], r["y"], r["width"], r["height"])) for i, r in before.items()
@@ -128,16 +140,25 @@ class RandrBackend:
                 )
             raise ValueError(str(err)) from err
 
-    def _apply(self, placements: Sequence[tuple[int, Monitor]]) -> None:
-        """Set exactly ``placements`` (output index, monitor); other outputs are turned off."""
+    def _apply(
+        self,
+        placements: Sequence[tuple[int, Monitor]],
+        snapshot: tuple[Any, Any, Any] | None = None,
+    ) -> None:
+        """Set exactly ``placements`` (output index, monitor); other outputs are turned off.
+        A stale snapshot makes the server refuse (InvalidConfigTime) and the caller restore."""
         self._errors.clear()
-        res, _names, outputs = self._resources()
+        if snapshot is None:
+            res, _names, outputs = self._resources()
+            crtcs: dict[int, Any] = {}
+        else:
+            res, outputs, crtcs = snapshot
         ts = res.config_timestamp
         wanted = {index: mon for index, mon in placements if index < len(outputs)}
         if len(wanted) != len(placements):
             raise ValueError(f"only {len(outputs)} outputs, layout needs more")
         width, height = bounding_box(list(wanted.values()))
-        size_range = self.root.xrandr_get_screen_size_range()
+        size_range = self._size_range
         if not (size_range.min_width <= width <= size_range.max_width) or not (
             size_range.min_height <= height <= size_range.max_height
         ):
@@ -149,7 +170,8 @@ class RandrBackend:
         for index, (_, info) in enumerate(outputs):
             if not info.crtc:
                 continue
-            crtc = self.dpy.xrandr_get_crtc_info(info.crtc, ts)
+            crtc = crtcs.get(info.crtc) or self.dpy.xrandr_get_crtc_info(info.crtc, ts)
+            crtcs[info.crtc] = crtc
             mon = wanted.get(index)
             fits = crtc.x + crtc.width <= width and crtc.y + crtc.height <= height
             if mon is None or not fits:
@@ -161,8 +183,10 @@ class RandrBackend:
         # 2. resize the screen (millimetres from the physical-size tail, else from dpi)
         mm_w = sum(m.width_mm for m in wanted.values()) or round(width * 25.4 / self.dpi)
         mm_h = max(m.height_mm for m in wanted.values()) or round(height * 25.4 / self.dpi)
-        self.root.xrandr_set_screen_size(width, height, mm_w, mm_h)
-        self.dpy.sync()
+        geometry = self.root.get_geometry()
+        if (geometry.width, geometry.height) != (width, height):
+            self.root.xrandr_set_screen_size(width, height, mm_w, mm_h)
+            self.dpy.sync()
         if self._errors:
             raise ValueError(f"screen size {width}x{height} refused: {self._errors[0]}")
         # 3. set every wanted CRTC, creating modes as needed
@@ -174,6 +198,9 @@ class RandrBackend:
                 raise ValueError(f"no free CRTC for output {info.name}")
             used.add(crtc_id)
             mode_id = self._mode_for(oid, info, res.modes, mon.width, mon.height)
+            crtc = crtcs.get(crtc_id)
+            if crtc is not None and (crtc.x, crtc.y, crtc.mode) == (mon.x, mon.y, mode_id):
+                continue  # already showing exactly this
             self._check(
                 self.dpy.xrandr_set_crtc_config(
                     crtc_id, ts, mon.x, mon.y, mode_id, randr.Rotate_0, [oid]
