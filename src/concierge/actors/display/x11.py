@@ -39,7 +39,7 @@ class RandrBackend:
         self._errors: list[Any] = []
         self.dpy.set_error_handler(lambda err, *_: self._errors.append(err))
         self._watch: Any = None
-        self._snapshot: tuple[Any, Any, Any] | None = None
+        self._snapshot: _Snapshot | None = None
         self._size_range = self.root.xrandr_get_screen_size_range()
         self.refresh_hz = refresh_hz
         self.dpi = dpi
@@ -75,41 +75,39 @@ class RandrBackend:
         return changed
 
     # --- reading --------------------------------------------------------------------------------
-    def _resources(self) -> tuple[Any, dict[int, str], list[tuple[int, Any]]]:
-        res = self.root.xrandr_get_screen_resources_current()
-        names: dict[int, str] = {}
-        offset = 0
-        for mode in res.modes:
-            names[mode.id] = res.names[offset : offset + mode.name_length]
-            offset += mode.name_length
-        outputs = [
-            (oid, self.dpy.xrandr_get_output_info(oid, res.config_timestamp)) for oid in res.outputs
-        ]
-        return res, names, outputs
-
     def output_count(self) -> int:
         """Number of RandR outputs (connected or not): the cap on monitors."""
         return len(self.root.xrandr_get_screen_resources_current().outputs)
 
+    def _snap(self) -> _Snapshot:
+        """Resources plus the active outputs, in 2 round trips when RandR 1.5 is there."""
+        res = self.root.xrandr_get_screen_resources_current()
+        snap = _Snapshot(self.dpy, res)
+        try:
+            monitors = self.root.xrandr_get_monitors().monitors
+        except (error.XError, AttributeError):
+            monitors = None
+        if monitors is None:  # RandR < 1.5: ask every output
+            for index in range(len(snap.outputs)):
+                info = snap.info(index)
+                crtc = snap.crtc(info.crtc) if info.crtc else None
+                if crtc is not None and crtc.mode and crtc.width and crtc.height:
+                    snap.active[index] = _rect(crtc.x, crtc.y, crtc.width, crtc.height)
+            return snap
+        index_of = {oid: i for i, oid in enumerate(snap.outputs)}
+        for mon in monitors:
+            for oid in mon.crtcs:  # python-xlib names the monitor's *outputs* list "crtcs"
+                if oid in index_of:
+                    snap.active[index_of[oid]] = _rect(
+                        mon.x, mon.y, mon.width_in_pixels, mon.height_in_pixels
+                    )
+        return snap
+
     def current(self) -> dict[int, Rect]:
         """Active outputs by index: {index: {x, y, width, height}} (kept as a snapshot that an
         immediately following :meth:`apply` reuses instead of asking the server again)."""
-        res, _, outputs = self._resources()
-        crtcs: dict[int, Any] = {}
-        out: dict[int, Rect] = {}
-        for index, (_, info) in enumerate(outputs):
-            if info.crtc:
-                crtc = self.dpy.xrandr_get_crtc_info(info.crtc, res.config_timestamp)
-                crtcs[info.crtc] = crtc
-                if crtc.mode and crtc.width and crtc.height:
-                    out[index] = {
-                        "x": crtc.x,
-                        "y": crtc.y,
-                        "width": crtc.width,
-                        "height": crtc.height,
-                    }
-        self._snapshot = (res, outputs, crtcs)
-        return out
+        self._snapshot = self._snap()
+        return dict(self._snapshot.active)
 
     # --- writing --------------------------------------------------------------------------------
     def apply(
@@ -141,22 +139,16 @@ class RandrBackend:
             raise ValueError(str(err)) from err
 
     def _apply(
-        self,
-        placements: Sequence[tuple[int, Monitor]],
-        snapshot: tuple[Any, Any, Any] | None = None,
+        self, placements: Sequence[tuple[int, Monitor]], snap: _Snapshot | None = None
     ) -> None:
         """Set exactly ``placements`` (output index, monitor); other outputs are turned off.
-        A stale snapshot makes the server refuse (InvalidConfigTime) and the caller restore."""
+        A stale snapshot makes the server refuse (InvalidConfigTime) and the caller retry."""
         self._errors.clear()
-        if snapshot is None:
-            res, _names, outputs = self._resources()
-            crtcs: dict[int, Any] = {}
-        else:
-            res, outputs, crtcs = snapshot
-        ts = res.config_timestamp
-        wanted = {index: mon for index, mon in placements if index < len(outputs)}
+        snap = snap or self._snap()
+        ts = snap.res.config_timestamp
+        wanted = {index: mon for index, mon in placements if index < len(snap.outputs)}
         if len(wanted) != len(placements):
-            raise ValueError(f"only {len(outputs)} outputs, layout needs more")
+            raise ValueError(f"only {len(snap.outputs)} outputs, layout needs more")
         width, height = bounding_box(list(wanted.values()))
         size_range = self._size_range
         if not (size_range.min_width <= width <= size_range.max_width) or not (
@@ -167,14 +159,12 @@ class RandrBackend:
             )
         # 1. turn off CRTCs that are not wanted or would not fit the new screen
         crtc_of: dict[int, int] = {}
-        for index, (_, info) in enumerate(outputs):
+        for index, rect in snap.active.items():
+            info = snap.info(index)
             if not info.crtc:
                 continue
-            crtc = crtcs.get(info.crtc) or self.dpy.xrandr_get_crtc_info(info.crtc, ts)
-            crtcs[info.crtc] = crtc
-            mon = wanted.get(index)
-            fits = crtc.x + crtc.width <= width and crtc.y + crtc.height <= height
-            if mon is None or not fits:
+            fits = rect["x"] + rect["width"] <= width and rect["y"] + rect["height"] <= height
+            if index not in wanted or not fits:
                 self._check(
                     self.dpy.xrandr_set_crtc_config(info.crtc, ts, 0, 0, 0, randr.Rotate_0, [])
                 )
@@ -192,14 +182,17 @@ class RandrBackend:
         # 3. set every wanted CRTC, creating modes as needed
         used = set(crtc_of.values())
         for index, mon in sorted(wanted.items()):
-            oid, info = outputs[index]
+            oid, info = snap.outputs[index], snap.info(index)
             crtc_id = crtc_of.get(index) or next((c for c in info.crtcs if c not in used), 0)
             if not crtc_id:
                 raise ValueError(f"no free CRTC for output {info.name}")
             used.add(crtc_id)
-            mode_id = self._mode_for(oid, info, res.modes, mon.width, mon.height)
-            crtc = crtcs.get(crtc_id)
-            if crtc is not None and (crtc.x, crtc.y, crtc.mode) == (mon.x, mon.y, mode_id):
+            mode_id = self._mode_for(oid, info, snap.res.modes, mon.width, mon.height)
+            if (
+                index in crtc_of
+                and snap.active[index] == _rect(mon.x, mon.y, mon.width, mon.height)
+                and snap.crtc(crtc_id).mode == mode_id
+            ):
                 continue  # already showing exactly this
             self._check(
                 self.dpy.xrandr_set_crtc_config(
@@ -207,7 +200,7 @@ class RandrBackend:
                 )
             )
         primary = min(wanted)
-        self.root.xrandr_set_output_primary(outputs[primary][0])
+        self.root.xrandr_set_output_primary(snap.outputs[primary])
         self.dpy.sync()
         if self._errors:
             raise ValueError(f"X refused the layout: {self._errors[0]}")
@@ -237,6 +230,36 @@ class RandrBackend:
         status = getattr(reply, "status", 0)
         if status != randr.SetConfigSuccess:
             raise ValueError(f"RRSetCrtcConfig failed with status {status}")
+
+
+class _Snapshot:
+    """One reading of the RandR state; output and CRTC details are fetched only when used."""
+
+    def __init__(self, dpy: Any, res: Any) -> None:
+        self.dpy = dpy
+        self.res = res
+        self.outputs: list[int] = list(res.outputs)
+        self.active: dict[int, Rect] = {}
+        self._infos: dict[int, Any] = {}
+        self._crtcs: dict[int, Any] = {}
+
+    def info(self, index: int) -> Any:
+        """GetOutputInfo of output ``index`` (cached)."""
+        if index not in self._infos:
+            self._infos[index] = self.dpy.xrandr_get_output_info(
+                self.outputs[index], self.res.config_timestamp
+            )
+        return self._infos[index]
+
+    def crtc(self, crtc_id: int) -> Any:
+        """GetCrtcInfo (cached)."""
+        if crtc_id not in self._crtcs:
+            self._crtcs[crtc_id] = self.dpy.xrandr_get_crtc_info(crtc_id, self.res.config_timestamp)
+        return self._crtcs[crtc_id]
+
+
+def _rect(x: int, y: int, width: int, height: int) -> Rect:
+    return {"x": x, "y": y, "width": width, "height": height}
 
 
 def is_x_error(err: BaseException) -> bool:
