@@ -7,6 +7,7 @@ one, so a key that was at its default is *reset* rather than pinned. Must not im
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -55,8 +56,8 @@ class GSettings:
 
     def user_value(self, schema: str, key: str) -> str | None:
         """The user's own value, or None when the key is at its default (needs dconf)."""
-        if self.dconf is None:
-            return self.get(schema, key)
+        if self.dconf is None or os.environ.get("GSETTINGS_BACKEND", "dconf") != "dconf":
+            return self.get(schema, key)  # cannot tell user values from defaults: pin the value
         path = "/" + schema.replace(".", "/") + "/" + key
         value = self._run(self.dconf, "read", path)
         return value or None
