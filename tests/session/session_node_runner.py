@@ -29,7 +29,7 @@ def _plain(value: Any) -> Any:
 class PipeContext(FakeContext):
     """Prints every cast as a JSON line."""
 
-    def cast(self, dst: str, type: str, body: Any = None, **kwargs: Any) -> None:  # noqa: A002
+    def cast(self, dst: str, type: str, body: Any = None, **kwargs: Any) -> None:
         with _lock:
             sys.stdout.write(json.dumps({"dst": dst, "type": type, "body": _plain(body)}) + "\n")
             sys.stdout.flush()

@@ -91,14 +91,15 @@ def test_clipboard_kill9_then_restart(xvfb: str) -> None:
         targets = ["xclip", "-d", xvfb, "-o", "-selection", "clipboard", "-t", "TARGETS"]
         wait_until(
             lambda: (
-                b"text/plain;charset=utf-8" in subprocess.run(targets, capture_output=True).stdout
+                b"text/plain;charset=utf-8"
+                in subprocess.run(targets, capture_output=True, check=False).stdout
             )
         )
         node.kill9()  # the client's ownership dies with the process: no stale owner in X
         wait_until(
             lambda: (
                 b"text/plain;charset=utf-8"
-                not in subprocess.run(targets, capture_output=True).stdout
+                not in subprocess.run(targets, capture_output=True, check=False).stdout
             )
         )
         owner = subprocess.Popen(
@@ -113,7 +114,9 @@ def test_clipboard_kill9_then_restart(xvfb: str) -> None:
         wait_until(
             lambda: (
                 subprocess.run(
-                    ["xclip", "-d", xvfb, "-o", "-selection", "primary"], capture_output=True
+                    ["xclip", "-d", xvfb, "-o", "-selection", "primary"],
+                    capture_output=True,
+                    check=False,
                 ).stdout
                 == b"owned while the agent was down"
             )

@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from concierge.actors.node import Incoming  # noqa: E402
-from concierge.testing.context import FakeContext  # noqa: E402
+from concierge.actors.node import Incoming
+from concierge.testing.context import FakeContext
 
 XORG_CONF = Path(__file__).resolve().parents[2] / "tests" / "session" / "conftest.py"
 
@@ -39,8 +39,15 @@ class BenchContext(FakeContext):
         self.log: list[tuple[float, str, Any, bytes]] = []
         self.on_cast: Any = None
 
-    def cast(self, dst: str, type: str, body: Any = None, *, blobs: tuple[bytes, ...] = (),  # noqa: A002
-             **kwargs: Any) -> None:
+    def cast(
+        self,
+        dst: str,
+        type: str,
+        body: Any = None,
+        *,
+        blobs: tuple[bytes, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         now = time.perf_counter()
         kind = body.get("type", type) if isinstance(body, dict) and type == "spice.send" else type
         inner = body.get("body") if isinstance(body, dict) and type == "spice.send" else body
@@ -92,7 +99,9 @@ def p50(values: list[float]) -> float:
 
 def fmt(values: list[float]) -> str:
     ordered = sorted(values)
-    return f"p50 {p50(values):.2f} ms (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, n={len(values)})"
+    return (
+        f"p50 {p50(values):.2f} ms (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, n={len(values)})"
+    )
 
 
 def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]]:
@@ -104,21 +113,24 @@ def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]
     out: dict[str, list[float]] = {}
     try:
         for size, count in reps.items():
-            data = (os.urandom(size) .hex().encode())[:size]
+            data = (os.urandom(size).hex().encode())[:size]
             label = "1 KiB" if size == 1024 else "1 MiB"
             chunks = tuple(data[i : i + 65536] for i in range(0, len(data), 65536))
             # host -> guest app: client GRAB, app pastes; REQUEST -> app has every byte
             ctx.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
             time.sleep(0.2)
-            ctx.on_cast = lambda kind, inner: kind == "clipboard_request" and ctx.deliver(
-                "spice.clipboard", {"selection": 0, "type": 1}, chunks
+            ctx.on_cast = lambda kind, inner, chunks=chunks: (
+                kind == "clipboard_request"
+                and (ctx.deliver("spice.clipboard", {"selection": 0, "type": 1}, chunks))
             )
             agent_ms, e2e_ms = [], []
             for _ in range(count):
                 mark = len(ctx.log)
                 t0 = time.perf_counter()
-                proc = subprocess.Popen(["xclip", "-d", display, "-o", "-selection", "clipboard",
-                                         "-t", "UTF8_STRING"], stdout=subprocess.PIPE)
+                proc = subprocess.Popen(
+                    ["xclip", "-d", display, "-o", "-selection", "clipboard", "-t", "UTF8_STRING"],
+                    stdout=subprocess.PIPE,
+                )
                 got = proc.communicate(timeout=30)[0]
                 t_end = time.perf_counter()
                 t_req, _, _ = ctx.wait_for("clipboard_request", mark)
@@ -130,9 +142,12 @@ def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]
             out[f"host→app {label}: paste end-to-end (xclip spawn → EOF)"] = e2e_ms
             # guest app -> host: xclip owns; client REQUEST -> CLIPBOARD data at host
             mark = len(ctx.log)
-            owner = subprocess.Popen(["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+            owner = subprocess.Popen(
+                ["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             assert owner.stdin is not None
             t0 = time.perf_counter()
             owner.stdin.write(data)
@@ -170,15 +185,31 @@ def bench_display(display: str, count: int) -> dict[str, list[float]]:
         return bool(root.xrandr_get_screen_resources()) and root.get_geometry().width == width
 
     layouts = [
-        ([{"width": 1280, "height": 800, "x": 0, "y": 0}, {"width": 1024, "height": 768, "x": 1280, "y": 0}], 2304),
-        ([{"width": 1024, "height": 768, "x": 0, "y": 0}, {"width": 1280, "height": 800, "x": 1024, "y": 0},
-          {"width": 800, "height": 600, "x": 2304, "y": 0}], 3104),
+        (
+            [
+                {"width": 1280, "height": 800, "x": 0, "y": 0},
+                {"width": 1024, "height": 768, "x": 1280, "y": 0},
+            ],
+            2304,
+        ),
+        (
+            [
+                {"width": 1024, "height": 768, "x": 0, "y": 0},
+                {"width": 1280, "height": 800, "x": 1024, "y": 0},
+                {"width": 800, "height": 600, "x": 2304, "y": 0},
+            ],
+            3104,
+        ),
     ]
     reply_ms, visible_ms, xrandr_ms = [], [], []
     try:
         for i in range(count):
             mons, width = layouts[i % 2]
-            body = {"num_of_monitors": len(mons), "flags": 1, "monitors": [dict(m, depth=32) for m in mons]}
+            body = {
+                "num_of_monitors": len(mons),
+                "flags": 1,
+                "monitors": [dict(m, depth=32) for m in mons],
+            }
             mark = len(ctx.log)
             t0 = time.perf_counter()
             ctx.deliver("spice.monitors_config", body)
@@ -189,11 +220,19 @@ def bench_display(display: str, count: int) -> dict[str, list[float]]:
                 time.sleep(0.0002)
             visible_ms.append((time.perf_counter() - t0) * 1000)
             mons, width = layouts[(i + 1) % 2]
-            body = {"num_of_monitors": len(mons), "flags": 1, "monitors": [dict(m, depth=32) for m in mons]}
+            body = {
+                "num_of_monitors": len(mons),
+                "flags": 1,
+                "monitors": [dict(m, depth=32) for m in mons],
+            }
             t0 = time.perf_counter()
             ctx.deliver("spice.monitors_config", body)
-            while f"current {width} x" not in subprocess.run(["xrandr", "-d", display, "--query"],
-                                                             capture_output=True, text=True).stdout:
+            while (
+                f"current {width} x"
+                not in subprocess.run(
+                    ["xrandr", "-d", display, "--query"], capture_output=True, text=True, check=True
+                ).stdout
+            ):
                 pass
             xrandr_ms.append((time.perf_counter() - t0) * 1000)
     finally:
@@ -239,11 +278,17 @@ def host_main(display: str, ready: str) -> None:
     Path(ready).write_text("up")
     data = b"y" * (1 << 20)
     clip.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
-    clip.on_cast = lambda kind, inner: kind == "clipboard_request" and clip.deliver(
-        "spice.clipboard", {"selection": 0, "type": 1}, (data,))
+    clip.on_cast = lambda kind, inner: (
+        kind == "clipboard_request"
+        and clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))
+    )
     time.sleep(0.3)
     for _ in range(3):
-        subprocess.run(["xclip", "-d", display, "-o", "-selection", "clipboard"], capture_output=True, check=True)
+        subprocess.run(
+            ["xclip", "-d", display, "-o", "-selection", "clipboard"],
+            capture_output=True,
+            check=True,
+        )
     Path(ready).write_text("worked")
     time.sleep(3600)
 
@@ -257,14 +302,35 @@ def stock_memory(display: str) -> tuple[float, float] | None:
         port.bind(f"{tmp}/port")
         port.listen(1)
         os.mkfifo(f"{tmp}/fifo")
-        daemon = subprocess.Popen(["spice-vdagentd", "-x", "-X", "-f", "-s", f"{tmp}/port", "-S",
-                                   f"{tmp}/sock", "-u", f"{tmp}/fifo"], stderr=subprocess.DEVNULL)
+        daemon = subprocess.Popen(
+            [
+                "spice-vdagentd",
+                "-x",
+                "-X",
+                "-f",
+                "-s",
+                f"{tmp}/port",
+                "-S",
+                f"{tmp}/sock",
+                "-u",
+                f"{tmp}/fifo",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         while not os.path.exists(f"{tmp}/sock"):
             time.sleep(0.02)
-        env = dict(os.environ, NO_AT_BRIDGE="1", GDK_BACKEND="x11", DISPLAY=display,
-                   DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent")
-        agent = subprocess.Popen(["spice-vdagent", "-x", "-s", f"{tmp}/port", "-S", f"{tmp}/sock",
-                                  "-f", tmp, "-o", "0"], env=env, stderr=subprocess.DEVNULL)
+        env = dict(
+            os.environ,
+            NO_AT_BRIDGE="1",
+            GDK_BACKEND="x11",
+            DISPLAY=display,
+            DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent",
+        )
+        agent = subprocess.Popen(
+            ["spice-vdagent", "-x", "-s", f"{tmp}/port", "-S", f"{tmp}/sock", "-f", tmp, "-o", "0"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(2.5)
         result = memory(agent.pid) if agent.poll() is None else None
         for proc in (agent, daemon):
@@ -286,41 +352,67 @@ def main() -> None:
         return
     rows: list[tuple[str, str, str]] = []
     anchors = {
-        "host→app 1 KiB: REQUEST → app has all data": ("0.73 – 0.91 ms", 0.82),
-        "host→app 1 MiB: REQUEST → app has all data": ("13.8 – 15.2 ms", 14.5),
-        "host→app 1 KiB: paste end-to-end (xclip spawn → EOF)": ("4.0 – 5.0 ms", 4.5),
-        "host→app 1 MiB: paste end-to-end (xclip spawn → EOF)": ("16.9 – 19.3 ms", 18.1),
-        "guest→host 1 KiB: REQUEST → CLIPBOARD data at host": ("0.37 – 0.44 ms", 0.40),
-        "guest→host 1 MiB: REQUEST → CLIPBOARD data at host": ("6.0 – 8.7 ms", 7.35),
-        "guest→host 1 KiB: app owns (stdin closed) → GRAB at host": ("3.3 – 4.1 ms (incl. spawn)", 3.7),
-        "guest→host 1 MiB: app owns (stdin closed) → GRAB at host": ("5.6 – 8.1 ms (incl. spawn)", 6.85),
-        "monitors config → REPLY at host": ("0.7 – 1.4 ms (sent before applying)", 1.05),
-        "monitors config → layout visible in `xrandr --query` (incl. spawn)": ("30 – 35 ms", 32.5),
+        "host→app 1 KiB: REQUEST → app has all data": ("0.73 - 0.91 ms", 0.82),
+        "host→app 1 MiB: REQUEST → app has all data": ("13.8 - 15.2 ms", 14.5),
+        "host→app 1 KiB: paste end-to-end (xclip spawn → EOF)": ("4.0 - 5.0 ms", 4.5),
+        "host→app 1 MiB: paste end-to-end (xclip spawn → EOF)": ("16.9 - 19.3 ms", 18.1),
+        "guest→host 1 KiB: REQUEST → CLIPBOARD data at host": ("0.37 - 0.44 ms", 0.40),
+        "guest→host 1 MiB: REQUEST → CLIPBOARD data at host": ("6.0 - 8.7 ms", 7.35),
+        "guest→host 1 KiB: app owns (stdin closed) → GRAB at host": (
+            "3.3 - 4.1 ms (incl. spawn)",
+            3.7,
+        ),
+        "guest→host 1 MiB: app owns (stdin closed) → GRAB at host": (
+            "5.6 - 8.1 ms (incl. spawn)",
+            6.85,
+        ),
+        "monitors config → REPLY at host": ("0.7 - 1.4 ms (sent before applying)", 1.05),
+        "monitors config → layout visible in `xrandr --query` (incl. spawn)": ("30 - 35 ms", 32.5),
     }
     xvfb_n, xorg_n = 190, 191
-    xvfb = start_x(["Xvfb", f":{xvfb_n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"], xvfb_n)
+    xvfb = start_x(
+        ["Xvfb", f":{xvfb_n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"], xvfb_n
+    )
     results: dict[str, list[float]] = {}
     try:
-        results.update(bench_clipboard(f":{xvfb_n}", {1024: args.reps_small, 1 << 20: args.reps_large}))
+        results.update(
+            bench_clipboard(f":{xvfb_n}", {1024: args.reps_small, 1 << 20: args.reps_large})
+        )
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
             # same Xorg + dummy config as the tests (the string lives in the tests' conftest)
             text = XORG_CONF.read_text()
             conf = text.split('XORG_DUMMY_CONF = """', 1)[1].split('"""', 1)[0]
             Path(tmp, "xorg.conf").write_text(conf)
-            xorg = start_x(["Xorg", f":{xorg_n}", "-noreset", "+extension", "RANDR", "-nolisten", "tcp",
-                            "-config", f"{tmp}/xorg.conf", "-logfile", f"{tmp}/xorg.log"], xorg_n)
+            xorg = start_x(
+                [
+                    "Xorg",
+                    f":{xorg_n}",
+                    "-noreset",
+                    "+extension",
+                    "RANDR",
+                    "-nolisten",
+                    "tcp",
+                    "-config",
+                    f"{tmp}/xorg.conf",
+                    "-logfile",
+                    f"{tmp}/xorg.log",
+                ],
+                xorg_n,
+            )
             try:
                 results.update(bench_display(f":{xorg_n}", args.display_reps))
             finally:
                 stop(xorg)
         for name, values in results.items():
-            anchor, ref = anchors.get(name, ("–", 0.0))
-            ratio = f"{p50(values) / ref:.2f}×" if ref else "–"
+            anchor, ref = anchors.get(name, ("-", 0.0))
+            ratio = f"{p50(values) / ref:.2f}x" if ref else "-"
             rows.append((name, fmt(values), anchor, ratio))
         with tempfile.TemporaryDirectory(prefix="cc-bench-mem-") as tmp:
             ready = f"{tmp}/ready"
-            child = subprocess.Popen([sys.executable, __file__, "--host", f":{xvfb_n}", ready],
-                                     env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src")))
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--host", f":{xvfb_n}", ready],
+                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src")),
+            )
             while not (Path(ready).exists() and Path(ready).read_text() == "up"):
                 time.sleep(0.05)
             time.sleep(0.5)
@@ -331,13 +423,28 @@ def main() -> None:
             child.kill()
             child.wait()
         stock = stock_memory(f":{xvfb_n}")
-        stock_txt = f"stock spice-vdagent measured now: {stock[0]:.1f} MB RSS / {stock[1]:.1f} MB PSS" if stock \
+        stock_txt = (
+            f"stock spice-vdagent measured now: {stock[0]:.1f} MB RSS / {stock[1]:.1f} MB PSS"
+            if stock
             else "72 MB RSS / 45 MB PSS (spice.md)"
+        )
         ref_rss, ref_pss = stock if stock else (72.0, 45.0)
-        rows.append(("memory: 4 session nodes in one process, idle (RSS / PSS)", f"{idle[0]:.1f} MB / {idle[1]:.1f} MB",
-                     stock_txt, f"{idle[0] / ref_rss:.2f}× / {idle[1] / ref_pss:.2f}×"))
-        rows.append(("memory: same after 3 × 1 MiB host→app pastes", f"{worked[0]:.1f} MB / {worked[1]:.1f} MB",
-                     "77 MB RSS after 1 MiB clipboards (spice.md)", f"{worked[0] / 77:.2f}× RSS"))
+        rows.append(
+            (
+                "memory: 4 session nodes in one process, idle (RSS / PSS)",
+                f"{idle[0]:.1f} MB / {idle[1]:.1f} MB",
+                stock_txt,
+                f"{idle[0] / ref_rss:.2f}x / {idle[1] / ref_pss:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "memory: same after 3 x 1 MiB host→app pastes",
+                f"{worked[0]:.1f} MB / {worked[1]:.1f} MB",
+                "77 MB RSS after 1 MiB clipboards (spice.md)",
+                f"{worked[0] / 77:.2f}x RSS",
+            )
+        )
     finally:
         stop(xvfb)
     print("| measurement | concierge | stock anchor | ratio (p50 / anchor midpoint) |")
