@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concierge.actors.node import Incoming
 from concierge.testing.context import FakeContext
@@ -104,28 +105,113 @@ def fmt(values: list[float]) -> str:
     )
 
 
-def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]]:
-    from concierge.actors.clipboard.node import ClipboardNode
+class ConciergeHost:
+    """The fake client side of our ClipboardNode (in-process)."""
 
-    ctx = BenchContext("clipboard", {"backend": "x11", "x11_display": display})
-    ctx.run_node(ClipboardNode)
-    ctx.deliver("spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]})
+    name = "concierge"
+
+    def __init__(self, display: str) -> None:
+        from concierge.actors.clipboard.node import ClipboardNode
+
+        self.ctx = BenchContext("clipboard", {"backend": "x11", "x11_display": display})
+        self.ctx.run_node(ClipboardNode)
+        self.ctx.deliver(
+            "spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]}
+        )
+
+    def mark(self) -> int:
+        return len(self.ctx.log)
+
+    def grab(self) -> None:
+        self.ctx.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
+
+    def answer(self, data: bytes | None) -> None:
+        chunks = tuple(data[i : i + 65536] for i in range(0, len(data), 65536)) if data else ()
+        self.ctx.on_cast = (
+            None
+            if data is None
+            else (
+                lambda kind, inner: (
+                    kind == "clipboard_request"
+                    and self.ctx.deliver("spice.clipboard", {"selection": 0, "type": 1}, chunks)
+                )
+            )
+        )
+
+    def request_time(self, mark: int) -> float:
+        return self.ctx.wait_for("clipboard_request", mark)[0]
+
+    def grab_time(self, mark: int) -> float:
+        return self.ctx.wait_for("clipboard_grab", mark)[0]
+
+    def ask(self) -> tuple[float, float, bytes]:
+        mark = self.mark()
+        t0 = time.perf_counter()
+        self.ctx.deliver("spice.clipboard_request", {"selection": 0, "type": 1})
+        t_data, _, payload = self.ctx.wait_for("clipboard", mark)
+        return t0, t_data, payload
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+class StockHost:
+    """The fake SPICE client of the stock spice-vdagentd + spice-vdagent."""
+
+    name = "stock"
+
+    def __init__(self, display: str) -> None:
+        from stock_vdagent import StockAgent
+
+        self.agent = StockAgent(display)
+
+    def mark(self) -> int:
+        return len(self.agent.log)
+
+    def grab(self) -> None:
+        from stock_vdagent import GRAB
+
+        self.agent.send(GRAB, bytes(4) + (1).to_bytes(4, "little"))
+
+    def answer(self, data: bytes | None) -> None:
+        self.agent.auto_answer = data
+
+    def request_time(self, mark: int) -> float:
+        from stock_vdagent import REQUEST
+
+        return self.agent.wait(REQUEST, mark)[0]
+
+    def grab_time(self, mark: int) -> float:
+        from stock_vdagent import GRAB
+
+        return self.agent.wait(GRAB, mark)[0]
+
+    def ask(self) -> tuple[float, float, bytes]:
+        from stock_vdagent import CLIPBOARD, REQUEST
+
+        mark = self.mark()
+        t0 = time.perf_counter()
+        self.agent.send(REQUEST, bytes(4) + (1).to_bytes(4, "little"))
+        t_data, payload = self.agent.wait(CLIPBOARD, mark)
+        return t0, t_data, payload[8:]
+
+    def close(self) -> None:
+        self.agent.close()
+
+
+def bench_clipboard(host: Any, display: str, reps: dict[int, int]) -> dict[str, list[float]]:
+    """The same scenario for either host: client->app pastes, then app->client requests."""
     out: dict[str, list[float]] = {}
     try:
         for size, count in reps.items():
             data = (os.urandom(size).hex().encode())[:size]
             label = "1 KiB" if size == 1024 else "1 MiB"
-            chunks = tuple(data[i : i + 65536] for i in range(0, len(data), 65536))
-            # host -> guest app: client GRAB, app pastes; REQUEST -> app has every byte
-            ctx.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
-            time.sleep(0.2)
-            ctx.on_cast = lambda kind, inner, chunks=chunks: (
-                kind == "clipboard_request"
-                and (ctx.deliver("spice.clipboard", {"selection": 0, "type": 1}, chunks))
-            )
+            host.grab()
+            time.sleep(0.3)
+            host.answer(data)
             agent_ms, e2e_ms = [], []
             for _ in range(count):
-                mark = len(ctx.log)
+                mark = host.mark()
                 t0 = time.perf_counter()
                 proc = subprocess.Popen(
                     ["xclip", "-d", display, "-o", "-selection", "clipboard", "-t", "UTF8_STRING"],
@@ -133,15 +219,14 @@ def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]
                 )
                 got = proc.communicate(timeout=30)[0]
                 t_end = time.perf_counter()
-                t_req, _, _ = ctx.wait_for("clipboard_request", mark)
-                assert got == data, "host->guest data mismatch"
+                t_req = host.request_time(mark)
+                assert got == data, f"{host.name}: host->guest data mismatch"
                 agent_ms.append((t_end - t_req) * 1000)
                 e2e_ms.append((t_end - t0) * 1000)
-            ctx.on_cast = None
+            host.answer(None)
             out[f"host→app {label}: REQUEST → app has all data"] = agent_ms
             out[f"host→app {label}: paste end-to-end (xclip spawn → EOF)"] = e2e_ms
-            # guest app -> host: xclip owns; client REQUEST -> CLIPBOARD data at host
-            mark = len(ctx.log)
+            mark = host.mark()
             owner = subprocess.Popen(
                 ["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"],
                 stdin=subprocess.PIPE,
@@ -152,23 +237,43 @@ def bench_clipboard(display: str, reps: dict[int, int]) -> dict[str, list[float]
             t0 = time.perf_counter()
             owner.stdin.write(data)
             owner.stdin.close()
-            t_grab, _, _ = ctx.wait_for("clipboard_grab", mark)
-            grab_ms = (t_grab - t0) * 1000
+            grab_ms = (host.grab_time(mark) - t0) * 1000
             req_ms = []
             for _ in range(count):
-                mark = len(ctx.log)
-                t0 = time.perf_counter()
-                ctx.deliver("spice.clipboard_request", {"selection": 0, "type": 1})
-                t_data, _, payload = ctx.wait_for("clipboard", mark)
-                assert payload == data, "guest->host data mismatch"
+                t0, t_data, payload = host.ask()
+                assert payload == data, f"{host.name}: guest->host data mismatch"
                 req_ms.append((t_data - t0) * 1000)
             out[f"guest→host {label}: REQUEST → CLIPBOARD data at host"] = req_ms
             out[f"guest→host {label}: app owns (stdin closed) → GRAB at host"] = [grab_ms]
             owner.kill()
             owner.wait()
     finally:
-        ctx.close()
+        host.answer(None)
     return out
+
+
+def baseline(display: str, data: bytes, count: int) -> list[float]:
+    """The same paste from a local xclip owner: the machine's load factor for this run."""
+    owner = subprocess.Popen(
+        ["xclip", "-d", display, "-quiet", "-i", "-selection", "secondary"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert owner.stdin is not None
+    owner.stdin.write(data)
+    owner.stdin.close()
+    argv = ["xclip", "-d", display, "-o", "-selection", "secondary"]
+    while subprocess.run(argv, capture_output=True, check=False).stdout != data:
+        time.sleep(0.01)
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True)
+        times.append((time.perf_counter() - t0) * 1000)
+    owner.kill()
+    owner.wait()
+    return times
 
 
 def bench_display(display: str, count: int) -> dict[str, list[float]]:
@@ -255,89 +360,94 @@ def memory(pid: int) -> tuple[float, float]:
     return rss, pss
 
 
-def host_main(display: str, ready: str) -> None:
-    """Child process: the four session nodes as a session process would host them."""
+def host_main(display: str, ready: str, which: str = "all") -> None:
+    """Child process: the session nodes (all, or one) as a session process would host them."""
     import zmq  # noqa: F401  # the real runtime loads pyzmq too: count it
 
-    from concierge.actors.clipboard.node import ClipboardNode
-    from concierge.actors.display.node import DisplayNode
-    from concierge.actors.effects.node import EffectsNode
-    from concierge.actors.filexfer.node import FileXferNode
+    import importlib
 
     tmp = tempfile.mkdtemp(prefix="cc-bench-host-")
-    ctxs = [
-        BenchContext("display", {"backend": "x11", "x11_display": display}),
-        BenchContext("clipboard", {"backend": "x11", "x11_display": display}),
-        BenchContext("effects", {"journal": f"{tmp}/j.json"}),
-        BenchContext("filexfer", {"directory": tmp}),
-    ]
-    for ctx, cls in zip(ctxs, (DisplayNode, ClipboardNode, EffectsNode, FileXferNode), strict=True):
-        ctx.run_node(cls)
-    clip = ctxs[1]
-    clip.deliver("spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]})
+    nodes: dict[str, tuple[str, dict[str, Any]]] = {
+        "display": ("DisplayNode", {"backend": "x11", "x11_display": display}),
+        "clipboard": ("ClipboardNode", {"backend": "x11", "x11_display": display}),
+        "effects": ("EffectsNode", {"journal": f"{tmp}/j.json"}),
+        "filexfer": ("FileXferNode", {"directory": tmp}),
+    }
+    ctxs: dict[str, BenchContext] = {}
+    for name, (cls, settings) in nodes.items():
+        if which in ("all", name):  # import only what this process hosts
+            module = importlib.import_module(f"concierge.actors.{name}.node")
+            ctxs[name] = BenchContext(name, settings)
+            ctxs[name].run_node(getattr(module, cls))
     Path(ready).write_text("up")
-    data = b"y" * (1 << 20)
-    clip.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
-    clip.on_cast = lambda kind, inner: (
-        kind == "clipboard_request"
-        and clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))
-    )
-    time.sleep(0.3)
-    for _ in range(3):
-        subprocess.run(
-            ["xclip", "-d", display, "-o", "-selection", "clipboard"],
-            capture_output=True,
-            check=True,
+    clip = ctxs.get("clipboard")
+    if clip is not None:
+        clip.deliver("spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]})
+        data = b"y" * (1 << 20)
+        clip.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
+        clip.on_cast = lambda kind, inner: (
+            kind == "clipboard_request"
+            and clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))
         )
+        time.sleep(0.3)
+        for _ in range(3):
+            subprocess.run(
+                ["xclip", "-d", display, "-o", "-selection", "clipboard"],
+                capture_output=True,
+                check=True,
+            )
     Path(ready).write_text("worked")
     time.sleep(3600)
 
 
-def stock_memory(display: str) -> tuple[float, float] | None:
-    """RSS/PSS of the stock GTK session agent (spice-vdagent 0.22) on the same display."""
-    if not (shutil.which("spice-vdagent") and shutil.which("spice-vdagentd")):
-        return None
-    with tempfile.TemporaryDirectory(prefix="cc-stock-") as tmp:
-        port = socket.socket(socket.AF_UNIX)
-        port.bind(f"{tmp}/port")
-        port.listen(1)
-        os.mkfifo(f"{tmp}/fifo")
-        daemon = subprocess.Popen(
-            [
-                "spice-vdagentd",
-                "-x",
-                "-X",
-                "-f",
-                "-s",
-                f"{tmp}/port",
-                "-S",
-                f"{tmp}/sock",
-                "-u",
-                f"{tmp}/fifo",
-            ],
-            stderr=subprocess.DEVNULL,
+def hosted_memory(display: str, which: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(idle, after clipboard work) RSS/PSS of a child hosting ``which`` node(s)."""
+    with tempfile.TemporaryDirectory(prefix="cc-bench-mem-") as tmp:
+        ready = f"{tmp}/ready"
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--host", display, ready, which],
+            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src")),
         )
-        while not os.path.exists(f"{tmp}/sock"):
-            time.sleep(0.02)
-        env = dict(
-            os.environ,
-            NO_AT_BRIDGE="1",
-            GDK_BACKEND="x11",
-            DISPLAY=display,
-            DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent",
-        )
-        agent = subprocess.Popen(
-            ["spice-vdagent", "-x", "-s", f"{tmp}/port", "-S", f"{tmp}/sock", "-f", tmp, "-o", "0"],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(2.5)
-        result = memory(agent.pid) if agent.poll() is None else None
-        for proc in (agent, daemon):
-            proc.kill()
-            proc.wait()
-        port.close()
-    return result
+        try:
+            while not (Path(ready).exists() and Path(ready).read_text() in ("up", "worked")):
+                time.sleep(0.05)
+            time.sleep(0.5)
+            idle = memory(child.pid)
+            while Path(ready).read_text() != "worked":
+                time.sleep(0.05)
+            return idle, memory(child.pid)
+        finally:
+            child.kill()
+            child.wait()
+
+
+def stock_reply_times(host: StockHost, count: int) -> list[float]:
+    """MONITORS_CONFIG -> REPLY for the stock daemon (it replies before applying)."""
+    from stock_vdagent import MONITORS_CONFIG, REPLY
+
+    times = []
+    payload = struct.pack("<IIIIIii", 1, 0, 1080, 1920, 32, 0, 0)
+    for _ in range(count):
+        mark = host.mark()
+        t0 = time.perf_counter()
+        host.agent.send(MONITORS_CONFIG, payload)
+        t_reply, _ = host.agent.wait(REPLY, mark)
+        times.append((t_reply - t0) * 1000)
+    return times
+
+
+REFERENCE = {  # spice.md §3.4 / §2.4, stock agent on this machine class (quiet machine)
+    "host→app 1 KiB: REQUEST → app has all data": "0.73 - 0.91 ms",
+    "host→app 1 MiB: REQUEST → app has all data": "13.8 - 15.2 ms",
+    "host→app 1 KiB: paste end-to-end (xclip spawn → EOF)": "4.0 - 5.0 ms",
+    "host→app 1 MiB: paste end-to-end (xclip spawn → EOF)": "16.9 - 19.3 ms",
+    "guest→host 1 KiB: REQUEST → CLIPBOARD data at host": "0.37 - 0.44 ms",
+    "guest→host 1 MiB: REQUEST → CLIPBOARD data at host": "6.0 - 8.7 ms",
+    "guest→host 1 KiB: app owns (stdin closed) → GRAB at host": "3.3 - 4.1 ms",
+    "guest→host 1 MiB: app owns (stdin closed) → GRAB at host": "5.6 - 8.1 ms",
+    "monitors config → REPLY at host": "0.7 - 1.4 ms (before applying)",
+    "monitors config → layout visible in `xrandr --query` (incl. spawn)": "30 - 35 ms",
+}
 
 
 def main() -> None:
@@ -345,112 +455,90 @@ def main() -> None:
     parser.add_argument("--reps-small", type=int, default=20)
     parser.add_argument("--reps-large", type=int, default=5)
     parser.add_argument("--display-reps", type=int, default=10)
-    parser.add_argument("--host", nargs=2, metavar=("DISPLAY", "READY"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--host", nargs=3, metavar=("DISPLAY", "READY", "WHICH"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.host:
         host_main(*args.host)
         return
-    rows: list[tuple[str, str, str]] = []
-    anchors = {
-        "host→app 1 KiB: REQUEST → app has all data": ("0.73 - 0.91 ms", 0.82),
-        "host→app 1 MiB: REQUEST → app has all data": ("13.8 - 15.2 ms", 14.5),
-        "host→app 1 KiB: paste end-to-end (xclip spawn → EOF)": ("4.0 - 5.0 ms", 4.5),
-        "host→app 1 MiB: paste end-to-end (xclip spawn → EOF)": ("16.9 - 19.3 ms", 18.1),
-        "guest→host 1 KiB: REQUEST → CLIPBOARD data at host": ("0.37 - 0.44 ms", 0.40),
-        "guest→host 1 MiB: REQUEST → CLIPBOARD data at host": ("6.0 - 8.7 ms", 7.35),
-        "guest→host 1 KiB: app owns (stdin closed) → GRAB at host": (
-            "3.3 - 4.1 ms (incl. spawn)",
-            3.7,
-        ),
-        "guest→host 1 MiB: app owns (stdin closed) → GRAB at host": (
-            "5.6 - 8.1 ms (incl. spawn)",
-            6.85,
-        ),
-        "monitors config → REPLY at host": ("0.7 - 1.4 ms (sent before applying)", 1.05),
-        "monitors config → layout visible in `xrandr --query` (incl. spawn)": ("30 - 35 ms", 32.5),
-    }
+    reps = {1024: args.reps_small, 1 << 20: args.reps_large}
     xvfb_n, xorg_n = 190, 191
     xvfb = start_x(
         ["Xvfb", f":{xvfb_n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"], xvfb_n
     )
-    results: dict[str, list[float]] = {}
+    ours: dict[str, list[float]] = {}
+    stock: dict[str, list[float]] = {}
+    stock_mem: tuple[tuple[float, float], tuple[float, float]] | None = None
     try:
-        results.update(
-            bench_clipboard(f":{xvfb_n}", {1024: args.reps_small, 1 << 20: args.reps_large})
-        )
+        if shutil.which("spice-vdagentd") and shutil.which("spice-vdagent"):
+            stock_host = StockHost(f":{xvfb_n}")
+            try:
+                fresh = stock_host.agent.memory()
+                stock.update(bench_clipboard(stock_host, f":{xvfb_n}", reps))
+                stock["monitors config → REPLY at host"] = stock_reply_times(
+                    stock_host, args.display_reps
+                )
+                stock_mem = (fresh, stock_host.agent.memory())
+            finally:
+                stock_host.close()
+        ours.update(bench_clipboard(ConciergeHost(f":{xvfb_n}"), f":{xvfb_n}", reps))
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
             # same Xorg + dummy config as the tests (the string lives in the tests' conftest)
             text = XORG_CONF.read_text()
             conf = text.split('XORG_DUMMY_CONF = """', 1)[1].split('"""', 1)[0]
             Path(tmp, "xorg.conf").write_text(conf)
-            xorg = start_x(
-                [
-                    "Xorg",
-                    f":{xorg_n}",
-                    "-noreset",
-                    "+extension",
-                    "RANDR",
-                    "-nolisten",
-                    "tcp",
-                    "-config",
-                    f"{tmp}/xorg.conf",
-                    "-logfile",
-                    f"{tmp}/xorg.log",
-                ],
-                xorg_n,
-            )
+            argv = [
+                "Xorg",
+                f":{xorg_n}",
+                "-noreset",
+                "+extension",
+                "RANDR",
+                "-nolisten",
+                "tcp",
+                "-config",
+                f"{tmp}/xorg.conf",
+                "-logfile",
+                f"{tmp}/xorg.log",
+            ]
+            xorg = start_x(argv, xorg_n)
             try:
-                results.update(bench_display(f":{xorg_n}", args.display_reps))
+                ours.update(bench_display(f":{xorg_n}", args.display_reps))
             finally:
                 stop(xorg)
-        for name, values in results.items():
-            anchor, ref = anchors.get(name, ("-", 0.0))
-            ratio = f"{p50(values) / ref:.2f}x" if ref else "-"
-            rows.append((name, fmt(values), anchor, ratio))
-        with tempfile.TemporaryDirectory(prefix="cc-bench-mem-") as tmp:
-            ready = f"{tmp}/ready"
-            child = subprocess.Popen(
-                [sys.executable, __file__, "--host", f":{xvfb_n}", ready],
-                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src")),
-            )
-            while not (Path(ready).exists() and Path(ready).read_text() == "up"):
-                time.sleep(0.05)
-            time.sleep(0.5)
-            idle = memory(child.pid)
-            while Path(ready).read_text() != "worked":
-                time.sleep(0.05)
-            worked = memory(child.pid)
-            child.kill()
-            child.wait()
-        stock = stock_memory(f":{xvfb_n}")
-        stock_txt = (
-            f"stock spice-vdagent measured now: {stock[0]:.1f} MB RSS / {stock[1]:.1f} MB PSS"
-            if stock
-            else "72 MB RSS / 45 MB PSS (spice.md)"
-        )
-        ref_rss, ref_pss = stock if stock else (72.0, 45.0)
-        rows.append(
-            (
-                "memory: 4 session nodes in one process, idle (RSS / PSS)",
-                f"{idle[0]:.1f} MB / {idle[1]:.1f} MB",
-                stock_txt,
-                f"{idle[0] / ref_rss:.2f}x / {idle[1] / ref_pss:.2f}x",
-            )
-        )
-        rows.append(
-            (
-                "memory: same after 3 x 1 MiB host→app pastes",
-                f"{worked[0]:.1f} MB / {worked[1]:.1f} MB",
-                "77 MB RSS after 1 MiB clipboards (spice.md)",
-                f"{worked[0] / 77:.2f}x RSS",
-            )
-        )
+        idle, worked = hosted_memory(f":{xvfb_n}", "all")
+        separate = [
+            hosted_memory(f":{xvfb_n}", name)[0]
+            for name in ("display", "clipboard", "effects", "filexfer")
+        ]
     finally:
         stop(xvfb)
-    print("| measurement | concierge | stock anchor | ratio (p50 / anchor midpoint) |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print("| measurement | concierge | stock spice-vdagent, same run | ratio (p50) | spice.md |")
+    print("|---|---|---|---|---|")
+    for name, values in ours.items():
+        theirs = stock.get(name)
+        ratio = f"{p50(values) / p50(theirs):.2f}x" if theirs else "-"
+        print(
+            f"| {name} | {fmt(values)} | {fmt(theirs) if theirs else '-'} | {ratio} | "
+            f"{REFERENCE.get(name, '-')} |"
+        )
+    ref = stock_mem[0] if stock_mem else (72.0, 45.0)
+    after = stock_mem[1] if stock_mem else (77.0, 0.0)
+    print(
+        f"| memory, idle (RSS / PSS): 4 session nodes in one process vs the GTK session agent | "
+        f"{idle[0]:.1f} / {idle[1]:.1f} MB | {ref[0]:.1f} / {ref[1]:.1f} MB | "
+        f"{idle[0] / ref[0]:.2f}x / {idle[1] / ref[1]:.2f}x | 72 / 45 MB |"
+    )
+    print(
+        f"| memory after 1 MiB clipboards (RSS / PSS) | {worked[0]:.1f} / {worked[1]:.1f} MB | "
+        f"{after[0]:.1f} / {after[1]:.1f} MB | {worked[0] / after[0]:.2f}x / "
+        f"{worked[1] / max(after[1], 0.1):.2f}x | 77 MB RSS |"
+    )
+    rss, pss = sum(m[0] for m in separate), sum(m[1] for m in separate)
+    print(
+        f"| memory, idle: the 4 nodes as 4 processes (sum RSS / sum PSS) | {rss:.1f} / {pss:.1f} MB"
+        f" | {ref[0]:.1f} / {ref[1]:.1f} MB | {rss / ref[0]:.2f}x / {pss / ref[1]:.2f}x | - |"
+    )
 
 
 if __name__ == "__main__":
