@@ -362,9 +362,9 @@ def memory(pid: int) -> tuple[float, float]:
 
 def host_main(display: str, ready: str, which: str = "all") -> None:
     """Child process: the session nodes (all, or one) as a session process would host them."""
-    import zmq  # noqa: F401  # the real runtime loads pyzmq too: count it
-
     import importlib
+
+    import zmq  # noqa: F401  # the real runtime loads pyzmq too: count it
 
     tmp = tempfile.mkdtemp(prefix="cc-bench-host-")
     nodes: dict[str, tuple[str, dict[str, Any]]] = {
