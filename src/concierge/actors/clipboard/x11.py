@@ -37,6 +37,7 @@ SELECTION_ATOMS: dict[int, str] = {
     int(Selection.PRIMARY): "PRIMARY",
 }
 FETCH_TIMEOUT_S = 10.0
+READ_WINDOW = 256 * 1024
 INCR_CHUNK = 256 * 1024 - 1024  # one ChangeProperty must fit a (non BIG-REQUESTS) request
 OWNER_MASK = (
     xfixes.XFixesSetSelectionOwnerNotifyMask
@@ -406,7 +407,7 @@ class X11Clipboard:
         if ev.property == X.NONE:
             self._finish(selection, None)
             return
-        prop = self.window.get_property(ev.property, X.AnyPropertyType, 0, 0x1FFFFFFF, delete=True)
+        prop = self._take_property(ev.property)
         if prop is None:
             self._finish(selection, None)
         elif prop.property_type == self.atom("INCR"):
@@ -426,13 +427,37 @@ class X11Clipboard:
         job = self.jobs[selection][0]
         if not job.incr:
             return
-        prop = self.window.get_property(ev.atom, X.AnyPropertyType, 0, 0x1FFFFFFF, delete=True)
+        prop = self._take_property(ev.atom)
         chunk = _bytes(prop) if prop is not None else b""
         job.deadline = time.monotonic() + FETCH_TIMEOUT_S
         if chunk:
             job.chunks.append(chunk)
         else:
             self._finish(selection, b"".join(job.chunks), prop.property_type if prop else 0)
+
+    def _take_property(self, atom: int) -> Any:
+        """Read and delete a property in 256 KiB windows (python-xlib copies its receive
+        buffer on every recv, so one multi-MiB reply costs far more than a few small ones)."""
+        window_longs = READ_WINDOW // 4
+        first = self.window.get_property(atom, X.AnyPropertyType, 0, window_longs, delete=False)
+        if first is None or not first.bytes_after or first.format != 8:
+            self.window.delete_property(atom)
+            return first
+        parts = [_bytes(first)]
+        offset = len(parts[0])
+        while True:
+            more = self.window.get_property(
+                atom, X.AnyPropertyType, offset // 4, window_longs, delete=False
+            )
+            if more is None:
+                break
+            parts.append(_bytes(more))
+            offset += len(parts[-1])
+            if not more.bytes_after or not parts[-1]:
+                break
+        self.window.delete_property(atom)
+        first.value = b"".join(parts)
+        return first
 
     def _expire_jobs(self) -> None:
         now = time.monotonic()
