@@ -1,8 +1,8 @@
-"""X11 clipboard backend: owns CLIPBOARD/PRIMARY for the client, watches guest owners (XFixes).
+"""X11 clipboard backend: watches guest owners (XFixes) and converts their selections on demand
+(INCR reception included); :mod:`x11_serve` owns selections for the client.
 
-One worker thread owns the Xlib connection: it serves SelectionRequests (TARGETS, data, INCR
-for large payloads), follows owner changes through XFixes, and converts guest selections on
-demand (with INCR reception). Commands arrive on a queue + wake-up pipe.
+One worker thread owns the Xlib connection and runs both halves; commands arrive on a queue
+plus a wake-up pipe.
 Must not import the node, Wayland or D-Bus code.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 from Xlib import X, Xatom, display, error
 from Xlib.ext import xfixes
-from Xlib.protocol import event, request
 
 from concierge.actors.clipboard.backend import BackendEvents
-from concierge.actors.clipboard.formats import advertised_targets, owner_types, pick_target
+from concierge.actors.clipboard.formats import owner_types, pick_target
 from concierge.actors.clipboard.images import ImageError, convert
+from concierge.actors.clipboard.x11_serve import SelectionServer, wid
 from concierge.actors.vdagent import Selection
 from concierge.errors import UnavailableError
 
@@ -38,7 +38,6 @@ SELECTION_ATOMS: dict[int, str] = {
 }
 FETCH_TIMEOUT_S = 10.0
 READ_WINDOW = 256 * 1024
-INCR_CHUNK = 256 * 1024 - 1024  # one ChangeProperty must fit a (non BIG-REQUESTS) request
 OWNER_MASK = (
     xfixes.XFixesSetSelectionOwnerNotifyMask
     | xfixes.XFixesSelectionWindowDestroyNotifyMask
@@ -60,17 +59,6 @@ class _Job:
     chunks: list[bytes] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Outgoing:
-    """An INCR transfer to a requestor, advanced on each PropertyDelete."""
-
-    window: Any
-    prop: int
-    ptype: int
-    data: bytes
-    offset: int = 0
-
-
 class X11Clipboard:
     """The X11 selection owner / watcher worker."""
 
@@ -86,7 +74,6 @@ class X11Clipboard:
             self.dpy.close()
             raise UnavailableError("X server lacks XFIXES (needed to see clipboard owners)")
         self.dpy.xfixes_query_version()
-        self.chunk = min(INCR_CHUNK, self.dpy.display.info.max_request_length * 4 - 1024)
         self.window = self.dpy.screen().root.create_window(
             -10,
             -10,
@@ -109,15 +96,11 @@ class X11Clipboard:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._running = False
         self._thread: threading.Thread | None = None
-        # client-owned selections: {sel: {target: (type to ask the client, type wanted)}}
-        self.owned: dict[int, dict[str, tuple[int, int]]] = {}
-        self.app_requests: dict[int, tuple[Any, int, int]] = {}  # token -> (request, have, want)
         self.offered: dict[int, list[str]] = {}  # guest owner's targets per selection
         self.jobs: dict[int, collections.deque[_Job]] = {
             s: collections.deque() for s in self.selections
         }
-        self.outgoing: dict[tuple[int, int], _Outgoing] = {}
-        self._next_token = 1 << 30
+        self.server = SelectionServer(self)
 
     # --- public, thread-safe ------------------------------------------------------------------
     def start(self, events: BackendEvents) -> None:
@@ -129,15 +112,15 @@ class X11Clipboard:
 
     def grab(self, selection: int, types: list[int]) -> None:
         """Own ``selection`` for the client."""
-        self._post(lambda: self._grab(selection, types))
+        self._post(lambda: self.server.grab(selection, types))
 
     def release(self, selection: int) -> None:
         """Give up a client-owned selection."""
-        self._post(lambda: self._release(selection))
+        self._post(lambda: self.server.release(selection))
 
     def provide(self, token: int, clip_type: int, data: bytes | None) -> None:
         """Answer a guest app's paste."""
-        self._post(lambda: self._provide(token, clip_type, data))
+        self._post(lambda: self.server.provide(token, clip_type, data))
 
     def fetch(self, selection: int, clip_type: int, token: int) -> None:
         """Convert the guest selection to ``clip_type``."""
@@ -225,110 +208,12 @@ class X11Clipboard:
             command()
 
     def _shutdown(self) -> None:
-        for sel in list(self.owned):
-            self._release(sel)
+        for sel in list(self.server.owned):
+            self.server.release(sel)
         self.dpy.flush()
         self._running = False
 
     # --- client-owned selections --------------------------------------------------------------
-    def _grab(self, selection: int, types: list[int]) -> None:
-        atom = self.sel_atom.get(selection)
-        if atom is None:
-            return
-        self._refuse_pending(selection)
-        self.owned[selection] = advertised_targets(types)
-        self.window.set_selection_owner(atom, X.CurrentTime)
-        if _wid(self.dpy.get_selection_owner(atom)) != self.window.id:
-            log.warning("could not own the selection", extra={"event": "clipboard.grab_failed"})
-            self.owned.pop(selection, None)
-
-    def _release(self, selection: int) -> None:
-        if self.owned.pop(selection, None) is None:
-            return
-        self._refuse_pending(selection)
-        atom = self.sel_atom[selection]
-        if _wid(self.dpy.get_selection_owner(atom)) == self.window.id:
-            request.SetSelectionOwner(
-                display=self.dpy.display, window=X.NONE, selection=atom, time=X.CurrentTime
-            )
-
-    def _refuse_pending(self, selection: int) -> None:
-        for token, (req, _, _) in list(self.app_requests.items()):
-            if self.sel_of_atom.get(req.selection) == selection:
-                del self.app_requests[token]
-                self._notify(req, X.NONE)
-
-    def _on_selection_request(self, req: Any) -> None:
-        selection = self.sel_of_atom.get(req.selection)
-        targets = self.owned.get(selection) if selection is not None else None
-        prop = req.property or req.target
-        target = self.atom_name(req.target)
-        if targets is None or selection is None:
-            self._notify(req, X.NONE)
-        elif target == "TARGETS":
-            atoms = [self.atom("TARGETS"), self.atom("TIMESTAMP")] + [self.atom(t) for t in targets]
-            req.requestor.change_property(prop, Xatom.ATOM, 32, atoms)
-            self._notify(req, prop)
-        elif target == "TIMESTAMP":
-            req.requestor.change_property(prop, Xatom.INTEGER, 32, [X.CurrentTime])
-            self._notify(req, prop)
-        elif target in targets:
-            have, want = targets[target]
-            self._next_token += 1
-            self.app_requests[self._next_token] = (req, have, want)
-            if self.events is not None:
-                self.events.app_request(selection, have, self._next_token)
-        else:
-            self._notify(req, X.NONE)
-
-    def _provide(self, token: int, clip_type: int, data: bytes | None) -> None:
-        entry = self.app_requests.pop(token, None)
-        if entry is None:
-            return
-        req, have, want = entry
-        if data is None or clip_type != have:
-            self._notify(req, X.NONE)
-            return
-        try:
-            data = convert(data, have, want)
-        except ImageError as err:
-            log.warning("image conversion failed: %s", err, extra={"event": "clipboard.convert"})
-            self._notify(req, X.NONE)
-            return
-        prop = req.property or req.target
-        target = self.atom_name(req.target)
-        ptype = self.atom("UTF8_STRING") if target == "TEXT" else req.target
-        if target == "STRING":
-            data = data.decode("utf-8", errors="replace").encode("latin-1", errors="replace")
-        if len(data) <= self.chunk:
-            req.requestor.change_property(prop, ptype, 8, data)
-        else:
-            req.requestor.change_attributes(event_mask=X.PropertyChangeMask)
-            req.requestor.change_property(prop, self.atom("INCR"), 32, [len(data)])
-            self.outgoing[(req.requestor.id, prop)] = _Outgoing(req.requestor, prop, ptype, data)
-        self._notify(req, prop)
-
-    def _notify(self, req: Any, prop: int) -> None:
-        reply = event.SelectionNotify(
-            time=req.time,
-            requestor=req.requestor,
-            selection=req.selection,
-            target=req.target,
-            property=prop,
-        )
-        req.requestor.send_event(reply, event_mask=0)
-
-    def _advance_outgoing(self, ev: Any) -> None:
-        out = self.outgoing.get((_wid(ev.window), ev.atom))
-        if out is None or ev.state != X.PropertyDelete:
-            return
-        chunk = out.data[out.offset : out.offset + self.chunk]
-        out.offset += len(chunk)
-        out.window.change_property(out.prop, out.ptype, 8, chunk)
-        if not chunk:  # the zero-length property ends the transfer
-            del self.outgoing[(out.window.id, out.prop)]
-            out.window.change_attributes(event_mask=X.NoEventMask)
-
     # --- guest-owned selections ---------------------------------------------------------------
     def _on_owner_change(self, ev: Any) -> None:
         selection = self.sel_of_atom.get(ev.selection)
@@ -342,9 +227,8 @@ class X11Clipboard:
             if job.token >= 0 and self.events is not None:
                 self.events.guest_data(job.token, job.want, None)
         self.jobs[selection].clear()
-        if selection in self.owned and owner != 0:
-            self.owned.pop(selection)  # another app replaced the client's data
-            self._refuse_pending(selection)
+        if owner != 0:
+            self.server.drop(selection)  # another app replaced the client's data
         if owner == 0:
             if self.events is not None:
                 self.events.guest_release(selection)
@@ -353,7 +237,7 @@ class X11Clipboard:
 
     def _fetch(self, selection: int, clip_type: int, token: int) -> None:
         picked = pick_target(clip_type, self.offered.get(selection, []))
-        if picked is None or selection in self.owned:
+        if picked is None or selection in self.server.owned:
             if self.events is not None:
                 self.events.guest_data(token, clip_type, None)
             return
@@ -419,7 +303,7 @@ class X11Clipboard:
 
     def _on_property(self, ev: Any) -> None:
         if _wid(ev.window) != self.window.id:
-            self._advance_outgoing(ev)
+            self.server.advance_outgoing(ev)
             return
         selection = next((s for s, p in self.prop.items() if p == ev.atom), None)
         if selection is None or ev.state != X.PropertyNewValue or not self.jobs[selection]:
@@ -470,19 +354,18 @@ class X11Clipboard:
         if isinstance(ev, xfixes.SelectionNotify):
             self._on_owner_change(ev)
         elif ev.type == X.SelectionRequest:
-            self._on_selection_request(ev)
+            self.server.on_selection_request(ev)
         elif ev.type == X.SelectionNotify:
             self._on_selection_notify(ev)
         elif ev.type == X.PropertyNotify:
             self._on_property(ev)
         elif ev.type == X.SelectionClear:
             selection = self.sel_of_atom.get(ev.atom)
-            if selection is not None and self.owned.pop(selection, None) is not None:
-                self._refuse_pending(selection)
+            if selection is not None:
+                self.server.drop(selection)
 
 
-def _wid(window: Any) -> int:
-    return int(getattr(window, "id", window) or 0)
+_wid = wid
 
 
 def _bytes(prop: Any) -> bytes:
