@@ -25,6 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stock_vdagent import StockHost
+
 from concierge.actors.node import Incoming
 from concierge.testing.context import FakeContext
 
@@ -153,50 +155,6 @@ class ConciergeHost:
 
     def close(self) -> None:
         self.ctx.close()
-
-
-class StockHost:
-    """The fake SPICE client of the stock spice-vdagentd + spice-vdagent."""
-
-    name = "stock"
-
-    def __init__(self, display: str) -> None:
-        from stock_vdagent import StockAgent
-
-        self.agent = StockAgent(display)
-
-    def mark(self) -> int:
-        return len(self.agent.log)
-
-    def grab(self) -> None:
-        from stock_vdagent import GRAB
-
-        self.agent.send(GRAB, bytes(4) + (1).to_bytes(4, "little"))
-
-    def answer(self, data: bytes | None) -> None:
-        self.agent.auto_answer = data
-
-    def request_time(self, mark: int) -> float:
-        from stock_vdagent import REQUEST
-
-        return self.agent.wait(REQUEST, mark)[0]
-
-    def grab_time(self, mark: int) -> float:
-        from stock_vdagent import GRAB
-
-        return self.agent.wait(GRAB, mark)[0]
-
-    def ask(self) -> tuple[float, float, bytes]:
-        from stock_vdagent import CLIPBOARD, REQUEST
-
-        mark = self.mark()
-        t0 = time.perf_counter()
-        self.agent.send(REQUEST, bytes(4) + (1).to_bytes(4, "little"))
-        t_data, payload = self.agent.wait(CLIPBOARD, mark)
-        return t0, t_data, payload[8:]
-
-    def close(self) -> None:
-        self.agent.close()
 
 
 def bench_clipboard(host: Any, display: str, reps: dict[int, int]) -> dict[str, list[float]]:

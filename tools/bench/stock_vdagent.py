@@ -160,3 +160,37 @@ class StockAgent:
                 elif line.startswith("Pss:"):
                     pss = int(line.split()[1]) / 1024
         return rss, pss
+
+
+class StockHost:
+    """The fake SPICE client of the stock spice-vdagentd + spice-vdagent."""
+
+    name = "stock"
+
+    def __init__(self, display: str) -> None:
+        self.agent = StockAgent(display)
+
+    def mark(self) -> int:
+        return len(self.agent.log)
+
+    def grab(self) -> None:
+        self.agent.send(GRAB, bytes(4) + (1).to_bytes(4, "little"))
+
+    def answer(self, data: bytes | None) -> None:
+        self.agent.auto_answer = data
+
+    def request_time(self, mark: int) -> float:
+        return self.agent.wait(REQUEST, mark)[0]
+
+    def grab_time(self, mark: int) -> float:
+        return self.agent.wait(GRAB, mark)[0]
+
+    def ask(self) -> tuple[float, float, bytes]:
+        mark = self.mark()
+        t0 = time.perf_counter()
+        self.agent.send(REQUEST, bytes(4) + (1).to_bytes(4, "little"))
+        t_data, payload = self.agent.wait(CLIPBOARD, mark)
+        return t0, t_data, payload[8:]
+
+    def close(self) -> None:
+        self.agent.close()
