@@ -214,3 +214,15 @@ def test_restart_reannounces_existing_owner(xvfb: str, session_ctx: Any) -> None
         assert grab["types"][0] == 1
     finally:
         owner.kill()
+
+
+def test_x_server_gone_makes_health_failing(session_ctx: Any, tmp_path: Any) -> None:
+    from conftest import _free_display, _start_x, _stop
+
+    require_binary("xclip", "xclip")
+    n = _free_display(175)
+    server = _start_x(["Xvfb", f":{n}", "-nolisten", "tcp"], n, tmp_path / "x.log")
+    ctx: RecordingContext = session_ctx("clipboard", {"backend": "x11", "x11_display": f":{n}"})
+    ctx.run_node(ClipboardNode)
+    _stop(server)
+    wait_until(lambda: ctx.health[0] == "failing", what="failing health after the X server died")

@@ -25,6 +25,9 @@ class BackendEvents(Protocol):
     def guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
         """The answer to :meth:`ClipboardBackend.fetch` (None: the owner gave nothing)."""
 
+    def lost(self, reason: str) -> None:
+        """The display server connection is gone (logout, crash): nothing works any more."""
+
 
 class ClipboardBackend(Protocol):
     """Commands to a backend; every method is thread-safe and returns at once."""

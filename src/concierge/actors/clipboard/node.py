@@ -97,6 +97,9 @@ class _Events:
     def guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
         self.node.ctx.call_soon(lambda: self.node.on_guest_data(token, clip_type, data))
 
+    def lost(self, reason: str) -> None:
+        self.node.ctx.call_soon(lambda: self.node.on_lost(reason))
+
 
 class ClipboardNode(Node):
     """Clipboard sharing between the SPICE client and the user's session."""
@@ -297,6 +300,12 @@ class ClipboardNode(Node):
             self._send_data(sel, clip_type, b"")
             return
         self._send_data(sel, clip_type, data)
+
+    def on_lost(self, reason: str) -> None:
+        """The backend's display connection died: report failing health (the supervisor
+        restarts us; a new connection re-announces the guest owner)."""
+        log.error("clipboard backend lost: %s", reason, extra={"event": "clipboard.lost"})
+        self.ctx.set_health("failing", f"clipboard backend lost: {reason}")
 
     # --- internals ----------------------------------------------------------------------------
     def _client_has(self, cap: Cap) -> bool:

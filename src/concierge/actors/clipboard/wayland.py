@@ -188,10 +188,9 @@ class WaylandClipboard:
                     self._write(fd)
                 self._expire()
             except WaylandError as err:
-                log.error(
-                    "wayland connection lost: %s", err, extra={"event": "clipboard.wl_closed"}
-                )
                 self._running = False
+                if self.events is not None:
+                    self.events.lost(f"wayland: {err}")
             except Exception:  # loop boundary: one bad event must not end clipboard sharing
                 log.exception("wayland clipboard worker error", extra={"event": "clipboard.wl_bug"})
 

@@ -163,13 +163,23 @@ class X11Clipboard:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"\0")
 
-    def _run(self) -> None:
+    def _watch_owners(self) -> None:
+        """Follow owner changes; a selection that already has an owner is announced now."""
         for sel, atom in self.sel_atom.items():
             self.dpy.xfixes_select_selection_input(self.window, atom, OWNER_MASK)
             owner = self.dpy.get_selection_owner(atom)
             if _wid(owner) not in (0, self.window.id):
                 self._queue_job(_Job(sel, "TARGETS"))
         self.dpy.flush()
+
+    def _run(self) -> None:
+        try:
+            self._watch_owners()
+        except error.ConnectionClosedError:
+            self._running = False
+            if self.events is not None:
+                self.events.lost("X connection closed")
+            return
         fd = self.dpy.fileno()
         while self._running:
             try:
@@ -187,8 +197,9 @@ class X11Clipboard:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
             except error.ConnectionClosedError:
-                log.error("X connection closed", extra={"event": "clipboard.x11_closed"})
                 self._running = False
+                if self.events is not None:
+                    self.events.lost("X connection closed")
             except error.XError as err:  # a vanished requestor window: log and carry on
                 log.info("X error: %s", err, extra={"event": "clipboard.x11_error"})
             except Exception:  # loop boundary: one bad event must not end clipboard sharing
