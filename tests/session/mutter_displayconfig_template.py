@@ -47,6 +47,7 @@ for lm in logical:
                 "Invalid mode", name="org.freedesktop.DBus.Error.InvalidArgs")
 self.cc_layout = [(int(lm[0]), int(lm[1]), float(lm[2]), int(lm[3]), bool(lm[4]),
                    [(str(c), str(m), {}) for c, m, _ in lm[5]]) for lm in logical]
+self.EmitSignal("org.gnome.Mutter.DisplayConfig", "MonitorsChanged", "", [])
 """
 
 

@@ -102,3 +102,45 @@ def test_mutter_refusal_is_an_error_reply(mutter_bus: str, session_ctx: Any) -> 
     reply = ctx.ask("spice.monitors_config", body)
     assert reply.ok and not reply.body["applied"]  # only two connectors
     assert sent(ctx, "reply")[-1] == {"type": 2, "error": 2}
+
+
+def test_mutter_layout_changed_by_someone_else_is_reported(
+    mutter_bus: str, session_ctx: Any
+) -> None:
+    ctx: FakeContext = session_ctx("display", {"backend": "mutter"})
+    node = ctx.run_node(DisplayNode)
+    wait_until(lambda: [b for d, t, b in ctx.casts if t == "input.geometry"], what="geometry")
+    watched = node._watched  # type: ignore[attr-defined]
+    assert watched is not None
+    subprocess.run(  # as the Settings panel or a hotplug would
+        [
+            "gdbus",
+            "call",
+            "--session",
+            "--dest",
+            "org.gnome.Mutter.DisplayConfig",
+            "--object-path",
+            "/org/gnome/Mutter/DisplayConfig",
+            "--method",
+            "org.gnome.Mutter.DisplayConfig.ApplyMonitorsConfig",
+            "2",
+            "1",
+            '[(0, 0, 1.0, 0, true, [("Meta-1", "1920x1080@60.000", @a{sv} {})])]',
+            "@a{sv} {}",
+        ],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, DBUS_SESSION_BUS_ADDRESS=mutter_bus),
+    )
+    expected = {
+        "monitors": [
+            {"x": 0, "y": 0, "width": 0, "height": 0},
+            {"x": 0, "y": 0, "width": 1920, "height": 1080},
+        ]
+    }
+
+    def reported() -> bool:
+        ctx.fire_fd(watched)  # the bridge's poll, by hand
+        return [b for d, t, b in ctx.casts if t == "input.geometry"][-1] == expected
+
+    wait_until(reported, what="geometry after MonitorsChanged")

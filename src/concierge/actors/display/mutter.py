@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from jeepney import DBusAddress, new_method_call
+from jeepney import DBusAddress, HeaderFields, MatchRule, message_bus, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
@@ -40,18 +40,48 @@ class MutterBackend:
         except (OSError, KeyError, DBusErrorResponse) as err:
             raise UnavailableError(f"Mutter DisplayConfig not reachable: {err}") from err
         self.method = method
+        self._watch: Any = None
 
     def close(self) -> None:
-        """Close the bus connection."""
+        """Close the bus connection(s)."""
         self.conn.close()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def watch_fd(self) -> int | None:
-        """No change watching over D-Bus yet: layouts are re-read after each apply only."""
-        return None
+        """A second bus connection subscribed to MonitorsChanged (a KMS hotplug resize, the
+        Settings panel, another client): readable when the layout may have changed."""
+        rule = MatchRule(
+            type="signal",
+            interface="org.gnome.Mutter.DisplayConfig",
+            member="MonitorsChanged",
+            path="/org/gnome/Mutter/DisplayConfig",
+        )
+        try:
+            watch: Any = open_dbus_connection(bus="SESSION")
+            unwrap_msg(watch.send_and_get_reply(message_bus.AddMatch(rule), timeout=TIMEOUT_S))
+        except (OSError, DBusErrorResponse) as err:
+            log.warning("cannot watch MonitorsChanged: %s", err, extra={"event": "display.watch"})
+            return None
+        self._watch = watch
+        return int(watch.sock.fileno())
 
     def drain_changes(self) -> bool:
-        """Nothing to drain (see :meth:`watch_fd`)."""
-        return False
+        """Read what is buffered (never blocks); True if MonitorsChanged arrived."""
+        changed = False
+        while self._watch is not None:
+            try:
+                msg = self._watch.receive(timeout=0)
+            except TimeoutError:
+                break
+            except OSError:  # the bus went away; the actor will see it on its next call
+                self._watch.close()
+                self._watch = None
+                break
+            if msg.header.fields.get(HeaderFields.member) == "MonitorsChanged":
+                changed = True
+        return changed
 
     def _call(self, member: str, signature: str | None = None, body: tuple[Any, ...] = ()) -> Any:
         msg = new_method_call(DISPLAY_CONFIG, member, signature, body)
