@@ -226,3 +226,24 @@ def test_x_server_gone_makes_health_failing(session_ctx: Any, tmp_path: Any) -> 
     ctx.run_node(ClipboardNode)
     _stop(server)
     wait_until(lambda: ctx.health[0] == "failing", what="failing health after the X server died")
+
+
+def test_pasting_app_dying_mid_transfer_does_not_wedge(clip: RecordingContext, xvfb: str) -> None:
+    data = b"d" * (1 << 20)
+    clip.tell("spice.clipboard_grab", {"selection": 0, "serial": 0, "types": [1]})
+    targets = ["xclip", "-d", xvfb, "-o", "-selection", "clipboard", "-t", "TARGETS"]
+    wait_until(
+        lambda: (
+            b"text/plain;charset=utf-8"
+            in subprocess.run(targets, capture_output=True, check=False).stdout
+        )
+    )
+    seen = len(sent(clip, "clipboard_request"))
+    doomed = paste(xvfb, "clipboard", "UTF8_STRING")
+    wait_until(lambda: len(sent(clip, "clipboard_request")) > seen)
+    doomed.kill()
+    doomed.communicate()
+    clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))  # INCR to a dead window
+    proc = paste(xvfb, "clipboard", "UTF8_STRING")
+    serve_paste(clip, 0, 1, data, seen + 1)
+    assert proc.communicate(timeout=30)[0] == data

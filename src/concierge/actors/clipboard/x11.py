@@ -101,6 +101,7 @@ class X11Clipboard:
             s: collections.deque() for s in self.selections
         }
         self.server = SelectionServer(self)
+        self.dpy.set_error_handler(self._on_x_error)
 
     # --- public, thread-safe ------------------------------------------------------------------
     def start(self, events: BackendEvents) -> None:
@@ -157,6 +158,13 @@ class X11Clipboard:
             self._names[atom] = name
             self._atoms.setdefault(name, atom)
         return name
+
+    def _on_x_error(self, err: Any, *_: Any) -> None:
+        """Errors of requests without replies (a requestor window that vanished mid-paste)."""
+        log.info("X error: %s", err, extra={"event": "clipboard.x11_error"})
+        bad = getattr(err, "resource_id", 0)
+        for key in [k for k in self.server.outgoing if k[0] == bad]:
+            del self.server.outgoing[key]
 
     def _post(self, command: Callable[[], None]) -> None:
         self._commands.put(command)
@@ -355,6 +363,7 @@ class X11Clipboard:
         return first
 
     def _expire_jobs(self) -> None:
+        self.server.expire()
         now = time.monotonic()
         for selection, pending in self.jobs.items():
             if pending and pending[0].deadline and pending[0].deadline < now:

@@ -8,6 +8,7 @@ Must not import the node, Wayland or D-Bus code.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from concierge.actors.clipboard.images import ImageError, convert
 log = logging.getLogger(__name__)
 
 INCR_CHUNK = 256 * 1024 - 1024  # one ChangeProperty must fit a (non BIG-REQUESTS) request
+STALL_S = 10.0  # an INCR requestor that reads nothing for this long is forgotten
 
 
 class XConnection(Protocol):
@@ -45,6 +47,7 @@ class Outgoing:
     ptype: int
     data: bytes
     offset: int = 0
+    deadline: float = 0.0
 
 
 class SelectionServer:
@@ -58,6 +61,14 @@ class SelectionServer:
         self.app_requests: dict[int, tuple[Any, int, int]] = {}  # token -> (request, have, want)
         self.outgoing: dict[tuple[int, int], Outgoing] = {}
         self._next_token = 1 << 30
+
+    def expire(self) -> None:
+        """Forget INCR transfers whose requestor stopped reading (exited, hung)."""
+        now = time.monotonic()
+        for key, out in list(self.outgoing.items()):
+            if out.deadline < now:
+                del self.outgoing[key]
+                log.info("INCR requestor stalled", extra={"event": "clipboard.incr_stalled"})
 
     def drop(self, selection: int) -> None:
         """Another X client owns ``selection`` now: forget ours and refuse waiting pastes."""
@@ -140,7 +151,9 @@ class SelectionServer:
         else:
             req.requestor.change_attributes(event_mask=X.PropertyChangeMask)
             req.requestor.change_property(prop, self.x.atom("INCR"), 32, [len(data)])
-            self.outgoing[(req.requestor.id, prop)] = Outgoing(req.requestor, prop, ptype, data)
+            self.outgoing[(req.requestor.id, prop)] = Outgoing(
+                req.requestor, prop, ptype, data, deadline=time.monotonic() + STALL_S
+            )
         self.notify(req, prop)
 
     def notify(self, req: Any, prop: int) -> None:
@@ -157,6 +170,7 @@ class SelectionServer:
         out = self.outgoing.get((wid(ev.window), ev.atom))
         if out is None or ev.state != X.PropertyDelete:
             return
+        out.deadline = time.monotonic() + STALL_S
         chunk = out.data[out.offset : out.offset + self.chunk]
         out.offset += len(chunk)
         out.window.change_property(out.prop, out.ptype, 8, chunk)
