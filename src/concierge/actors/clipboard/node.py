@@ -95,7 +95,9 @@ class _Events:
         self.node.ctx.call_soon(lambda: self.node.on_app_request(selection, clip_type, token))
 
     def guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
-        self.node.ctx.call_soon(lambda: self.node.on_guest_data(token, clip_type, data))
+        # no hop to the bridge: on_guest_data only pops a dict entry (atomic) and casts
+        # (thread-safe), and the answer is on the host's critical path
+        self.node.on_guest_data(token, clip_type, data)
 
     def lost(self, reason: str) -> None:
         self.node.ctx.call_soon(lambda: self.node.on_lost(reason))
@@ -280,7 +282,8 @@ class ClipboardNode(Node):
         send(self.ctx, "clipboard_request", {"selection": sel, "type": clip_type})
 
     def on_guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
-        """Data read from the guest owner for a client REQUEST."""
+        """Data read from the guest owner for a client REQUEST (any thread: it touches only
+        ``fetches``, with atomic dict operations, and thread-safe context methods)."""
         entry = self.fetches.pop(token, None)
         if entry is None:
             return
@@ -357,9 +360,7 @@ class ClipboardNode(Node):
             elif who == GUEST and send_release and self._may_send(sel):
                 send(self.ctx, "clipboard_release", {"selection": sel})
             self.serial[sel] = 0
-        for token, (sel, clip_type) in list(self.fetches.items()):
-            del self.fetches[token]
-            del sel, clip_type
+        self.fetches.clear()  # atomic: a backend thread may pop concurrently
 
     def _fail_pastes(self, sel: int) -> None:
         queue = self.pastes[sel]
