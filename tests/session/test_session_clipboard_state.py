@@ -108,6 +108,7 @@ def test_line_endings_follow_the_client(machine: Any) -> None:
     ctx, backend = machine
     ctx.tell("spice.announce_capabilities", {"request": 1, "caps": [BY_DEMAND | CRLF]})
     ctx.tell("spice.clipboard_grab", {"selection": 0, "types": [1]})
+    state(ctx)  # backends call app_request from their own thread, after the grab was handled
     backend.events.app_request(0, 1, 41)
     wait_until(lambda: sent(ctx, "clipboard_request"))
     ctx.tell("spice.clipboard", {"selection": 0, "type": 1, "data": b"a\r\nb\r\n\0"})
@@ -123,6 +124,7 @@ def test_line_endings_follow_the_client(machine: Any) -> None:
 def test_paste_timeout_and_mismatched_type(machine: Any) -> None:
     ctx, backend = machine
     ctx.tell("spice.clipboard_grab", {"selection": 0, "types": [1, 2]})
+    state(ctx)
     backend.events.app_request(0, 1, 50)
     wait_until(lambda: ("provide", 50, 1, None) in backend.commands, what="timed-out paste refused")
     backend.events.app_request(0, 1, 51)

@@ -92,7 +92,8 @@ class _Events:
         self.node.ctx.call_soon(lambda: self.node.on_guest_release(selection))
 
     def app_request(self, selection: int, clip_type: int, token: int) -> None:
-        self.node.ctx.call_soon(lambda: self.node.on_app_request(selection, clip_type, token))
+        # directly: the REQUEST to the host is on the paste's critical path (see on_app_request)
+        self.node.on_app_request(selection, clip_type, token)
 
     def guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
         # no hop to the bridge: on_guest_data only pops a dict entry (atomic) and casts
@@ -268,18 +269,24 @@ class ClipboardNode(Node):
                 send(self.ctx, "clipboard_release", {"selection": sel})
 
     def on_app_request(self, sel: int, clip_type: int, token: int) -> None:
-        """A guest app pastes from the client: ask the client for the data."""
+        """A guest app pastes from the client: ask the client for the data. Any thread: it
+        reads ``owner``/``active``, appends to a deque (both atomic), casts (thread-safe) and
+        arms the timeout on the bridge afterwards."""
         if self.backend is None:
             return
         if self.owner.get(sel) != CLIENT or not self.active:
             self.backend.provide(token, clip_type, None)
             return
         paste = _Paste(token, clip_type)
-        paste.timer = self.ctx.call_later(
-            self.settings.request_timeout_s, lambda: self._expire(sel, paste)
-        )
         self.pastes[sel].append(paste)
         send(self.ctx, "clipboard_request", {"selection": sel, "type": clip_type})
+        self.ctx.call_soon(lambda: self._arm(sel, paste))
+
+    def _arm(self, sel: int, paste: _Paste) -> None:
+        if paste in self.pastes[sel]:  # not answered yet
+            paste.timer = self.ctx.call_later(
+                self.settings.request_timeout_s, lambda: self._expire(sel, paste)
+            )
 
     def on_guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
         """Data read from the guest owner for a client REQUEST (any thread: it touches only
