@@ -156,3 +156,30 @@ def test_no_data_control_is_a_clear_unsupported(tmp_path: Path) -> None:
     assert WaylandClipboard.connect(str(path)) is None
     thread.join(timeout=5)
     listener.close()
+
+
+def test_wayland_guest_to_host_1mib_text(wclip: RecordingContext, sway: dict[str, str]) -> None:
+    data = os.urandom(1 << 19).hex().encode()
+    proc = subprocess.Popen(
+        ["wl-copy", "--foreground", "-t", "text/plain;charset=utf-8"],
+        env=wl_env(sway),
+        stdin=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(data)
+    proc.stdin.close()
+    try:
+        mark = len(sent_with_blobs(wclip, "clipboard"))
+        wait_until(
+            lambda: [
+                g for g in sent(wclip, "clipboard_grab") if g["selection"] == 0 and 1 in g["types"]
+            ]
+        )
+        wclip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
+        body, payload = wait_until(lambda: sent_with_blobs(wclip, "clipboard")[mark:], what="data")[
+            0
+        ]
+        assert body == {"selection": 0, "type": 1} and payload == data
+    finally:
+        proc.kill()
+        proc.wait()

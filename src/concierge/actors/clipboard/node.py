@@ -164,7 +164,7 @@ class ClipboardNode(Node):
             self.active = True
             self._announce_guest()
         elif kind == "clipboard.state":
-            pass
+            pass  # a query: answered below
         elif sel < 0 or self.backend is None:
             self.ctx.count("clipboard.ignored")
             if kind == "spice.clipboard_request":
