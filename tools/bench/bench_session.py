@@ -324,7 +324,7 @@ def host_main(display: str, ready: str, which: str = "all") -> None:
 
     import zmq  # noqa: F401  # the real runtime loads pyzmq too: count it
 
-    tmp = tempfile.mkdtemp(prefix="cc-bench-host-")
+    tmp = str(Path(ready).parent)  # the parent's temp dir: removed by the parent
     nodes: dict[str, tuple[str, dict[str, Any]]] = {
         "display": ("DisplayNode", {"backend": "x11", "x11_display": display}),
         "clipboard": ("ClipboardNode", {"backend": "x11", "x11_display": display}),
