@@ -241,7 +241,13 @@ def sway() -> Iterator[dict[str, str]]:
             timeout=20,
             what="sway socket",
         )
-        yield {"XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": sock.name, "socket": str(sock)}
+        ipc = wait_until(lambda: next(iter(runtime.glob("sway-ipc.*.sock")), None), what="sway IPC")
+        yield {
+            "XDG_RUNTIME_DIR": str(runtime),
+            "WAYLAND_DISPLAY": sock.name,
+            "socket": str(sock),
+            "SWAYSOCK": str(ipc),
+        }
     finally:
         _stop(proc)
         shutil.rmtree(runtime, ignore_errors=True)

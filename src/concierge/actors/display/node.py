@@ -52,6 +52,8 @@ def pick_backend(settings: DisplaySettings, env: Mapping[str, str]) -> LayoutBac
         desktop = env.get("XDG_CURRENT_DESKTOP", "").upper()
         if "GNOME" in desktop and env.get("DBUS_SESSION_BUS_ADDRESS"):
             choice = "mutter"
+        elif env.get("SWAYSOCK") or settings.sway_socket:
+            choice = "sway"
         elif env.get("WAYLAND_DISPLAY"):
             choice = "none"  # a RandR call on Xwayland changes nothing the compositor shows
         elif settings.x11_display or env.get("DISPLAY"):
@@ -70,6 +72,10 @@ def pick_backend(settings: DisplaySettings, env: Mapping[str, str]) -> LayoutBac
         from concierge.actors.display.mutter import MutterBackend  # noqa: PLC0415 - ditto D-Bus
 
         return MutterBackend(method=settings.mutter_method)
+    if choice == "sway":
+        from concierge.actors.display.sway import SwayBackend  # noqa: PLC0415 - sway only
+
+        return SwayBackend(settings.sway_socket or env.get("SWAYSOCK", ""))
     if choice == "none":
         return None
     raise ConfigError(f"unknown display backend {choice!r}", key="actors.display.settings.backend")

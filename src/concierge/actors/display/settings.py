@@ -8,8 +8,11 @@ import msgspec
 class DisplaySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which backend applies layouts, and where."""
 
-    #: "auto" (Mutter on GNOME Wayland, else X11 RandR, else none), "x11", "mutter", "none"
+    #: "auto" (Mutter on GNOME, sway IPC on sway, X11 RandR with $DISPLAY, else none),
+    #: "x11", "mutter", "sway", "none"
     backend: str = "auto"
+    #: sway IPC socket; empty = $SWAYSOCK
+    sway_socket: str = ""
     #: X display to use; empty = $DISPLAY
     x11_display: str = ""
     #: refresh rate of modes the actor creates (X11)
