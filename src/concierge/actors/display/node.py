@@ -1,7 +1,7 @@
 """DisplayNode: applies SPICE MONITORS_CONFIG in the user's session and reports the geometry.
 
-Backends: X11 RandR (python-xlib), GNOME Mutter DisplayConfig (jeepney), or none (an honest
-ERROR reply). Backend calls run in the ServiceNode actor thread, never on the bridge.
+Backends: X11 RandR (python-xlib), GNOME Mutter DisplayConfig (jeepney), sway IPC, or none
+(an honest ERROR reply). Backend calls run in the ServiceNode actor thread, never on the bridge.
 Must not import clipboard, effects or file-transfer code.
 """
 
