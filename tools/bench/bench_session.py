@@ -1,6 +1,6 @@
 """Session-actor benchmarks: clipboard latency both ways (1 KiB, 1 MiB) against real Xvfb +
 xclip, MONITORS_CONFIG -> REPLY and -> layout visible on Xorg + dummy, and the memory of one
-process hosting the four session nodes, next to the stock spice-vdagent (measured here when
+process hosting the five session nodes, next to the stock spice-vdagent (measured here when
 installed; latency anchors from docs/reference spice.md §3.4, same machine class).
 
 Run: ``PYTHONPATH=src .venv/bin/python tools/bench/bench_session.py`` (markdown on stdout).
@@ -330,6 +330,7 @@ def host_main(display: str, ready: str, which: str = "all") -> None:
         "clipboard": ("ClipboardNode", {"backend": "x11", "x11_display": display}),
         "effects": ("EffectsNode", {"journal": f"{tmp}/j.json"}),
         "filexfer": ("FileXferNode", {"directory": tmp}),
+        "audio": ("AudioNode", {}),
     }
     ctxs: dict[str, BenchContext] = {}
     for name, (cls, settings) in nodes.items():
@@ -467,7 +468,7 @@ def main() -> None:
         idle, worked = hosted_memory(f":{xvfb_n}", "all")
         separate = [
             hosted_memory(f":{xvfb_n}", name)[0]
-            for name in ("display", "clipboard", "effects", "filexfer")
+            for name in ("display", "clipboard", "effects", "filexfer", "audio")
         ]
     finally:
         stop(xvfb)
@@ -483,7 +484,7 @@ def main() -> None:
     ref = stock_mem[0] if stock_mem else (72.0, 45.0)
     after = stock_mem[1] if stock_mem else (77.0, 0.0)
     print(
-        f"| memory, idle (RSS / PSS): 4 session nodes in one process vs the GTK session agent | "
+        f"| memory, idle (RSS / PSS): 5 session nodes in one process vs the GTK session agent | "
         f"{idle[0]:.1f} / {idle[1]:.1f} MB | {ref[0]:.1f} / {ref[1]:.1f} MB | "
         f"{idle[0] / ref[0]:.2f}x / {idle[1] / ref[1]:.2f}x | 72 / 45 MB |"
     )
@@ -494,7 +495,7 @@ def main() -> None:
     )
     rss, pss = sum(m[0] for m in separate), sum(m[1] for m in separate)
     print(
-        f"| memory, idle: the 4 nodes as 4 processes (sum RSS / sum PSS) | {rss:.1f} / {pss:.1f} MB"
+        f"| memory, idle: the 5 nodes as 5 processes (sum RSS / sum PSS) | {rss:.1f} / {pss:.1f} MB"
         f" | {ref[0]:.1f} / {ref[1]:.1f} MB | {rss / ref[0]:.2f}x / {pss / ref[1]:.2f}x | - |"
     )
 
