@@ -157,18 +157,25 @@ class ConciergeHost:
         self.ctx.close()
 
 
-def bench_clipboard(host: Any, display: str, reps: dict[int, int]) -> dict[str, list[float]]:
-    """The same scenario for either host: client->app pastes, then app->client requests."""
-    out: dict[str, list[float]] = {}
-    try:
-        for size, count in reps.items():
-            data = (os.urandom(size).hex().encode())[:size]
-            label = "1 KiB" if size == 1024 else "1 MiB"
-            host.grab()
-            time.sleep(0.3)
-            host.answer(data)
-            agent_ms, e2e_ms = [], []
-            for _ in range(count):
+def bench_clipboard(
+    hosts: list[Any], display: str, reps: dict[int, int]
+) -> dict[str, dict[str, list[float]]]:
+    """The same scenario for every host, interleaved rep by rep (so machine load hits all
+    alike): client->app pastes (each host re-grabs before its paste), then app->client
+    requests against one xclip owner that every agent has seen."""
+    out: dict[str, dict[str, list[float]]] = {h.name: {} for h in hosts}
+
+    def add(host: Any, key: str, value: float) -> None:
+        out[host.name].setdefault(key, []).append(value)
+
+    for size, count in reps.items():
+        data = (os.urandom(size).hex().encode())[:size]
+        label = "1 KiB" if size == 1024 else "1 MiB"
+        for _ in range(count):
+            for host in hosts:
+                host.grab()
+                time.sleep(0.15)  # ownership settles (unmeasured)
+                host.answer(data)
                 mark = host.mark()
                 t0 = time.perf_counter()
                 proc = subprocess.Popen(
@@ -178,35 +185,42 @@ def bench_clipboard(host: Any, display: str, reps: dict[int, int]) -> dict[str, 
                 got = proc.communicate(timeout=30)[0]
                 t_end = time.perf_counter()
                 t_req = host.request_time(mark)
+                host.answer(None)
                 assert got == data, f"{host.name}: host->guest data mismatch"
-                agent_ms.append((t_end - t_req) * 1000)
-                e2e_ms.append((t_end - t0) * 1000)
-            host.answer(None)
-            out[f"host→app {label}: REQUEST → app has all data"] = agent_ms
-            out[f"host→app {label}: paste end-to-end (xclip spawn → EOF)"] = e2e_ms
-            mark = host.mark()
-            owner = subprocess.Popen(
-                ["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                add(host, f"host→app {label}: REQUEST → app has all data", (t_end - t_req) * 1000)
+                add(
+                    host,
+                    f"host→app {label}: paste end-to-end (xclip spawn → EOF)",
+                    (t_end - t0) * 1000,
+                )
+        marks = [host.mark() for host in hosts]
+        owner = subprocess.Popen(
+            ["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert owner.stdin is not None
+        t0 = time.perf_counter()
+        owner.stdin.write(data)
+        owner.stdin.close()
+        for host, mark in zip(hosts, marks, strict=True):
+            add(
+                host,
+                f"guest→host {label}: app owns (stdin closed) → GRAB at host",
+                (host.grab_time(mark) - t0) * 1000,
             )
-            assert owner.stdin is not None
-            t0 = time.perf_counter()
-            owner.stdin.write(data)
-            owner.stdin.close()
-            grab_ms = (host.grab_time(mark) - t0) * 1000
-            req_ms = []
-            for _ in range(count):
-                t0, t_data, payload = host.ask()
+        for _ in range(count):
+            for host in hosts:
+                t_ask, t_data, payload = host.ask()
                 assert payload == data, f"{host.name}: guest->host data mismatch"
-                req_ms.append((t_data - t0) * 1000)
-            out[f"guest→host {label}: REQUEST → CLIPBOARD data at host"] = req_ms
-            out[f"guest→host {label}: app owns (stdin closed) → GRAB at host"] = [grab_ms]
-            owner.kill()
-            owner.wait()
-    finally:
-        host.answer(None)
+                add(
+                    host,
+                    f"guest→host {label}: REQUEST → CLIPBOARD data at host",
+                    (t_data - t_ask) * 1000,
+                )
+        owner.kill()
+        owner.wait()
     return out
 
 
@@ -430,18 +444,22 @@ def main() -> None:
     stock: dict[str, list[float]] = {}
     stock_mem: tuple[tuple[float, float], tuple[float, float]] | None = None
     try:
+        hosts: list[Any] = [ConciergeHost(f":{xvfb_n}")]
         if shutil.which("spice-vdagentd") and shutil.which("spice-vdagent"):
-            stock_host = StockHost(f":{xvfb_n}")
-            try:
-                fresh = stock_host.agent.memory()
-                stock.update(bench_clipboard(stock_host, f":{xvfb_n}", reps))
+            hosts.append(StockHost(f":{xvfb_n}"))
+        try:
+            fresh = hosts[-1].agent.memory() if len(hosts) > 1 else None
+            results = bench_clipboard(hosts, f":{xvfb_n}", reps)
+            ours.update(results["concierge"])
+            if len(hosts) > 1:
+                stock.update(results["stock"])
                 stock["monitors config → REPLY at host"] = stock_reply_times(
-                    stock_host, args.display_reps
+                    hosts[1], args.display_reps
                 )
-                stock_mem = (fresh, stock_host.agent.memory())
-            finally:
-                stock_host.close()
-        ours.update(bench_clipboard(ConciergeHost(f":{xvfb_n}"), f":{xvfb_n}", reps))
+                stock_mem = (fresh, hosts[1].agent.memory())
+        finally:
+            for host in hosts:
+                host.close()
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
             # same Xorg + dummy config as the tests (the string lives in the tests' conftest)
             text = XORG_CONF.read_text()
