@@ -213,7 +213,9 @@ def bench_clipboard(
         for _ in range(count):
             for host in hosts:
                 t_ask, t_data, payload = host.ask()
-                assert payload == data, f"{host.name}: guest->host data mismatch"
+                if payload != data:  # counted and shown, not timed (seen once with the stock agent)
+                    add(host, f"guest→host {label}: answers with wrong data (count)", 1.0)
+                    continue
                 add(
                     host,
                     f"guest→host {label}: REQUEST → CLIPBOARD data at host",
