@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from session_helpers import wait_until
 
 from concierge.actors.audio.node import AudioNode, to_pulse
 from concierge.testing.context import FakeContext

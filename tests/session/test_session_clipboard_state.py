@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RecordingContext, sent, sent_with_blobs, wait_until
+from session_helpers import RecordingContext, sent, sent_with_blobs, wait_until
 
 import concierge.actors.clipboard.node as clipnode
 from concierge.actors.clipboard.backend import BackendEvents

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RecordingContext, sent, sent_with_blobs, wait_until
+from session_helpers import RecordingContext, sent, sent_with_blobs, wait_until
 
 from concierge.actors.clipboard.images import encode_png
 from concierge.actors.clipboard.node import ClipboardNode

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RecordingContext, sent, sent_with_blobs, wait_until
+from session_helpers import RecordingContext, sent, sent_with_blobs, wait_until
 
 from concierge.actors.clipboard.images import decode_png, encode_png, png_to_bmp
 from concierge.actors.clipboard.node import ClipboardNode
@@ -217,7 +217,7 @@ def test_restart_reannounces_existing_owner(xvfb: str, session_ctx: Any) -> None
 
 
 def test_x_server_gone_makes_health_failing(session_ctx: Any, tmp_path: Any) -> None:
-    from conftest import _free_display, _start_x, _stop
+    from session_helpers import _free_display, _start_x, _stop
 
     require_binary("xclip", "xclip")
     n = _free_display(175)

@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import sent, wait_until
+from session_helpers import sent, wait_until
 
 from concierge.actors.display.layout import LayoutError, parse_monitors_config
 from concierge.actors.display.node import DisplayNode

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sent, wait_until
+from session_helpers import sent, wait_until
 
 from concierge.actors.display.node import DisplayNode
 from concierge.testing.context import FakeContext

@@ -8,7 +8,7 @@ import re
 import subprocess
 from typing import Any
 
-from conftest import sent, wait_until
+from session_helpers import sent, wait_until
 
 from concierge.actors.display.node import DisplayNode
 from concierge.testing.context import FakeContext

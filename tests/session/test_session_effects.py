@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RecordingContext, wait_until
+from session_helpers import RecordingContext, wait_until
 
 from concierge.actors.effects.node import EffectsNode
 from concierge.testing.peers import require, require_binary

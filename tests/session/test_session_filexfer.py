@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sent, wait_until
+from session_helpers import sent, wait_until
 
 from concierge.actors.filexfer.names import UnsafeNameError, candidates, parse_keyfile, safe_name
 from concierge.actors.filexfer.node import FileXferNode

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_until
+from session_helpers import wait_until
 
 from concierge.testing.peers import require_binary
 

@@ -30,7 +30,7 @@ from stock_vdagent import StockHost
 from concierge.actors.node import Incoming
 from concierge.testing.context import FakeContext
 
-XORG_CONF = Path(__file__).resolve().parents[2] / "tests" / "session" / "conftest.py"
+XORG_CONF = Path(__file__).resolve().parents[2] / "tests" / "session" / "session_helpers.py"
 
 
 class BenchContext(FakeContext):
@@ -463,7 +463,7 @@ def main() -> None:
             for host in hosts:
                 host.close()
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
-            # same Xorg + dummy config as the tests (the string lives in the tests' conftest)
+            # the tests' Xorg + dummy config (tests/session/session_helpers.py)
             text = XORG_CONF.read_text()
             conf = text.split('XORG_DUMMY_CONF = """', 1)[1].split('"""', 1)[0]
             Path(tmp, "xorg.conf").write_text(conf)
