@@ -100,10 +100,11 @@ def p50(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], unit: str = "ms") -> str:
     ordered = sorted(values)
     return (
-        f"p50 {p50(values):.2f} ms (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, n={len(values)})"
+        f"p50 {p50(values):.2f} {unit} (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, "
+        f"n={len(values)})"
     )
 
 
@@ -396,6 +397,72 @@ def hosted_memory(display: str, which: str) -> tuple[tuple[float, float], tuple[
             child.wait()
 
 
+XFER_MIB = 8
+XFER_ROW = (
+    "file transfer 8 MiB in 64 KiB DATA → SUCCESS "
+    "(MB/s, higher is better; ours without port or IPC hop)"
+)
+
+
+def xfer_ours(count: int) -> list[float]:
+    """8 MiB in 64 KiB FILE_XFER_DATA messages -> SUCCESS, MB/s (FileXferNode in-process)."""
+    from concierge.actors.filexfer.node import FileXferNode
+
+    rates = []
+    chunk = os.urandom(64 * 1024)
+    with tempfile.TemporaryDirectory(prefix="cc-bench-xfer-") as tmp:
+        ctx = BenchContext("filexfer", {"directory": tmp, "reserve_bytes": 0})
+        ctx.run_node(FileXferNode)
+        try:
+            for n in range(count):
+                size = XFER_MIB << 20
+                mark = len(ctx.log)
+                t0 = time.perf_counter()
+                ctx.deliver("spice.file_xfer_start", {"id": n, "name": f"f{n}.bin", "size": size})
+                ctx.wait_for("file_xfer_status", mark)
+                for _ in range(size // len(chunk)):
+                    ctx.deliver("spice.file_xfer_data", {"id": n, "size": len(chunk)}, (chunk,))
+                while True:
+                    _, status, _ = ctx.wait_for("file_xfer_status", mark + 1)
+                    if status["id"] == n:
+                        break
+                    mark += 1
+                assert status["result"] == 3, status
+                rates.append(size / (time.perf_counter() - t0) / 1e6)
+                os.unlink(os.path.join(tmp, f"f{n}.bin"))
+        finally:
+            ctx.close()
+    return rates
+
+
+def xfer_stock(host: StockHost, count: int) -> list[float]:
+    """The same transfer through the stock daemon + session agent (its save dir is a tmp dir)."""
+    import struct as st
+
+    from stock_vdagent import STATUS, XFER_DATA, XFER_START
+
+    rates = []
+    chunk = os.urandom(64 * 1024)
+    for n in range(count):
+        size = XFER_MIB << 20
+        keyfile = f"[vdagent-file-xfer]\nname=s{n}.bin\nsize={size}\n".encode() + b"\0"
+        mark = host.mark()
+        t0 = time.perf_counter()
+        host.agent.send(XFER_START, st.pack("<I", n + 100) + keyfile)
+        host.agent.wait(STATUS, mark)
+        for _ in range(size // len(chunk)):
+            host.agent.send(XFER_DATA, st.pack("<IQ", n + 100, len(chunk)) + chunk)
+        while True:
+            _, payload = host.agent.wait(STATUS, mark + 1)
+            result = st.unpack_from("<II", payload)
+            if result[1] != 0:
+                break
+            mark += 1
+        if result[1] == 3:
+            rates.append(size / (time.perf_counter() - t0) / 1e6)
+    return rates
+
+
 def stock_reply_times(host: StockHost, count: int) -> list[float]:
     """MONITORS_CONFIG -> REPLY for the stock daemon (it replies before applying)."""
     from stock_vdagent import MONITORS_CONFIG, REPLY
@@ -421,6 +488,7 @@ REFERENCE = {  # spice.md §3.4 / §2.4, stock agent on this machine class (quie
     "guest→host 1 KiB: app owns (stdin closed) → GRAB at host": "3.3 - 4.1 ms",
     "guest→host 1 MiB: app owns (stdin closed) → GRAB at host": "5.6 - 8.1 ms",
     "monitors config → REPLY at host": "0.7 - 1.4 ms (before applying)",
+    XFER_ROW: "74 - 97 MB/s",
     "monitors config → layout visible in `xrandr --query` (incl. spawn)": "30 - 35 ms",
 }
 
@@ -459,9 +527,11 @@ def main() -> None:
                     hosts[1], args.display_reps
                 )
                 stock_mem = (fresh, hosts[1].agent.memory())
+                stock[XFER_ROW] = xfer_stock(hosts[1], 3)
         finally:
             for host in hosts:
                 host.close()
+        ours[XFER_ROW] = xfer_ours(3)
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
             # the tests' Xorg + dummy config (tests/session/session_helpers.py)
             text = XORG_CONF.read_text()
@@ -496,9 +566,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, values in ours.items():
         theirs = stock.get(name)
+        unit = "MB/s" if "MB/s" in name else "ms"
         ratio = f"{p50(values) / p50(theirs):.2f}x" if theirs else "-"
         print(
-            f"| {name} | {fmt(values)} | {fmt(theirs) if theirs else '-'} | {ratio} | "
+            f"| {name} | {fmt(values, unit)} | {fmt(theirs, unit) if theirs else '-'} | {ratio} | "
             f"{REFERENCE.get(name, '-')} |"
         )
     ref = stock_mem[0] if stock_mem else (72.0, 45.0)
