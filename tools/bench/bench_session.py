@@ -211,6 +211,7 @@ def bench_clipboard(
                 f"guest→host {label}: app owns (stdin closed) → GRAB at host",
                 (host.grab_time(mark) - t0) * 1000,
             )
+        time.sleep(0.3)  # every agent has seen the final owner (the other agent owned it before)
         for _ in range(count):
             for host in hosts:
                 t_ask, t_data, payload = host.ask()
