@@ -198,9 +198,7 @@ class Node:
     def handle(self, msg: Incoming) -> None:
         """Deal with one delivery; the default refuses every type."""
         if msg.reply is not None:
-            msg.reply.error(
-                ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}"
-            )
+            msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}")
 
     def stop(self) -> None:
         """Release what :meth:`start` acquired; pykka actors are stopped by the runtime."""

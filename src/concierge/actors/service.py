@@ -112,9 +112,7 @@ class ServiceNode(Node):
         except Exception as err:  # loop boundary: a handler bug becomes INTERNAL, not a dead actor
             log.exception("handler %s crashed", msg.type, extra={"event": "handler.crash"})
             if msg.reply is not None:
-                msg.reply.error(
-                    ErrorCode.INTERNAL, f"internal error in {msg.type}: {type(err).__name__}"
-                )
+                msg.reply.error(ErrorCode.INTERNAL, f"internal error in {msg.type}: {type(err).__name__}")
             return
         finally:
             self.ctx.count(f"handled.{msg.type}")
