@@ -3,6 +3,7 @@
 Files are opened non-blocking (a FIFO never hangs a worker) and read in bounded chunks that are
 base64-encoded as they arrive, so a 48 MiB read never holds more than one chunk of raw bytes.
 A handle is used by one thread at a time (its own lock); the table has another.
+Writes are unbuffered (straight to the kernel), so guest-file-flush has nothing to push.
 Must not import pykka or zmq: this module is plain file handling, testable on its own.
 """
 
@@ -87,11 +88,10 @@ class HandleCounter:
 
 @dataclass(eq=False)
 class OpenFile:
-    """One guest-file handle: an fd plus the stdio flags qemu-ga's answers depend on."""
+    """One guest-file handle: its fd, the path it was opened with, and its lock."""
 
     fd: int
     path: str
-    eof: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -174,18 +174,20 @@ class FileTable:
             raise _generic(f"value '{want}' is invalid for argument count")
         parts: list[str] = []
         got = 0
+        eof = False
         with entry.lock:
             buf = bytearray(min(CHUNK, want))
             view = memoryview(buf)
-            # glibc's EOF is sticky: after a short read nothing is read until a seek
-            while got < want and not entry.eof:
+            # like fread on this glibc: every read tries again (a grown file yields more data)
+            # and eof means "this read ended short"; a zero-byte read never reports eof
+            while got < want and not eof:
                 size = min(CHUNK, want - got)
                 filled = 0
                 try:
                     while filled < size:
                         n = os.readv(entry.fd, [view[filled:size]])
                         if n == 0:
-                            entry.eof = True
+                            eof = True
                             break
                         filled += n
                 except BlockingIOError as err:
@@ -199,7 +201,7 @@ class FileTable:
                     got += filled
                 if size < 0 or filled % 3:  # short piece: must be the last one
                     break
-        return {"count": got, "buf-b64": "".join(parts), "eof": entry.eof}
+        return {"count": got, "buf-b64": "".join(parts), "eof": eof}
 
     def write(self, handle: int, data_b64: str, count: int | None) -> dict[str, object]:
         """Write the decoded buffer (or its first ``count`` bytes)."""
@@ -217,7 +219,6 @@ class FileTable:
             except OSError as err:
                 if done == 0 or not isinstance(err, BlockingIOError):
                     raise _oserror("failed to write to file", err) from err
-            entry.eof = False
         return {"count": done, "eof": False}
 
     def seek(self, handle: int, offset: int, whence: int | str) -> dict[str, object]:
@@ -238,7 +239,6 @@ class FileTable:
                 raise _oserror("failed to seek file", err) from err
             except OverflowError as err:
                 raise _generic("failed to seek file: Invalid argument") from err
-            entry.eof = False
         return {"position": position, "eof": False}
 
     def flush(self, handle: int) -> dict[str, object]:
