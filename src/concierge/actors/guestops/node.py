@@ -173,7 +173,7 @@ class GuestOpsNode(ServiceNode):
             pid = self.execs.spawn(
                 path, argv=argv, env=env, input_b64=data, capture=capture,
                 check=lambda real: self.policy.check_executable(msg.type, real))
-            rec.numbers["pid"] = pid
+            rec.numbers["child_pid"] = pid
             self.ctx.count("exec.spawned")
             return {"pid": pid}
 
@@ -183,7 +183,7 @@ class GuestOpsNode(ServiceNode):
         with audited("exec", QGA_COMMANDS[msg.type]) as rec:
             self._enter(msg)
             pid = _arg(msg.body, "pid", int)
-            rec.numbers["pid"] = pid
+            rec.numbers["child_pid"] = pid
             result = self.execs.status(pid)
             if result.get("exited"):
                 for key in ("exitcode", "signal"):

@@ -28,11 +28,14 @@ class Reactor:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._stopping = False
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the reactor thread soon (thread-safe)."""
+        """Run ``job`` on the reactor thread soon (thread-safe); dropped once stopped."""
+        if self._closed:
+            return
         self._jobs.put(job)
         with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is already pending
             os.write(self._wake_w, b"\0")
@@ -55,9 +58,16 @@ class Reactor:
         def halt() -> None:
             self._stopping = True
 
+        if self._closed:
+            return
         self.submit(halt)
-        if not self.in_thread():
-            self._thread.join(timeout=5)
+        if self.in_thread():
+            return
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _loop(self) -> None:
         while not self._stopping:
@@ -71,8 +81,6 @@ class Reactor:
                     log.exception("exec reactor callback failed",
                                   extra={"event": "guestops.exec.reactor_error"})
         self._sel.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
     def _drain(self) -> None:
         try:
