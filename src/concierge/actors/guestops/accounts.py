@@ -79,7 +79,16 @@ def lookup(username: str) -> pwd.struct_passwd:
         raise _bad(f"failed to lookup user '{username}': Success") from err
 
 
-def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False) -> Any:
+def interpreters(configured: str) -> list[str]:
+    """Pythons to try for the helper: it runs as the user, who may not reach a venv's python
+    (e.g. one under /root), so the system's python3 is the fallback (the helper is stdlib only)."""
+    found = [configured] if configured else [sys.executable]
+    found += [p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if p not in found]
+    return found
+
+
+def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False,
+             python: str = "") -> Any:
     """Run one authorized_keys operation as ``username`` in the helper child."""
     entry = lookup(username)
     check_keys(keys)
@@ -94,23 +103,29 @@ def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False) -> An
             "group": entry.pw_gid,
             "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid),
         }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _HELPER_SOURCE],
-            input=json.dumps(request).encode(),
-            capture_output=True,
-            close_fds=True,
-            timeout=HELPER_TIMEOUT_S,
-            check=False,
-            cwd="/",
-            env={"LC_ALL": "C.UTF-8"},
-            umask=0o077,
-            **switch,
-        )
-    except subprocess.TimeoutExpired as err:
-        raise ActorError(ErrorCode.TIMEOUT, "authorized_keys helper timed out") from err
-    except OSError as err:
-        raise ActorError(ErrorCode.UNAVAILABLE, f"cannot start helper: {err.strerror}") from err
+    proc = None
+    failure = ""
+    for interpreter in interpreters(python):
+        try:
+            proc = subprocess.run(
+                [interpreter, "-I", "-S", "-c", _HELPER_SOURCE],
+                input=json.dumps(request).encode(),
+                capture_output=True,
+                close_fds=True,
+                timeout=HELPER_TIMEOUT_S,
+                check=False,
+                cwd="/",
+                env={"LC_ALL": "C.UTF-8"},
+                umask=0o077,
+                **switch,
+            )
+            break
+        except subprocess.TimeoutExpired as err:
+            raise ActorError(ErrorCode.TIMEOUT, "authorized_keys helper timed out") from err
+        except OSError as err:  # not executable by this user: try the next interpreter
+            failure = f"{interpreter}: {err.strerror}"
+    if proc is None:
+        raise ActorError(ErrorCode.UNAVAILABLE, f"cannot start helper ({failure})")
     try:
         answer = json.loads(proc.stdout)
     except ValueError as err:

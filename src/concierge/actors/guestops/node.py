@@ -214,7 +214,7 @@ class GuestOpsNode(ServiceNode):
             reset = _arg(msg.body, "reset", bool, False) if op == "add" else False
             self.policy.check_user(msg.type, username)
             rec.numbers["keys"] = len(keys)
-            return accounts.ssh_keys(username, op, keys, reset)
+            return accounts.ssh_keys(username, op, keys, reset, self.settings.helper_python)
 
     @handler("ssh.get-keys", blocking=True)
     def ssh_get(self, msg: Incoming) -> Any:

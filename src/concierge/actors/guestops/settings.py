@@ -50,5 +50,7 @@ class GuestOpsSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_exec_records: int = 1024
     #: the password tool; ``-e`` is added for crypted passwords
     chpasswd: str = "chpasswd"
+    #: python for the authorized_keys helper run as the user ("" = ours, then /usr/bin/python3)
+    helper_python: str = ""
     #: worker threads for blocking operations (file I/O, helper processes)
     workers: int = 8

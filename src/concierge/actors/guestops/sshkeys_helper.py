@@ -65,7 +65,8 @@ def _read_lines(dir_fd: int | None, path: str) -> list[str] | None:
         data = handle.read(MAX_FILE + 1)
     if len(data) > MAX_FILE:
         raise FailureError(f"failed to read '{path}': file too large")
-    return data.decode("utf-8", "replace").split("\n")
+    text = data.decode("utf-8", "replace")
+    return text.split("\n") if text else []  # g_strsplit("") is empty, not [""]
 
 
 def _write_lines(dir_fd: int, path: str, lines: list[str]) -> None:
