@@ -194,3 +194,22 @@ def test_policy_paths_and_traversal(tmp_path: Path) -> None:
     records = [r for r in audit_lines() if r["command"] == "guest-file-open"]
     assert any(r["result"] == "denied" and r["target"] == str(secret) for r in records)
     assert all("duration_ms" in r and r["class"] == "files" for r in records)
+
+
+ODD_BASE64 = ["aG=sbG8=", "a", "ab", "abc", "YQ", "YQ=", "YQ===", "=YQ", "Y=Q=", "====",
+              "YWJj=ZGVm", "YW==YWJj", "////", "+/+/+w=="]
+
+
+def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,
+                                    tmp_path: Path) -> None:
+    for name, client in (("theirs", qga), ("mine", ours)):
+        path = tmp_path / name
+        results = []
+        for text in ODD_BASE64:
+            handle = client.cmd("guest-file-open", path=str(path), mode="w+")["return"]
+            results.append(client.cmd("guest-file-write", handle=handle, **{"buf-b64": text}))
+            client.cmd("guest-file-close", handle=handle)
+            results.append(path.read_bytes())
+        if name == "theirs":
+            expected = results
+    assert results == expected
