@@ -204,7 +204,7 @@ def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,
                                     tmp_path: Path) -> None:
     for name, client in (("theirs", qga), ("mine", ours)):
         path = tmp_path / name
-        results = []
+        results: list[Any] = []
         for text in ODD_BASE64:
             handle = client.cmd("guest-file-open", path=str(path), mode="w+")["return"]
             results.append(client.cmd("guest-file-write", handle=handle, **{"buf-b64": text}))

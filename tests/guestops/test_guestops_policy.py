@@ -106,9 +106,9 @@ def test_account_user_rules(tmp_path: Path) -> None:
 
 def test_bad_settings_are_a_config_error(tmp_path: Path) -> None:
     from concierge.errors import ConfigError
-    with pytest.raises(ConfigError, match="actors.guestops.settings"):
+    with pytest.raises(ConfigError, match=r"actors\.guestops\.settings"):
         make_ours(tmp_path / "state", files={"allow": "yes please"})
-    with pytest.raises(ConfigError, match="actors.guestops.settings"):
+    with pytest.raises(ConfigError, match=r"actors\.guestops\.settings"):
         make_ours(tmp_path / "state", restrictd=True)
 
 
