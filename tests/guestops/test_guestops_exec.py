@@ -156,6 +156,7 @@ def test_leftover_children_killed_on_restart(tmp_path: Path) -> None:
         assert ctx2.counters["exec.leftovers_killed"] == 1
     finally:
         ctx2.close()
+        node.execs._children.clear()  # type: ignore[attr-defined]  # reaped above by the test
         ctx.close()
     assert any(r["command"] == "guest-exec" and r["target"] == "sleep" and r.get("child_pid") == pid
                for r in audit_lines())
@@ -180,3 +181,26 @@ def test_stop_kills_running_children(tmp_path: Path) -> None:
     time.sleep(0.2)
     ctx.close()
     assert start_time(pid) is None  # killed and reaped at stop, not orphaned
+
+
+def test_records_kept_while_frozen(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ctx, client = make_ours(state)
+    try:
+        ctx.tell("lifecycle.frozen", {}, kind="evt")
+        time.sleep(0.1)
+        pid = client.cmd("guest-exec", path="true")["return"]["pid"]
+        assert wait_status(client, pid)["exited"]
+        ctx.tell("lifecycle.frozen", {}, kind="evt")  # a spawn flushed; freeze again
+        pid2 = client.cmd("guest-exec", path="true")["return"]["pid"]
+        ctx.tell("lifecycle.frozen", {}, kind="evt")
+        time.sleep(0.1)
+        assert wait_status(client, pid2)["exited"]
+        assert (state / "exec" / str(pid2)).exists()  # no disk write while frozen
+        ctx.tell("lifecycle.thawed", {}, kind="evt")
+        deadline = time.monotonic() + 10
+        while (state / "exec" / str(pid2)).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (state / "exec" / str(pid2)).exists()
+    finally:
+        ctx.close()

@@ -116,6 +116,8 @@ class ExecTable:
         self.max_records = max_records
         self._children: OrderedDict[int, Child] = OrderedDict()
         self._lock = threading.Lock()
+        self._frozen = False
+        self._held_unlinks: list[int] = []
         self._reactor = Reactor("guestops-exec")
 
     # --- restart hygiene ----------------------------------------------------------------------
@@ -212,7 +214,8 @@ class ExecTable:
         finally:
             for fd in child_fds:
                 os.close(fd)
-        self._record(pid)
+        self._record(pid)  # a spawn means the filesystems are writable: flush held removals
+        self._flush_unlinks()
         pidfd = os.pidfd_open(pid)
         child = Child(pid=pid, pidfd=pidfd)
         if out_r >= 0:
@@ -227,6 +230,26 @@ class ExecTable:
             self._trim()
         self._reactor.submit(lambda: self._watch(child))
         return pid
+
+    def set_frozen(self, frozen: bool) -> None:
+        """While filesystems are frozen, record removals wait (a write would block the reactor)."""
+        with self._lock:
+            self._frozen = frozen
+        if not frozen:
+            self._flush_unlinks()
+
+    def _flush_unlinks(self) -> None:
+        with self._lock:
+            held, self._held_unlinks = self._held_unlinks, []
+        for pid in held:
+            (self._records / str(pid)).unlink(missing_ok=True)
+
+    def _forget_record(self, pid: int) -> None:
+        with self._lock:
+            if self._frozen:
+                self._held_unlinks.append(pid)
+                return
+        (self._records / str(pid)).unlink(missing_ok=True)
 
     def _record(self, pid: int) -> None:
         started = start_time(pid) or "0"
@@ -306,7 +329,7 @@ class ExecTable:
             return
         self._reactor.remove(child.pidfd)
         os.close(child.pidfd)
-        (self._records / str(child.pid)).unlink(missing_ok=True)
+        self._forget_record(child.pid)
         with self._lock:
             child.status = status
 

@@ -78,6 +78,22 @@ class GuestOpsNode(ServiceNode):
                      extra={"event": "guestops.restricted"})
         self.ctx.set_health("ok")
 
+    def on_start(self) -> None:
+        """Follow freeze/thaw so no exec record is removed while filesystems are frozen."""
+        self.ctx.subscribe("lifecycle.")
+
+    @handler("lifecycle.frozen")
+    def on_frozen(self, msg: Incoming) -> None:
+        """lifecycle published a freeze (the QGA front-end refuses our commands meanwhile)."""
+        del msg
+        self.execs.set_frozen(True)
+
+    @handler("lifecycle.thawed")
+    def on_thawed(self, msg: Incoming) -> None:
+        """Filesystems are writable again: flush the held record removals."""
+        del msg
+        self.execs.set_frozen(False)
+
     def on_stop(self) -> None:
         """Kill unfinished exec children (recorded, never silently orphaned) and close files."""
         self.execs.close()
