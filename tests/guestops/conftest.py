@@ -97,7 +97,12 @@ def qga(tmp_path: Path) -> Iterator[QgaSocketClient]:
     """The real qemu-ga (skips on a laptop, fails in CI when absent)."""
     require(os.geteuid() == 0, "qemu-ga differential tests need root")
     proc, sock = start_qemu_ga(tmp_path)
-    client = QgaSocketClient(sock)
+    try:
+        client = QgaSocketClient(sock)
+    except OSError:
+        proc.kill()
+        proc.wait()
+        raise
     yield client
     client.close()
     proc.terminate()

@@ -213,3 +213,20 @@ def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,
         if name == "theirs":
             expected = results
     assert results == expected
+
+
+def test_concurrent_big_reads_share_a_budget(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "d").write_bytes(data)
+    ctx, client = make_ours(tmp_path / "state", read_budget_bytes=1024 * 1024)
+    try:
+        handles = [client.cmd("guest-file-open", path=str(tmp_path / "d"))["return"]
+                   for _ in range(6)]
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(
+                lambda h: client.cmd("guest-file-read", handle=h, count=len(data)), handles))
+        # every read completes in full, one budget holder at a time
+        assert all(base64.b64decode(r["return"]["buf-b64"]) == data for r in replies)
+    finally:
+        ctx.close()

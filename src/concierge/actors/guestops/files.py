@@ -95,14 +95,38 @@ class OpenFile:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class ReadBudget:
+    """Caps the bytes all concurrent reads may hold, so 8 workers x 48 MiB cannot pile up."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._cond = threading.Condition()
+
+    def acquire(self, want: int) -> int:
+        """Wait until ``want`` bytes (capped at the total) are free; return what was taken."""
+        take = min(want, self.total)
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= take)
+            self._free -= take
+        return take
+
+    def release(self, taken: int) -> None:
+        """Give bytes back."""
+        with self._cond:
+            self._free += taken
+            self._cond.notify_all()
+
+
 class FileTable:
     """The open handles of this actor process."""
 
-    def __init__(self, state_dir: Path, *, max_read: int) -> None:
+    def __init__(self, state_dir: Path, *, max_read: int, read_budget: int = 0) -> None:
         self._counter = HandleCounter(state_dir)
         self._files: dict[int, OpenFile] = {}
         self._lock = threading.Lock()
         self.max_read = max_read
+        self._budget = ReadBudget(read_budget or max_read)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -172,6 +196,13 @@ class FileTable:
         want = DEFAULT_READ if count is None else count
         if want < 0 or want > self.max_read:
             raise _generic(f"value '{want}' is invalid for argument count")
+        taken = self._budget.acquire(want)
+        try:
+            return self._read_locked(entry, want)
+        finally:
+            self._budget.release(taken)
+
+    def _read_locked(self, entry: OpenFile, want: int) -> dict[str, object]:
         parts: list[str] = []
         got = 0
         eof = False

@@ -67,7 +67,8 @@ class GuestOpsNode(ServiceNode):
                               key=f"actors.{self.ctx.actor_id}.settings.state_dir") from err
         self.worker_threads = max(1, self.settings.workers)
         self.policy = Policy(self.settings)
-        self.files = FileTable(state_dir, max_read=self.settings.max_read_bytes)
+        self.files = FileTable(state_dir, max_read=self.settings.max_read_bytes,
+                               read_budget=self.settings.read_budget_bytes)
         self.execs = ExecTable(state_dir, max_output=self.settings.max_output_bytes,
                                max_records=self.settings.max_exec_records)
         killed = self.execs.kill_leftovers()

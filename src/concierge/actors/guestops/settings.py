@@ -46,6 +46,8 @@ class GuestOpsSettings(msgspec.Struct, forbid_unknown_fields=True):
     #: qemu-ga's limits: 48 MiB per guest-file-read, 16 MiB captured per exec stream
     max_read_bytes: int = 48 * 1024 * 1024
     max_output_bytes: int = 16 * 1024 * 1024
+    #: bytes all concurrent guest-file-reads may hold at once (bounds the actor's memory)
+    read_budget_bytes: int = 64 * 1024 * 1024
     #: exited-but-never-queried exec records kept at most (oldest forgotten first)
     max_exec_records: int = 1024
     #: the password tool; ``-e`` is added for crypted passwords
