@@ -107,9 +107,10 @@ def qga(tmp_path: Path) -> Iterator[QgaSocketClient]:
     client.close()
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
-        # seen once: the stock agent (not ours) did not exit on SIGTERM; not what we test here
+        # seen now and then after guest-exec: qemu-ga 7.2 has SIGTERM blocked (SigBlk) and stays up;
+        # a quirk of the stock agent, not what these tests are about
         wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
         proc.kill()
         proc.wait()

@@ -63,6 +63,17 @@ def test_exec_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
                                            "desc": "Invalid parameter 'pid'"}}
 
 
+def test_default_output_limit_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
+    case = {"path": "sh", "arg": ["-c", "head -c 17000000 /dev/zero; echo e >&2"],
+            "capture-output": True}
+    results = []
+    for client in (qga, ours):
+        status = wait_status(client, client.cmd("guest-exec", **case)["return"]["pid"])
+        results.append((len(base64.b64decode(status["out-data"])), status["out-truncated"],
+                        status["err-data"], status["err-truncated"], status["exitcode"]))
+    assert results[0] == results[1] == (16 * 1024 * 1024, True, "ZQo=", False, 0)
+
+
 def test_exec_errors_match_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
     for case in ({"path": "/nonexistent/prog"}, {"path": "no-such-command-xyz"},
                  {"path": "/tmp"}, {"path": "sh", "input-data": "!!"}):

@@ -121,6 +121,10 @@ def test_bad_bodies_answer_clearly(tmp_path: Path) -> None:
         assert ours.cmd("guest-exec", path="true", arg=[1])["error"]["desc"] == (
             "Invalid parameter type for 'arg', expected: array")
         assert ctx.ask("file.open", ["not", "a", "dict"]).message == "arguments must be an object"
+        for command, args in (("guest-file-open", {"path": "/etc/passwd\0.txt"}),
+                              ("guest-exec", {"path": "true", "arg": ["a\0b"]}),
+                              ("guest-ssh-get-authorized-keys", {"username": "root\0x"})):
+            assert "NUL" in ours.cmd(command, **args)["error"]["desc"], command
         # and the actor keeps answering
         assert ours.cmd("guest-exec-status", pid=1)["error"]["desc"] == "Invalid parameter 'pid'"
     finally:

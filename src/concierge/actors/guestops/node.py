@@ -47,6 +47,10 @@ def _arg(body: Any, name: str, kind: type, default: Any = ..., *, also: type | N
     if not ok:
         raise ActorError(ErrorCode.BAD_REQUEST,
                          f"Invalid parameter type for '{name}', expected: {_TYPE_NAMES[kind]}")
+    # C strings end at NUL: qemu-ga would silently act on a shorter path, user or argument
+    if (isinstance(value, str) and "\0" in value) or (
+            isinstance(value, list) and any("\0" in item for item in value)):
+        raise ActorError(ErrorCode.BAD_REQUEST, f"Parameter '{name}' contains a NUL character")
     return value
 
 
