@@ -49,8 +49,11 @@ CASES: list[dict[str, Any]] = [
 ]
 
 
-def test_exec_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
-    for case in CASES:
+def test_exec_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient, tmp_path: Path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo from a script without shebang: $0 $1\n")
+    script.chmod(0o755)
+    for case in [*CASES, {"path": str(script), "arg": ["x"], "capture-output": True}]:
         results = []
         for client in (qga, ours):
             reply = client.cmd("guest-exec", **case)

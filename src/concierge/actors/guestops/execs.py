@@ -193,20 +193,23 @@ class ExecTable:
                 child_fds.append(err_w)
             if capture == "merged":
                 err_w = out_w
+            actions = [
+                (os.POSIX_SPAWN_DUP2, stdin_r, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ]
             try:
-                pid = os.posix_spawn(
-                    executable,
-                    [path, *argv],
-                    environment,
-                    file_actions=[
-                        (os.POSIX_SPAWN_DUP2, stdin_r, 0),
-                        (os.POSIX_SPAWN_DUP2, out_w, 1),
-                        (os.POSIX_SPAWN_DUP2, err_w, 2),
-                    ],
-                    setpgroup=0,
-                    setsigdef=_RESET_SIGNALS,
-                    setsigmask=(),
-                )
+                try:
+                    pid = os.posix_spawn(executable, [path, *argv], environment,
+                                         file_actions=actions, setpgroup=0,
+                                         setsigdef=_RESET_SIGNALS, setsigmask=())
+                except OSError as err:
+                    if err.errno != errno.ENOEXEC:
+                        raise
+                    # like glib (and execvp): a script without "#!" is run by /bin/sh
+                    pid = os.posix_spawn("/bin/sh", ["/bin/sh", executable, *argv], environment,
+                                         file_actions=actions, setpgroup=0,
+                                         setsigdef=_RESET_SIGNALS, setsigmask=())
             except OSError as err:
                 for fd in parent_fds:
                     os.close(fd)
