@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,9 @@ def test_policy_paths_and_traversal(tmp_path: Path) -> None:
 
 ODD_BASE64 = ["aG=sbG8=", "a", "ab", "abc", "YQ", "YQ=", "YQ===", "=YQ", "Y=Q=", "====",
               "YWJj=ZGVm", "YW==YWJj", "////", "+/+/+w=="]
+_RNG = random.Random(20261130)
+ODD_BASE64 += ["".join(_RNG.choice("QWxy09+/=") for _ in range(_RNG.randrange(1, 14)))
+               for _ in range(150)]
 
 
 def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,

@@ -285,4 +285,10 @@ class FileTable:
             entries = list(self._files.values())
             self._files.clear()
         for entry in entries:
-            os.close(entry.fd)
+            # never close an fd under a running read (its number could be reused mid-read);
+            # one still busy after a second is left to the process exit
+            if entry.lock.acquire(timeout=1.0):
+                try:
+                    os.close(entry.fd)
+                finally:
+                    entry.lock.release()
