@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import signal
 import time
@@ -218,3 +220,80 @@ def test_records_kept_while_frozen(tmp_path: Path) -> None:
         assert not (state / "exec" / str(pid2)).exists()
     finally:
         ctx.close()
+
+
+_SERVE = """
+import json, socket, sys
+from concierge.actors.guestops.node import GuestOpsNode
+from concierge.testing.context import FakeContext
+ctx = FakeContext("guestops", {"state_dir": sys.argv[2]})
+ctx.run_node(GuestOpsNode)
+srv = socket.socket(socket.AF_UNIX); srv.bind(sys.argv[1]); srv.listen(1)
+conn, _ = srv.accept()
+for line in conn.makefile("rb"):
+    req = json.loads(line)
+    reply = ctx.ask(req["type"], req["body"])
+    conn.sendall(json.dumps(reply.body).encode() + b"\\n")
+"""
+
+
+def test_children_of_a_crashed_actor_are_killed_on_restart(tmp_path: Path) -> None:
+    import ctypes
+    import subprocess
+    import sys
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER: orphans come to us
+    state = tmp_path / "state"
+    sock = str(tmp_path / "s.sock")
+    actor = subprocess.Popen([sys.executable, "-c", _SERVE, sock, str(state)],
+                             env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "src")})
+    try:
+        import socket
+        conn = socket.socket(socket.AF_UNIX)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn.connect(sock)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        conn.sendall(json.dumps({"type": "exec.start", "body": {
+            "path": "sh", "arg": ["-c", "sleep 300 & sleep 300"]}}).encode() + b"\n")
+        pid = json.loads(conn.makefile("rb").readline())["pid"]
+        time.sleep(0.2)
+        actor.kill()  # a crash: no stop(), nothing cleaned up
+        actor.wait()
+        conn.close()
+        assert start_time(pid) is not None  # the child tree outlived the actor
+        ctx, _ = make_ours(state)
+        ctx.close()
+        deadline = time.monotonic() + 10
+        reaped: set[int] = set()
+        while time.monotonic() < deadline and pid not in reaped:
+            try:
+                waited, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if waited:
+                reaped.add(waited)
+            else:
+                time.sleep(0.02)
+        assert pid in reaped  # killed by the restarted actor
+        assert not (state / "exec" / str(pid)).exists()
+        group_gone = False
+        while time.monotonic() < deadline and not group_gone:  # the background sleep too
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(-1, os.WNOHANG)
+            try:
+                os.killpg(pid, 0)
+                time.sleep(0.02)
+            except ProcessLookupError:
+                group_gone = True
+        assert group_gone
+    finally:
+        libc.prctl(36, 0, 0, 0, 0)
+        if actor.poll() is None:
+            actor.kill()
+            actor.wait()
