@@ -220,9 +220,9 @@ class GuestOpsNode(ServiceNode):
             self._enter(msg)
             username = _arg(msg.body, "username", str)
             rec.target = username
+            self.policy.check_user(msg.type, username)
             password = accounts.decode_password(_arg(msg.body, "password", str))
             crypted = _arg(msg.body, "crypted", bool)
-            self.policy.check_user(msg.type, username)
             accounts.set_password(username, password, crypted, self.settings.chpasswd)
             return {}
 
@@ -231,9 +231,9 @@ class GuestOpsNode(ServiceNode):
             self._enter(msg)
             username = _arg(msg.body, "username", str)
             rec.target = username
+            self.policy.check_user(msg.type, username)
             keys = [] if op == "get" else _arg(msg.body, "keys", list)
             reset = _arg(msg.body, "reset", bool, False) if op == "add" else False
-            self.policy.check_user(msg.type, username)
             rec.numbers["keys"] = len(keys)
             return accounts.ssh_keys(username, op, keys, reset, self.settings.helper_python)
 
