@@ -211,14 +211,18 @@ class ExecTable:
                                          file_actions=actions, setpgroup=0,
                                          setsigdef=_RESET_SIGNALS, setsigmask=())
             except OSError as err:
-                for fd in parent_fds:
-                    os.close(fd)
                 raise _spawn_error(path, err.errno or errno.EIO) from err
+        except BaseException as err:
+            for fd in parent_fds:
+                os.close(fd)
+            if isinstance(err, OSError):  # pipe2 (EMFILE ...): a clear answer, not INTERNAL
+                raise _bad(f"Guest agent command failed, error was '{err.strerror}'") from err
+            raise
         finally:
             for fd in child_fds:
                 os.close(fd)
-        self._record(pid)  # a spawn means the filesystems are writable: flush held removals
-        self._flush_unlinks()
+        self._record(pid)
+        self.set_frozen(False)  # a spawn means the filesystems are writable (a lost thaw event)
         pidfd = os.pidfd_open(pid)
         child = Child(pid=pid, pidfd=pidfd)
         if out_r >= 0:
