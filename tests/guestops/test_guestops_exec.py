@@ -138,12 +138,19 @@ def test_hanging_child_does_not_block_others(ours: OurClient, tmp_path: Path) ->
     assert wait_status(ours, hung_pid) == {"exited": True, "signal": 9}
 
 
-def test_background_grandchild_keeps_exited_false(ours: OurClient) -> None:
-    pid = ours.cmd("guest-exec", path="sh", arg=["-c", "sleep 1 & echo bg"],
+def test_background_grandchild_keeps_exited_false(ours: OurClient, tmp_path: Path) -> None:
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    pid = ours.cmd("guest-exec", path="sh", arg=["-c", f"cat {fifo} & echo bg"],
                    **{"capture-output": True})["return"]["pid"]
-    time.sleep(0.3)
-    # like qemu-ga: exited only once the output pipes are closed too
+    deadline = time.monotonic() + 20
+    while start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the shell itself has exited and been reaped
+    assert start_time(pid) is None
+    # like qemu-ga: exited only once the output pipes are closed too (cat still holds stdout)
     assert ours.cmd("guest-exec-status", pid=pid) == {"return": {"exited": False}}
+    with open(fifo, "wb"):
+        pass
     status = wait_status(ours, pid)
     assert status["exitcode"] == 0
     assert base64.b64decode(status["out-data"]) == b"bg\n"
@@ -201,23 +208,20 @@ def test_stop_kills_running_children(tmp_path: Path) -> None:
 
 def test_records_kept_while_frozen(tmp_path: Path) -> None:
     state = tmp_path / "state"
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
     ctx, client = make_ours(state)
     try:
+        pid = client.cmd("guest-exec", path="cat", arg=[str(fifo)])["return"]["pid"]
         ctx.tell("lifecycle.frozen", {}, kind="evt")
-        time.sleep(0.1)
-        pid = client.cmd("guest-exec", path="true")["return"]["pid"]
-        assert wait_status(client, pid)["exited"]
-        ctx.tell("lifecycle.frozen", {}, kind="evt")  # a spawn flushed; freeze again
-        pid2 = client.cmd("guest-exec", path="true")["return"]["pid"]
-        ctx.tell("lifecycle.frozen", {}, kind="evt")
-        time.sleep(0.1)
-        assert wait_status(client, pid2)["exited"]
-        assert (state / "exec" / str(pid2)).exists()  # no disk write while frozen
+        ctx.ask("policy.get", {})  # same actor thread, in order: the freeze is now in effect
+        with open(fifo, "wb"):  # let the child finish while "frozen"
+            pass
+        assert wait_status(client, pid) == {"exited": True, "exitcode": 0}
+        assert (state / "exec" / str(pid)).exists()  # no disk write while frozen
         ctx.tell("lifecycle.thawed", {}, kind="evt")
-        deadline = time.monotonic() + 10
-        while (state / "exec" / str(pid2)).exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not (state / "exec" / str(pid2)).exists()
+        ctx.ask("policy.get", {})
+        assert not (state / "exec" / str(pid)).exists()
     finally:
         ctx.close()
 
