@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SECRETS, OurClient, QgaSocketClient, all_log_text, audit_lines, make_ours
+from guestops_harness import (
+    SECRETS,
+    OurClient,
+    QgaSocketClient,
+    all_log_text,
+    audit_lines,
+    make_ours,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OurClient, QgaSocketClient, audit_lines, make_ours
+from guestops_harness import OurClient, QgaSocketClient, audit_lines, make_ours
 
 from concierge.actors.guestops.execs import start_time
 

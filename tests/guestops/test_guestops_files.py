@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OurClient, QgaSocketClient, audit_lines, make_ours
+from guestops_harness import OurClient, QgaSocketClient, audit_lines, make_ours
 
 pytestmark = pytest.mark.peer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QgaSocketClient, audit_lines, make_ours, start_qemu_ga
+from guestops_harness import QgaSocketClient, audit_lines, make_ours, start_qemu_ga
 
 from concierge.actors.guestops.messages import QGA_COMMANDS
 
