@@ -78,10 +78,26 @@ class QgaFrontEnd:
             name for name, route in self.routes.items() if route.allowed_while_frozen
         }
         self._info_cache: dict[bool, str] = {}
-        self._ask_freeze_state()
         self.policy_enabled: dict[str, bool] = {
             spec.name: (not allow or spec.name in allow) and spec.name not in block for spec in argspec.COMMANDS
         }
+        self._ask_freeze_state()
+        self._ask_policy()
+
+    def _ask_policy(self) -> None:
+        """Learn which commands the guestops policy denies, so they are refused before their
+        arguments are checked and shown ``enabled: false`` in guest-info, as qemu-ga's -b does."""
+
+        def on_reply(reply: Reply) -> None:
+            if not reply.ok or not isinstance(reply.body, dict):
+                return
+            for name in reply.body.get("disabled", []):
+                if name in self.policy_enabled:
+                    self.policy_enabled[name] = False
+            self._info_cache.clear()
+
+        if any(route.actor == "guestops" for route in self.routes.values()):
+            self.ctx.request("guestops", "policy.get", {}, timeout_s=5.0, on_reply=on_reply)
 
     def _ask_freeze_state(self) -> None:
         """Learn whether filesystems are frozen already (the transport may restart mid-freeze)."""
@@ -339,7 +355,9 @@ class QgaFrontEnd:
                 desc = f"Command {name} timed out after {route.timeout_s:g} s"
             else:
                 desc = reply.message or str(reply.code)
-            return error_line("GenericError", desc, req_id, has_id)
+            # a policy denial looks exactly like a command disabled in qemu-ga (-b / --block-rpcs)
+            klass = "CommandNotFound" if reply.code == ErrorCode.FORBIDDEN else "GenericError"
+            return error_line(klass, desc, req_id, has_id)
         try:
             result = route.render(reply.body)
         except Exception as err:  # loop boundary: a bad answer becomes an error reply
