@@ -1,0 +1,449 @@
+"""SessionGatewayNode: per-uid endpoints for session processes, and routing to the active one.
+
+Runs as root (config id ``session``). Every socket is non-blocking and served on the bridge
+thread; logind round trips run on one worker thread and come back with ``call_soon``. Identity is
+the endpoint's uid plus SO_PEERCRED (never message content); PID reuse is caught by comparing
+/proc/PID's uid and start time with the credentials at connect time; a second agent for an
+already served session is refused. Policy lives in ``arbiter.py``, the wire in ``framing.py``.
+Must not import zmq.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pwd
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from concierge.actors.node import POLLIN, POLLOUT, Incoming, Node, NodeContext, TimerHandle
+from concierge.actors.session import arbiter, framing
+from concierge.actors.session.arbiter import Agent
+from concierge.actors.session.endpoints import Endpoint, open_endpoint, run_user_uids
+from concierge.actors.session.identity import Peer, peer_of, proc_uid, still_same_process
+from concierge.actors.session.logind import Logind, SessionInfo
+from concierge.actors.session.settings import GatewaySettings
+from concierge.errors import ConfigError, ProtocolError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+_CACHED = ("spice.announce_capabilities", "spice.graphics_device_info", "spice.monitors_config")
+_MAX_MONITORS = 64
+
+
+@dataclass(slots=True)
+class _Conn:
+    sock: socket.socket
+    peer: Peer
+    agent: Agent
+    reader: framing.FrameReader = field(default_factory=framing.FrameReader)
+    out: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+
+class SessionGatewayNode(Node):
+    """The ``session`` actor (root side of the per-user session split)."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        super().__init__(ctx)
+        self.settings = GatewaySettings()
+        self.endpoints: dict[int, Endpoint] = {}
+        self.conns: dict[int, _Conn] = {}
+        self.active: Agent | None = None
+        self.logind_ok = False
+        self.logind_active = ""
+        self.rejected = 0
+        self._cache: dict[str, tuple[Any, tuple[bytes, ...]]] = {}
+        self._guest_grabs: set[int] = set()
+        self._ready_sent: bool | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._logind: Logind | None = None
+        self._timer: TimerHandle | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Validate settings, open endpoints, start watching logind."""
+        try:
+            self.settings = msgspec.convert(dict(self.ctx.settings), GatewaySettings)
+        except msgspec.ValidationError as err:
+            raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-logind")
+        self._refresh_endpoints(set())
+        self._push_geometry()
+        self._tick()
+
+    def stop(self) -> None:
+        """Close every connection and endpoint."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for conn in list(self.conns.values()):
+            self._close(conn, "gateway stopping")
+        for ep in self.endpoints.values():
+            self.ctx.unwatch_fd(ep.sock.fileno())
+            ep.close()
+        self.endpoints.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _tick(self) -> None:
+        """Periodic: re-read logind (worker thread) and the user list."""
+        if self._pool is not None:
+            self._pool.submit(self._poll_logind)
+        self._timer = self.ctx.call_later(self.settings.poll_s, self._tick)
+
+    def _refresh_endpoints(self, extra: set[int]) -> None:
+        uids = set(self.settings.users) | extra
+        if self.settings.scan_run_user:
+            uids |= run_user_uids(self.settings.run_user_dir)
+        for uid in sorted(uids - set(self.endpoints)):
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                gid = uid
+            try:
+                ep = open_endpoint(self.ctx.runtime_dir, uid, gid)
+            except OSError as err:
+                log.warning(
+                    "no endpoint for uid %d: %s",
+                    uid,
+                    err,
+                    extra={"event": "session.endpoint_failed"},
+                )
+                continue
+            self.endpoints[uid] = ep
+            self.ctx.watch_fd(ep.sock.fileno(), functools.partial(self._accept, ep))
+            log.info("endpoint for uid %d", uid, extra={"event": "session.endpoint"})
+
+    # --- logind (worker thread) ------------------------------------------------------------------
+    def _logind_client(self) -> Logind | None:
+        if self._logind is None and self.settings.logind_bus:
+            try:
+                self._logind = Logind(self.settings.logind_bus)
+            except UnavailableError:
+                return None
+        return self._logind
+
+    def _poll_logind(self) -> None:
+        client = self._logind_client()
+        result: tuple[str, dict[str, SessionInfo], set[int]] | None = None
+        if client is not None:
+            try:
+                sessions = {s[0]: client.info(s[2]) for s in client.sessions()}
+                result = (client.active_session(), sessions, {s.uid for s in sessions.values()})
+            except UnavailableError as err:
+                log.info("logind unavailable: %s", err, extra={"event": "session.logind_down"})
+                self._logind = None
+        self.ctx.call_soon(lambda: self._apply_logind(result))
+
+    def _lookup(self, key: int, pid: int, uid: int) -> None:
+        client = self._logind_client()
+        info: SessionInfo | None = None
+        if client is not None:
+            try:
+                info = client.session_of(pid, uid)
+            except UnavailableError:
+                info = None
+        self.ctx.call_soon(lambda: self._on_session(key, info, client is not None))
+
+    # --- logind results (bridge) -----------------------------------------------------------------
+    def _apply_logind(self, result: tuple[str, dict[str, SessionInfo], set[int]] | None) -> None:
+        self.logind_ok = result is not None
+        extra: set[int] = set()
+        if result is not None:
+            self.logind_active, sessions, extra = result
+            for conn in self.conns.values():
+                info = sessions.get(conn.agent.session_id)
+                if info is not None:
+                    conn.agent.locked, conn.agent.session_class = info.locked, info.session_class
+        self._refresh_endpoints(extra)
+        self._rearbitrate()
+
+    # --- connections -----------------------------------------------------------------------------
+    def _accept(self, ep: Endpoint, revents: int = POLLIN) -> None:
+        del revents
+        while True:
+            try:
+                sock, _ = ep.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as err:
+                log.warning("accept failed: %s", err, extra={"event": "session.accept_failed"})
+                return
+            sock.setblocking(False)
+            peer = peer_of(sock)
+            agent = Agent(key=sock.fileno(), uid=peer.uid, pid=peer.pid, start_time=peer.start_time)
+            conn = _Conn(sock, peer, agent)
+            self.conns[agent.key] = conn
+            self.ctx.watch_fd(agent.key, functools.partial(self._io, conn))
+            if peer.uid not in (0, ep.uid):
+                self._reject(conn, f"uid {peer.uid} may not use the endpoint of uid {ep.uid}")
+            elif proc_uid(peer.pid) != peer.uid:
+                self._reject(conn, "connecting process changed or exited (PID reuse)")
+
+    def _readable(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        try:
+            data = conn.sock.recv(262144)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn, "agent disconnected")
+            return
+        try:
+            for type_, body, blobs in conn.reader.feed(data):
+                if not self._on_frame(conn, type_, body, blobs):
+                    return
+        except ProtocolError as err:
+            self._reject(conn, f"bad frame: {err}")
+
+    def _on_frame(self, conn: _Conn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> bool:
+        """Handle one frame; False once the connection is closed."""
+        self._frame(conn, type_, body, blobs)
+        return not conn.closed
+
+    def _frame(self, conn: _Conn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> None:
+        agent = conn.agent
+        if type_ == "hello":
+            if agent.ready or agent.session_id:
+                return
+            agent.session_id = "?"  # lookup in flight; a second hello is ignored
+            if self._pool is not None:
+                self._pool.submit(self._lookup, agent.key, agent.pid, agent.uid)
+            return
+        if not agent.ready:
+            self._reject(conn, f"{type_} before the welcome")
+        elif type_ == "geometry":
+            self._on_geometry(conn, body)
+        elif type_ == "spice.send":
+            self._on_agent_send(conn, body, blobs)
+        else:
+            self.ctx.count("session.unknown_frame")
+
+    def _on_session(self, key: int, info: SessionInfo | None, with_logind: bool) -> None:
+        conn = self.conns.get(key)
+        if conn is None or conn.closed:
+            return
+        agent = conn.agent
+        if not still_same_process(conn.peer):
+            self._reject(conn, "connecting process changed or exited (PID reuse)")
+            return
+        if info is not None:
+            if agent.uid not in (0, info.uid):
+                self._reject(conn, "the process's session belongs to another user")
+                return
+            agent.session_id, agent.session_class, agent.locked = (
+                info.id,
+                info.session_class,
+                info.locked,
+            )
+        else:
+            # No logind, or a process outside any session: one session per uid.
+            agent.session_id = "" if with_logind else f"uid-{agent.uid}"
+        if agent.session_id and (other := arbiter.duplicate_of(self._agents(), agent)) is not None:
+            self._reject(conn, f"session {agent.session_id} already has an agent (pid {other.pid})")
+            return
+        agent.ready = True
+        self.logind_ok = with_logind
+        log.info(
+            "agent pid %d uid %d session %s",
+            agent.pid,
+            agent.uid,
+            agent.session_id,
+            extra={"event": "session.agent_attached"},
+        )
+        self._send(
+            conn,
+            "welcome",
+            {
+                "uid": agent.uid,
+                "pid": agent.pid,
+                "session_id": agent.session_id,
+                "session_class": agent.session_class,
+                "active": False,
+                "file_xfer": False,
+            },
+        )
+        self._rearbitrate()
+
+    def _on_geometry(self, conn: _Conn, body: Any) -> None:
+        try:
+            monitors = [
+                {k: int(m[k]) for k in ("x", "y", "width", "height", "display_id")}
+                for m in body["monitors"][:_MAX_MONITORS]
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.ctx.count("session.bad_geometry")
+            return
+        conn.agent.monitors = monitors
+        if conn.agent is self.active:
+            self._push_geometry()
+
+    def _on_agent_send(self, conn: _Conn, body: Any, blobs: tuple[bytes, ...]) -> None:
+        if conn.agent is not self.active or not isinstance(body, dict):
+            self.ctx.count("session.inactive_send")
+            return
+        kind, inner = body.get("type"), body.get("body")
+        if isinstance(inner, dict) and kind in ("clipboard_grab", "clipboard_release"):
+            sel = int(inner.get("selection", 0))
+            (self._guest_grabs.add if kind == "clipboard_grab" else self._guest_grabs.discard)(sel)
+        self.ctx.cast(self.settings.transport_actor, "spice.send", body, blobs=blobs)
+
+    def _send(
+        self, conn: _Conn, type_: str, body: Any = None, blobs: tuple[bytes, ...] = ()
+    ) -> None:
+        if conn.closed:
+            return
+        had_backlog = bool(conn.out)
+        conn.out += framing.encode(type_, body, blobs)
+        if not had_backlog:
+            self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        try:
+            while conn.out:
+                sent = conn.sock.send(conn.out)
+                del conn.out[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(conn, "agent write failed")
+            return
+        fd = conn.agent.key
+        self.ctx.unwatch_fd(fd)
+        events = POLLIN | POLLOUT if conn.out else POLLIN
+        self.ctx.watch_fd(fd, functools.partial(self._io, conn), events)
+
+    def _io(self, conn: _Conn, revents: int) -> None:
+        if revents & POLLOUT and conn.out:
+            self._flush(conn)
+        if revents & ~POLLOUT:
+            self._readable(conn)
+
+    def _reject(self, conn: _Conn, reason: str) -> None:
+        self.rejected += 1
+        self.ctx.count("session.rejected")
+        log.warning(
+            "rejected agent pid %d uid %d: %s",
+            conn.peer.pid,
+            conn.peer.uid,
+            reason,
+            extra={"event": "session.rejected"},
+        )
+        conn.out.clear()
+        self._send(conn, "reject", {"reason": reason})
+        self._close(conn, reason)
+
+    def _close(self, conn: _Conn, reason: str) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.ctx.unwatch_fd(conn.agent.key)
+        self.conns.pop(conn.agent.key, None)
+        conn.sock.close()
+        if conn.agent.ready:
+            log.info(
+                "agent pid %d gone: %s",
+                conn.peer.pid,
+                reason,
+                extra={"event": "session.agent_detached"},
+            )
+            self._rearbitrate()
+
+    def _agents(self) -> list[Agent]:
+        return [c.agent for c in self.conns.values() if not c.closed]
+
+    # --- arbitration -----------------------------------------------------------------------------
+    def _rearbitrate(self) -> None:
+        new = arbiter.pick_active(self._agents(), self.logind_active if self.logind_ok else None)
+        old = self.active
+        if new is old:
+            if new is not None:
+                self._notify_active(new)
+            return
+        self.active = new
+        if old is not None and (conn := self.conns.get(old.key)) is not None:
+            self._send(conn, "active", {"active": False, "file_xfer": False})
+        for sel in sorted(self._guest_grabs):  # the guest owner left: the client must forget it
+            body = {"type": "clipboard_release", "body": {"selection": sel}}
+            self.ctx.cast(self.settings.transport_actor, "spice.send", body)
+        self._guest_grabs.clear()
+        if new is not None:
+            self._notify_active(new, resend=True)
+        self._push_geometry()
+
+    def _notify_active(self, agent: Agent, *, resend: bool = False) -> None:
+        conn = self.conns.get(agent.key)
+        if conn is None:
+            return
+        file_xfer = arbiter.file_xfer_refusal(agent) is None
+        self._send(conn, "active", {"active": True, "file_xfer": file_xfer})
+        if resend:
+            for type_ in _CACHED:
+                if type_ in self._cache:
+                    body, blobs = self._cache[type_]
+                    self._send(conn, type_, body, blobs)
+
+    def _push_geometry(self) -> None:
+        monitors = self.active.monitors if self.active is not None else []
+        self.ctx.cast(self.settings.input_actor, "input.geometry", {"monitors": monitors})
+        ready = bool(monitors)
+        if ready != self._ready_sent:
+            self._ready_sent = ready
+            self.ctx.cast(self.settings.transport_actor, "spice.agent_state", {"ready": ready})
+
+    # --- actor messages --------------------------------------------------------------------------
+    def handle(self, msg: Incoming) -> None:
+        """``spice.*`` from the front-end go to the active agent; ``session.status`` answers."""
+        if msg.type == "session.status" and msg.reply is not None:
+            msg.reply.ok(self.status())
+            return
+        if not msg.type.startswith("spice."):
+            super().handle(msg)
+            return
+        if msg.type in _CACHED:
+            self._cache[msg.type] = (msg.body, msg.blobs)
+        if msg.type == "spice.client_disconnected":
+            self._guest_grabs.clear()
+        if msg.type == "spice.file_xfer_start":
+            refusal = arbiter.file_xfer_refusal(self.active)
+            if refusal is not None:
+                xid = (msg.body or {}).get("id", 0)
+                body = {
+                    "type": "file_xfer_status",
+                    "body": {"id": xid, "result": refusal, "data": b""},
+                }
+                self.ctx.cast(self.settings.transport_actor, "spice.send", body)
+                return
+        if self.active is None or (conn := self.conns.get(self.active.key)) is None:
+            self.ctx.count("session.no_agent")
+            return
+        self._send(conn, msg.type, msg.body, msg.blobs)
+
+    def status(self) -> dict[str, Any]:
+        """Snapshot for ``session.status`` (and the operator's ``concierge status``)."""
+        return {
+            "endpoints": sorted(self.endpoints),
+            "agents": [
+                {
+                    "uid": a.uid,
+                    "pid": a.pid,
+                    "session_id": a.session_id,
+                    "session_class": a.session_class,
+                    "locked": a.locked,
+                    "active": a is self.active,
+                    "monitors": a.monitors,
+                }
+                for a in self._agents()
+                if a.ready
+            ],
+            "active_session": self.active.session_id if self.active else "",
+            "logind": self.logind_ok,
+            "rejected": self.rejected,
+        }

@@ -1,0 +1,114 @@
+"""A small blocking logind client over jeepney (system bus): sessions, seat0's active session.
+
+Called from the gateway's worker thread only (D-Bus round trips must never run on the bridge).
+Must not import zmq or pykka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from concierge.errors import UnavailableError
+
+BUS_NAME = "org.freedesktop.login1"
+MANAGER_PATH = "/org/freedesktop/login1"
+MANAGER_IFACE = "org.freedesktop.login1.Manager"
+SESSION_IFACE = "org.freedesktop.login1.Session"
+SEAT_IFACE = "org.freedesktop.login1.Seat"
+GRAPHICAL_TYPES = frozenset({"x11", "wayland", "mir"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the gateway needs to know about one logind session."""
+
+    id: str
+    uid: int
+    session_class: str
+    type: str
+    locked: bool
+    timestamp: int = 0
+
+
+class Logind:
+    """Blocking logind queries; raises UnavailableError when the bus or logind is absent."""
+
+    def __init__(self, address: str = "SYSTEM", timeout_s: float = 2.0) -> None:
+        try:
+            from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415 - optional
+
+            self._conn: Any = open_dbus_connection(bus=address)
+        except (OSError, KeyError, ValueError) as err:
+            raise UnavailableError(f"no system bus: {err}") from err
+        self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        """Close the bus connection."""
+        self._conn.close()
+
+    def _call(self, path: str, iface: str, method: str, sig: str | None = None, *args: Any) -> Any:
+        from jeepney import DBusAddress, new_method_call  # noqa: PLC0415
+        from jeepney.wrappers import DBusErrorResponse  # noqa: PLC0415
+
+        addr = DBusAddress(path, bus_name=BUS_NAME, interface=iface)
+        msg = new_method_call(addr, method, sig, args)
+        try:
+            reply = self._conn.send_and_get_reply(msg, timeout=self.timeout_s)
+        except (OSError, TimeoutError) as err:
+            raise UnavailableError(f"logind {method}: {err}") from err
+        if reply.header.message_type.name == "error":
+            raise UnavailableError(f"logind {method}: {DBusErrorResponse(reply)}")
+        return reply.body
+
+    def _prop(self, path: str, iface: str, name: str) -> Any:
+        (variant,) = self._call(path, "org.freedesktop.DBus.Properties", "Get", "ss", iface, name)
+        return variant[1]
+
+    def session_path_by_pid(self, pid: int) -> str | None:
+        """GetSessionByPID, or None when the process is in no session (systemd user unit)."""
+        try:
+            (path,) = self._call(MANAGER_PATH, MANAGER_IFACE, "GetSessionByPID", "u", pid)
+        except UnavailableError:
+            return None
+        return str(path)
+
+    def sessions(self) -> list[tuple[str, int, str]]:
+        """(id, uid, object path) of every session."""
+        (rows,) = self._call(MANAGER_PATH, MANAGER_IFACE, "ListSessions")
+        return [(str(r[0]), int(r[1]), str(r[4])) for r in rows]
+
+    def info(self, path: str) -> SessionInfo:
+        """Id, uid, class, type and lock state of the session at ``path``."""
+        user = self._prop(path, SESSION_IFACE, "User")
+        locked = False
+        try:
+            locked = bool(self._prop(path, SESSION_IFACE, "LockedHint"))
+        except UnavailableError:
+            locked = False
+        try:
+            stamp = int(self._prop(path, SESSION_IFACE, "Timestamp"))
+        except UnavailableError:
+            stamp = 0
+        return SessionInfo(
+            id=str(self._prop(path, SESSION_IFACE, "Id")),
+            uid=int(user[0]),
+            session_class=str(self._prop(path, SESSION_IFACE, "Class")),
+            type=str(self._prop(path, SESSION_IFACE, "Type")),
+            locked=locked,
+            timestamp=stamp,
+        )
+
+    def active_session(self, seat: str = "seat0") -> str:
+        """Id of the seat's active session ('' if none)."""
+        session = self._prop(f"{MANAGER_PATH}/seat/{seat}", SEAT_IFACE, "ActiveSession")
+        return str(session[0])
+
+    def session_of(self, pid: int, uid: int) -> SessionInfo | None:
+        """The session of ``pid``; else the newest graphical session of ``uid`` (as vdagentd)."""
+        path = self.session_path_by_pid(pid)
+        if path is not None:
+            return self.info(path)
+        candidates = [self.info(p) for _, suid, p in self.sessions() if suid == uid]
+        graphical = [s for s in candidates if s.type in GRAPHICAL_TYPES]
+        return max(graphical, key=lambda s: s.timestamp, default=None)
