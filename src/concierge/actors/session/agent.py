@@ -1,10 +1,11 @@
-"""The per-user session process (``python -m concierge.actors.session.agent``, ``concierge session``).
+"""The per-user session process: ``python -m concierge.actors.session.agent``.
 
-Runs as the user inside the graphical session. It attaches to the gateway endpoint of its own
-uid, reports the RandR geometry (and every change of it) so the mouse mapping works, and routes
-the ``spice.*`` messages it receives to the user's display and clipboard actors. Those actors
-are being built elsewhere; :class:`SessionRouter` is the seam the session supervisor will use to
-host them (one table from message type to actor id). Until then unrouted messages are counted.
+Exposed as ``concierge session``; runs as the user inside the graphical session, attaches to the
+gateway endpoint of its own uid, reports the RandR geometry (and every change of it) so the
+mouse mapping works, and routes the ``spice.*`` messages it receives to the user's display and
+clipboard actors. Those actors are being built elsewhere; :class:`SessionRouter` is the seam
+the session supervisor will use to host them (one table from message type to actor id).
+Until then unrouted messages are counted.
 A single-threaded select() loop: this process has two fds and no latency-critical work.
 Must not import zmq.
 """
