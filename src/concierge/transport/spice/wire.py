@@ -166,13 +166,13 @@ class Reassembler:
                     break
                 start = pos + CHUNK_HEADER.size
                 pos = start + size
-                msg = self._chunk(port, memoryview(buf)[start:pos])
+                msg = self._chunk(port, bytes(buf[start:pos]))
                 if msg is not None:
                     yield msg
         finally:
             del buf[:pos]
 
-    def _chunk(self, port: int, body: memoryview) -> RawMessage | None:
+    def _chunk(self, port: int, body: bytes) -> RawMessage | None:
         state = self._ports.get(port)
         if state is None:
             state = self._ports[port] = _PortState()
