@@ -1,4 +1,4 @@
-"""The Python layouts match spice/vd_agent.h: compile a C program and compare sizes/offsets/enums."""
+"""Python layouts match spice/vd_agent.h: compile a C probe, compare sizes, offsets, enums."""
 
 from __future__ import annotations
 
@@ -43,7 +43,12 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def _c_source() -> str:
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <spice/vd_agent.h>", "int main(void) {"]
+    lines = [
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        "#include <spice/vd_agent.h>",
+        "int main(void) {",
+    ]
     for name, (_, fields) in LAYOUTS.items():
         lines.append(f'printf("size {name} %zu\\n", sizeof({name}));')
         for f in fields:
@@ -52,7 +57,12 @@ def _c_source() -> str:
         lines.append(f'printf("enum VD_AGENT_{t.name} %d\\n", (int)VD_AGENT_{t.name});')
     for c in Cap:
         lines.append(f'printf("enum VD_AGENT_CAP_{c.name} %d\\n", (int)VD_AGENT_CAP_{c.name});')
-    for macro in ("VD_AGENT_PROTOCOL", "VD_AGENT_MAX_DATA_SIZE", "VDP_CLIENT_PORT", "VDP_SERVER_PORT"):
+    for macro in (
+        "VD_AGENT_PROTOCOL",
+        "VD_AGENT_MAX_DATA_SIZE",
+        "VDP_CLIENT_PORT",
+        "VDP_SERVER_PORT",
+    ):
         lines.append(f'printf("enum {macro} %d\\n", (int){macro});')
     lines.append("return 0; }")
     return "\n".join(lines)
@@ -64,9 +74,13 @@ def c_facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     require(HEADER.exists(), "vd_agent.h missing (apt install libspice-protocol-dev)")
     tmp = tmp_path_factory.mktemp("cstructs")
     (tmp / "probe.c").write_text(_c_source())
-    subprocess.run([gcc, "-I/usr/include/spice-1", "-o", str(tmp / "probe"), str(tmp / "probe.c")], check=True)
+    subprocess.run(
+        [gcc, "-I/usr/include/spice-1", "-o", str(tmp / "probe"), str(tmp / "probe.c")], check=True
+    )
     out = subprocess.run([str(tmp / "probe")], check=True, capture_output=True, text=True).stdout
-    return {f"{kind} {key}": int(val) for kind, key, val in (line.split() for line in out.splitlines())}
+    return {
+        f"{kind} {key}": int(val) for kind, key, val in (line.split() for line in out.splitlines())
+    }
 
 
 @pytest.mark.peer

@@ -31,7 +31,12 @@ from concierge.testing.context import FakeContext
 from concierge.testing.fdloop import PollingFakeContext
 
 SYN = (EV_SYN, 0, 0)
-TWO_MONITORS = {"monitors": [{"x": 0, "y": 0, "width": 1280, "height": 800}, {"x": 1280, "y": 0, "width": 1024, "height": 768}]}
+TWO_MONITORS = {
+    "monitors": [
+        {"x": 0, "y": 0, "width": 1280, "height": 800},
+        {"x": 1280, "y": 0, "width": 1024, "height": 768},
+    ]
+}
 L, M, R, U, D, S = 2, 4, 8, 16, 32, 64
 
 
@@ -44,12 +49,21 @@ def test_spice_stock_sequences() -> None:
     t = TabletState()
     t.report(100, 100, 0)
     assert decode_events(t.report(100, 100, L)) == [(EV_KEY, BTN_LEFT, 1), SYN]
-    assert decode_events(t.report(110, 120, 0)) == [(EV_ABS, ABS_X, 110), (EV_ABS, ABS_Y, 120), (EV_KEY, BTN_LEFT, 0), SYN]
+    assert decode_events(t.report(110, 120, 0)) == [
+        (EV_ABS, ABS_X, 110),
+        (EV_ABS, ABS_Y, 120),
+        (EV_KEY, BTN_LEFT, 0),
+        SYN,
+    ]
     assert decode_events(t.report(110, 120, U)) == [(EV_REL, REL_WHEEL, 1), SYN]
     assert decode_events(t.report(110, 120, 0)) == [SYN]
     assert decode_events(t.report(110, 120, D)) == [(EV_REL, REL_WHEEL, -1), SYN]
     t.report(110, 120, 0)
-    assert decode_events(t.report(110, 120, R | M)) == [(EV_KEY, BTN_MIDDLE, 1), (EV_KEY, BTN_RIGHT, 1), SYN]
+    assert decode_events(t.report(110, 120, R | M)) == [
+        (EV_KEY, BTN_MIDDLE, 1),
+        (EV_KEY, BTN_RIGHT, 1),
+        SYN,
+    ]
     assert decode_events(t.report(110, 120, R | M | S)) == [(EV_KEY, BTN_SIDE, 1), SYN]
     assert decode_events(t.report(110, 120, R | M | S)) == [SYN]
 
@@ -79,7 +93,9 @@ def test_spice_input_two_monitors_mapping(input_ctx: FakeContext, sink_file: Pat
     assert _events(sink_file) == [(EV_ABS, ABS_X, 1290), (EV_ABS, ABS_Y, 10), SYN]
 
 
-def test_spice_input_unknown_display_is_dropped_without_syn(input_ctx: FakeContext, sink_file: Path) -> None:
+def test_spice_input_unknown_display_is_dropped_without_syn(
+    input_ctx: FakeContext, sink_file: Path
+) -> None:
     input_ctx.tell("input.geometry", TWO_MONITORS)
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 5})
     input_ctx.tell("input.mouse", {"x": 1, "y": 2, "buttons": 0})  # malformed: no display_id
@@ -91,13 +107,22 @@ def test_spice_input_unknown_display_is_dropped_without_syn(input_ctx: FakeConte
 
 def test_spice_input_geometry_change_remaps(input_ctx: FakeContext, sink_file: Path) -> None:
     input_ctx.tell("input.geometry", TWO_MONITORS)
-    input_ctx.tell("input.geometry", {"monitors": [{"x": 0, "y": 0, "width": 1024, "height": 768, "display_id": 1}]})
+    input_ctx.tell(
+        "input.geometry",
+        {"monitors": [{"x": 0, "y": 0, "width": 1024, "height": 768, "display_id": 1}]},
+    )
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 1})
     input_ctx.tell("input.geometry", {"monitors": "garbage"})  # ignored, previous map kept
     input_ctx.tell("input.mouse", {"x": 20, "y": 10, "buttons": 0, "display_id": 1})
     status = input_ctx.ask("input.status").unwrap()
     assert (status["width"], status["height"]) == (1024, 768)
-    assert _events(sink_file) == [(EV_ABS, ABS_X, 10), (EV_ABS, ABS_Y, 10), SYN, (EV_ABS, ABS_X, 20), SYN]
+    assert _events(sink_file) == [
+        (EV_ABS, ABS_X, 10),
+        (EV_ABS, ABS_Y, 10),
+        SYN,
+        (EV_ABS, ABS_X, 20),
+        SYN,
+    ]
 
 
 def test_spice_input_bad_sink_setting_is_a_config_error() -> None:

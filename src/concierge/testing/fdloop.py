@@ -46,11 +46,11 @@ class PollingFakeContext(FakeContext):
         os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        """Stop the poller, then the node and the bridge."""
-        super().close()
+        """Stop the poller (while the bridge still runs its last job), then the node and bridge."""
         self._stopping = True
         os.write(self._wake_w, b"x")
         self._poller.join(timeout=5)
+        super().close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
