@@ -217,9 +217,9 @@ class SessionGatewayNode(Node):
             if self._pool is not None:
                 self._pool.submit(self._lookup, agent.key, agent.pid, agent.uid)
             return
-        if not agent.ready:
-            self._reject(conn, f"{type_} before the welcome")
-        elif type_ == "geometry":
+        if not agent.session_id:
+            self._reject(conn, f"{type_} before hello")
+        elif type_ == "geometry":  # may arrive before the welcome: kept for when it is ready
             self._on_geometry(conn, body)
         elif type_ == "spice.send":
             self._on_agent_send(conn, body, blobs)
