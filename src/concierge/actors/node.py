@@ -99,7 +99,7 @@ class NodeContext(Protocol):
     def request(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002 - the envelope field's name
         body: Any = None,
         *,
         timeout_s: float,
@@ -112,7 +112,7 @@ class NodeContext(Protocol):
     def call(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002
         body: Any = None,
         *,
         timeout_s: float,
@@ -124,7 +124,7 @@ class NodeContext(Protocol):
     def cast(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002
         body: Any = None,
         *,
         blobs: tuple[bytes, ...] = (),
@@ -166,7 +166,7 @@ class NodeContext(Protocol):
         """Bump a per-actor counter shown by ``concierge metrics``."""
         ...
 
-    def notify_supervisor(self, type: str, body: Any = None) -> None:
+    def notify_supervisor(self, type: str, body: Any = None) -> None:  # noqa: A002
         """Tell the supervisor something about the whole agent (e.g. ``freeze.state``)."""
         ...
 

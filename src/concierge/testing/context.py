@@ -132,7 +132,7 @@ class FakeContext:
     def request(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002
         body: Any = None,
         *,
         timeout_s: float,
@@ -150,7 +150,7 @@ class FakeContext:
     def call(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002
         body: Any = None,
         *,
         timeout_s: float,
@@ -176,7 +176,7 @@ class FakeContext:
     def cast(
         self,
         dst: str,
-        type: str,
+        type: str,  # noqa: A002
         body: Any = None,
         *,
         blobs: tuple[bytes, ...] = (),
@@ -229,7 +229,7 @@ class FakeContext:
         """Bump a counter."""
         self.counters[name] += n
 
-    def notify_supervisor(self, type: str, body: Any = None) -> None:
+    def notify_supervisor(self, type: str, body: Any = None) -> None:  # noqa: A002
         """Record the note."""
         self.supervisor_notes.append((type, body))
 
