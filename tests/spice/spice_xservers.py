@@ -1,4 +1,4 @@
-"""Real X servers for the SPICE end-to-end tests: Xvfb (one output) and Xorg + dummy (16 outputs)."""
+"""Real X servers for the SPICE end-to-end tests: Xvfb (one output), Xorg + dummy (16 outputs)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _xserver(argv: list[str]) -> Iterator[str]:
 def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
     """Xvfb with one screen of ``width``x``height``; yields the DISPLAY name."""
     binary = require_binary("Xvfb", "xvfb")
-    with _xserver([binary, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"]) as name:
+    with _xserver(
+        [binary, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"]
+    ) as name:
         yield name
 
 
@@ -79,7 +81,10 @@ def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
 def xorg_dummy(tmp: Path) -> Iterator[str]:
     """Xorg with the dummy driver (DUMMY0..15, DUMMY0 at 1280x800); yields the DISPLAY name."""
     binary = require_binary("Xorg", "xserver-xorg-core xserver-xorg-video-dummy")
-    require(Path("/usr/lib/xorg/modules/drivers/dummy_drv.so").exists(), "apt install xserver-xorg-video-dummy")
+    require(
+        Path("/usr/lib/xorg/modules/drivers/dummy_drv.so").exists(),
+        "apt install xserver-xorg-video-dummy",
+    )
     conf = tmp / "xorg-dummy.conf"
     conf.write_text(XORG_DUMMY_CONF)
     argv = [binary, "-noreset", "+extension", "RANDR", "-nolisten", "tcp", "-config", str(conf)]
