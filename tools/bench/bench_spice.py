@@ -295,14 +295,16 @@ def main() -> None:
     for name, res in (("spice-vdagentd 0.22.1", stock), ("concierge", ours)):
         for m, r in res.items():
             print(
-                f"| {name} | {m} | {r['p50']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | {r['cpu']:.1f} | {int(r['bad'])} |"
+                f"| {name} | {m} | {r['p50']:.0f} | {r['p99']:.0f} | {r['max']:.0f}"
+                f" | {r['cpu']:.1f} | {int(r['bad'])} |"
             )
     if stock:
         print("\n| mode | p50 ratio (concierge/stock) | p99 ratio |")
         print("|---|---|---|")
         for m in modes:
             print(
-                f"| {m} | {ours[m]['p50'] / stock[m]['p50']:.2f} | {ours[m]['p99'] / stock[m]['p99']:.2f} |"
+                f"| {m} | {ours[m]['p50'] / stock[m]['p50']:.2f}"
+                f" | {ours[m]['p99'] / stock[m]['p99']:.2f} |"
             )
     print(f"\nMemory after the run: concierge input process {our_mem}; spice-vdagentd {stock_mem}.")
     print("Concierge = two processes (transport front-end, input actor) joined by ZeroMQ ipc,")
