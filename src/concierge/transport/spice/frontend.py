@@ -30,6 +30,8 @@ from concierge.transport.spice.wire import (
     BY_SNAKE,
     CLIENT_PORT,
     GUEST_CAPS,
+    MOUSE_FRAME_PREFIX,
+    MOUSE_FRAME_SIZE,
     MOUSE_STATE_STRUCT,
     PROTOCOL,
     SERVER_PORT,
@@ -64,6 +66,7 @@ _CLIPBOARD_TYPES = frozenset(
     }
 )
 _XFER_SUCCESS = 3
+_MOUSE_SIZE = (13).to_bytes(4, "little")
 _XFER_ERROR = 2
 
 
@@ -116,6 +119,22 @@ class SpiceFrontEnd:
 
     def received(self, data: bytes) -> None:
         """Bytes from the host: reassemble, decode, route. Bad input never loses the channel."""
+        if (
+            len(data) == MOUSE_FRAME_SIZE
+            and data.startswith(MOUSE_FRAME_PREFIX)
+            and data[24:28] == _MOUSE_SIZE
+            and self._rx.idle()
+        ):
+            # Fast path for the common read: exactly one whole MOUSE_STATE frame.
+            x, y, buttons, display_id = MOUSE_STATE_STRUCT.unpack_from(data, 28)
+            self.ctx.cast(
+                self.input_actor,
+                "input.mouse",
+                {"x": x, "y": y, "buttons": buttons, "display_id": display_id},
+                lane="input",
+                ttl_s=self.mouse_ttl_s,
+            )
+            return
         try:
             for msg in self._rx.feed(data):
                 if msg.protocol != PROTOCOL:

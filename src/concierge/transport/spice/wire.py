@@ -150,6 +150,10 @@ class Reassembler:
         else:
             self._ports.pop(port, None)
 
+    def idle(self) -> bool:
+        """No buffered bytes and no partial message on the server port (mouse fast path)."""
+        return not self._buf and SERVER_PORT not in self._ports
+
     def feed(self, data: bytes) -> Iterator[RawMessage]:
         """Add bytes; yield every message completed by them."""
         self._buf += data
@@ -193,9 +197,15 @@ class Reassembler:
             return None
         protocol, mtype, opaque, _ = state.header
         payload = bytes(state.buf)
-        state.header = None
-        state.buf = bytearray()
+        del self._ports[port]
         return RawMessage(port, protocol, mtype, opaque, payload)
+
+
+#: the fixed bytes of a single-chunk MOUSE_STATE: chunk header, protocol, type (opaque varies)
+MOUSE_FRAME_PREFIX = CHUNK_HEADER.pack(SERVER_PORT, MESSAGE_HEADER.size + 13) + struct.pack(
+    "<II", PROTOCOL, 1
+)
+MOUSE_FRAME_SIZE = CHUNK_HEADER.size + MESSAGE_HEADER.size + 13
 
 
 def frame(
