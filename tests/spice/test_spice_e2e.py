@@ -167,3 +167,8 @@ def test_spice_e2e_xorg_dummy_two_monitors(rig: Rig, tmp_path: Path) -> None:
         rig.input.ask("input.status")
         wait_for(lambda: rig.input.counters["input.unknown_display"] >= 1)
         assert rig.events().count(SYN) == 2
+        # a new session process (what the user unit's Restart= does) brings the mouse back
+        rig.start_agent(display)
+        wait_for(lambda: rig.monitors() == two, 20)
+        rig.host.mouse(10, 10, 0, 1)
+        assert _wait_events(rig, 3)[-3:] == [(EV_ABS, ABS_X, 1290), (EV_ABS, ABS_Y, 10), SYN]

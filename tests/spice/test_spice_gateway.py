@@ -15,7 +15,7 @@ from spice_testkit import wait_for
 from concierge.actors.session import framing
 from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.fdloop import PollingFakeContext
-from concierge.testing.peers import require_binary
+from concierge.testing.peers import require, require_binary
 
 UID_A, UID_B = 60001, 60002
 CLIENT = Path(__file__).with_name("spice_peer_client.py")
@@ -49,6 +49,7 @@ class Client:
         self.out.chmod(0o666)
         sock = rundir / "users" / str(endpoint_uid) / "session.sock"
         setpriv = require_binary("setpriv", "util-linux")
+        require(Path("/usr/bin/python3").exists(), "apt install python3")
         argv = [
             setpriv,
             f"--reuid={uid}",
