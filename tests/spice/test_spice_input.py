@@ -86,7 +86,7 @@ def _events(path: Path) -> list[tuple[int, int, int]]:
 
 
 def test_spice_input_two_monitors_mapping(input_ctx: FakeContext, sink_file: Path) -> None:
-    input_ctx.tell("input.geometry", TWO_MONITORS)
+    input_ctx.tell("input.geometry", src="session", body=TWO_MONITORS)
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 1})
     status = input_ctx.ask("input.status").unwrap()
     assert (status["width"], status["height"]) == (2304, 800)
@@ -96,7 +96,7 @@ def test_spice_input_two_monitors_mapping(input_ctx: FakeContext, sink_file: Pat
 def test_spice_input_unknown_display_is_dropped_without_syn(
     input_ctx: FakeContext, sink_file: Path
 ) -> None:
-    input_ctx.tell("input.geometry", TWO_MONITORS)
+    input_ctx.tell("input.geometry", src="session", body=TWO_MONITORS)
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 5})
     input_ctx.tell("input.mouse", {"x": 1, "y": 2, "buttons": 0})  # malformed: no display_id
     input_ctx.ask("input.status").unwrap()
@@ -106,13 +106,15 @@ def test_spice_input_unknown_display_is_dropped_without_syn(
 
 
 def test_spice_input_geometry_change_remaps(input_ctx: FakeContext, sink_file: Path) -> None:
-    input_ctx.tell("input.geometry", TWO_MONITORS)
+    input_ctx.tell("input.geometry", src="session", body=TWO_MONITORS)
     input_ctx.tell(
         "input.geometry",
         {"monitors": [{"x": 0, "y": 0, "width": 1024, "height": 768, "display_id": 1}]},
+        src="session",
     )
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 1})
-    input_ctx.tell("input.geometry", {"monitors": "garbage"})  # ignored, previous map kept
+    # ignored, the previous map is kept
+    input_ctx.tell("input.geometry", src="session", body={"monitors": "garbage"})
     input_ctx.tell("input.mouse", {"x": 20, "y": 10, "buttons": 0, "display_id": 1})
     status = input_ctx.ask("input.status").unwrap()
     assert (status["width"], status["height"]) == (1024, 768)
@@ -123,6 +125,12 @@ def test_spice_input_geometry_change_remaps(input_ctx: FakeContext, sink_file: P
         (EV_ABS, ABS_X, 20),
         SYN,
     ]
+
+
+def test_spice_input_geometry_only_from_the_gateway(input_ctx: FakeContext) -> None:
+    input_ctx.tell("input.geometry", TWO_MONITORS, src="guestops")
+    assert input_ctx.ask("input.status").unwrap()["monitors"] == []
+    assert input_ctx.counters["input.geometry_refused"] == 1
 
 
 def test_spice_input_bad_sink_setting_is_a_config_error() -> None:
@@ -146,7 +154,11 @@ def test_spice_input_fifo_behind_coalesces_moves_and_keeps_buttons(tmp_path: Pat
     try:
         ctx.run_node(InputNode)
         assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-        ctx.tell("input.geometry", {"monitors": [{"x": 0, "y": 0, "width": 5000, "height": 5000}]})
+        ctx.tell(
+            "input.geometry",
+            src="session",
+            body={"monitors": [{"x": 0, "y": 0, "width": 5000, "height": 5000}]},
+        )
         # Nobody reads: the pipe (64 KiB) fills after ~1400 moves, then states queue and coalesce.
         for i in range(3000):
             ctx.tell("input.mouse", {"x": i % 4000, "y": 7, "buttons": 0, "display_id": 0})

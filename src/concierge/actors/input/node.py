@@ -75,6 +75,10 @@ class InputNode(Node):
                 self.ctx.count("input.bad_mouse")
             return
         if msg.type == "input.geometry":
+            allowed = self.settings.geometry_from
+            if allowed and msg.src != allowed:
+                self.ctx.count("input.geometry_refused")
+                return
             self.set_geometry(msg.body)
             return
         if msg.type == "input.status" and msg.reply is not None:

@@ -14,3 +14,5 @@ class InputSettings(msgspec.Struct, forbid_unknown_fields=True):
     uinput_path: str = "/dev/uinput"
     #: a slow sink reader may leave at most this many mouse states waiting (moves coalesce)
     max_pending: int = 4096
+    #: only this actor may set the geometry (the session gateway); "" accepts any sender
+    geometry_from: str = "session"
