@@ -137,10 +137,13 @@ class SessionAgent:
             raise UnavailableError("not connected")
         self.report_geometry(source)
         while True:
+            # Xlib may have queued events while reading replies (the fd is then no longer
+            # readable): drain before every wait, or a layout change could be missed.
+            if source.drain():
+                self.report_geometry(source)
+                continue
             xfd, sfd = source.fileno(), self.sock.fileno()
             ready, _, _ = select.select([sfd, xfd], [], [])
-            if xfd in ready and source.drain():
-                self.report_geometry(source)
             if sfd in ready:
                 data = self.sock.recv(262144)
                 if not data:

@@ -13,36 +13,25 @@ from __future__ import annotations
 import functools
 import logging
 import pwd
-import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from concierge.actors.node import POLLIN, POLLOUT, Incoming, Node, NodeContext, TimerHandle
-from concierge.actors.session import arbiter, framing
+from concierge.actors.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
+from concierge.actors.session import arbiter
 from concierge.actors.session.arbiter import Agent
+from concierge.actors.session.connection import AgentConn
 from concierge.actors.session.endpoints import Endpoint, open_endpoint, run_user_uids
-from concierge.actors.session.identity import Peer, peer_of, proc_uid, still_same_process
+from concierge.actors.session.identity import peer_of, proc_uid, still_same_process
 from concierge.actors.session.logind import Logind, SessionInfo
 from concierge.actors.session.settings import GatewaySettings
-from concierge.errors import ConfigError, ProtocolError, UnavailableError
+from concierge.errors import ConfigError, UnavailableError
 
 log = logging.getLogger(__name__)
 
 _CACHED = ("spice.announce_capabilities", "spice.graphics_device_info", "spice.monitors_config")
 _MAX_MONITORS = 64
-
-
-@dataclass(slots=True)
-class _Conn:
-    sock: socket.socket
-    peer: Peer
-    agent: Agent
-    reader: framing.FrameReader = field(default_factory=framing.FrameReader)
-    out: bytearray = field(default_factory=bytearray)
-    closed: bool = False
 
 
 class SessionGatewayNode(Node):
@@ -52,7 +41,7 @@ class SessionGatewayNode(Node):
         super().__init__(ctx)
         self.settings = GatewaySettings()
         self.endpoints: dict[int, Endpoint] = {}
-        self.conns: dict[int, _Conn] = {}
+        self.conns: dict[int, AgentConn] = {}
         self.active: Agent | None = None
         self.logind_ok = False
         self.logind_active = ""
@@ -81,7 +70,7 @@ class SessionGatewayNode(Node):
         if self._timer is not None:
             self._timer.cancel()
         for conn in list(self.conns.values()):
-            self._close(conn, "gateway stopping")
+            conn.close("gateway stopping")
         for ep in self.endpoints.values():
             self.ctx.unwatch_fd(ep.sock.fileno())
             ep.close()
@@ -175,41 +164,18 @@ class SessionGatewayNode(Node):
                 return
             sock.setblocking(False)
             peer = peer_of(sock)
-            agent = Agent(key=sock.fileno(), uid=peer.uid, pid=peer.pid, start_time=peer.start_time)
-            conn = _Conn(sock, peer, agent)
-            self.conns[agent.key] = conn
-            self.ctx.watch_fd(agent.key, functools.partial(self._io, conn))
+            conn = AgentConn(self.ctx, sock, peer, self._frame, self._closed)
+            self.conns[conn.agent.key] = conn
             if peer.uid not in (0, ep.uid):
                 self._reject(conn, f"uid {peer.uid} may not use the endpoint of uid {ep.uid}")
             elif proc_uid(peer.pid) != peer.uid:
                 self._reject(conn, "connecting process changed or exited (PID reuse)")
 
-    def _readable(self, conn: _Conn) -> None:
-        if conn.closed:
-            return
-        try:
-            data = conn.sock.recv(262144)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(conn, "agent disconnected")
-            return
-        try:
-            for type_, body, blobs in conn.reader.feed(data):
-                if not self._on_frame(conn, type_, body, blobs):
-                    return
-        except ProtocolError as err:
-            self._reject(conn, f"bad frame: {err}")
-
-    def _on_frame(self, conn: _Conn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> bool:
-        """Handle one frame; False once the connection is closed."""
-        self._frame(conn, type_, body, blobs)
-        return not conn.closed
-
-    def _frame(self, conn: _Conn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> None:
+    def _frame(self, conn: AgentConn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> None:
         agent = conn.agent
+        if type_ == "protocol_error":
+            self._reject(conn, f"bad frame: {body}")
+            return
         if type_ == "hello":
             if agent.ready or agent.session_id:
                 return
@@ -258,8 +224,7 @@ class SessionGatewayNode(Node):
             agent.session_id,
             extra={"event": "session.agent_attached"},
         )
-        self._send(
-            conn,
+        conn.send(
             "welcome",
             {
                 "uid": agent.uid,
@@ -272,7 +237,7 @@ class SessionGatewayNode(Node):
         )
         self._rearbitrate()
 
-    def _on_geometry(self, conn: _Conn, body: Any) -> None:
+    def _on_geometry(self, conn: AgentConn, body: Any) -> None:
         try:
             monitors = [
                 {k: int(m[k]) for k in ("x", "y", "width", "height", "display_id")}
@@ -285,7 +250,7 @@ class SessionGatewayNode(Node):
         if conn.agent is self.active:
             self._push_geometry()
 
-    def _on_agent_send(self, conn: _Conn, body: Any, blobs: tuple[bytes, ...]) -> None:
+    def _on_agent_send(self, conn: AgentConn, body: Any, blobs: tuple[bytes, ...]) -> None:
         if conn.agent is not self.active or not isinstance(body, dict):
             self.ctx.count("session.inactive_send")
             return
@@ -295,38 +260,7 @@ class SessionGatewayNode(Node):
             (self._guest_grabs.add if kind == "clipboard_grab" else self._guest_grabs.discard)(sel)
         self.ctx.cast(self.settings.transport_actor, "spice.send", body, blobs=blobs)
 
-    def _send(
-        self, conn: _Conn, type_: str, body: Any = None, blobs: tuple[bytes, ...] = ()
-    ) -> None:
-        if conn.closed:
-            return
-        had_backlog = bool(conn.out)
-        conn.out += framing.encode(type_, body, blobs)
-        if not had_backlog:
-            self._flush(conn)
-
-    def _flush(self, conn: _Conn) -> None:
-        try:
-            while conn.out:
-                sent = conn.sock.send(conn.out)
-                del conn.out[:sent]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._close(conn, "agent write failed")
-            return
-        fd = conn.agent.key
-        self.ctx.unwatch_fd(fd)
-        events = POLLIN | POLLOUT if conn.out else POLLIN
-        self.ctx.watch_fd(fd, functools.partial(self._io, conn), events)
-
-    def _io(self, conn: _Conn, revents: int) -> None:
-        if revents & POLLOUT and conn.out:
-            self._flush(conn)
-        if revents & ~POLLOUT:
-            self._readable(conn)
-
-    def _reject(self, conn: _Conn, reason: str) -> None:
+    def _reject(self, conn: AgentConn, reason: str) -> None:
         self.rejected += 1
         self.ctx.count("session.rejected")
         log.warning(
@@ -336,17 +270,13 @@ class SessionGatewayNode(Node):
             reason,
             extra={"event": "session.rejected"},
         )
-        conn.out.clear()
-        self._send(conn, "reject", {"reason": reason})
-        self._close(conn, reason)
+        conn.discard_output()
+        conn.send("reject", {"reason": reason})
+        conn.close(reason)
 
-    def _close(self, conn: _Conn, reason: str) -> None:
-        if conn.closed:
-            return
-        conn.closed = True
-        self.ctx.unwatch_fd(conn.agent.key)
+    def _closed(self, conn: AgentConn, reason: str) -> None:
+        """AgentConn callback: forget the agent; re-arbitrate if it counted."""
         self.conns.pop(conn.agent.key, None)
-        conn.sock.close()
         if conn.agent.ready:
             log.info(
                 "agent pid %d gone: %s",
@@ -369,7 +299,7 @@ class SessionGatewayNode(Node):
             return
         self.active = new
         if old is not None and (conn := self.conns.get(old.key)) is not None:
-            self._send(conn, "active", {"active": False, "file_xfer": False})
+            conn.send("active", {"active": False, "file_xfer": False})
         for sel in sorted(self._guest_grabs):  # the guest owner left: the client must forget it
             body = {"type": "clipboard_release", "body": {"selection": sel}}
             self.ctx.cast(self.settings.transport_actor, "spice.send", body)
@@ -383,12 +313,12 @@ class SessionGatewayNode(Node):
         if conn is None:
             return
         file_xfer = arbiter.file_xfer_refusal(agent) is None
-        self._send(conn, "active", {"active": True, "file_xfer": file_xfer})
+        conn.send("active", {"active": True, "file_xfer": file_xfer})
         if resend:
             for type_ in _CACHED:
                 if type_ in self._cache:
                     body, blobs = self._cache[type_]
-                    self._send(conn, type_, body, blobs)
+                    conn.send(type_, body, blobs)
 
     def _push_geometry(self) -> None:
         monitors = self.active.monitors if self.active is not None else []
@@ -424,7 +354,7 @@ class SessionGatewayNode(Node):
         if self.active is None or (conn := self.conns.get(self.active.key)) is None:
             self.ctx.count("session.no_agent")
             return
-        self._send(conn, msg.type, msg.body, msg.blobs)
+        conn.send(msg.type, msg.body, msg.blobs)
 
     def status(self) -> dict[str, Any]:
         """Snapshot for ``session.status`` (and the operator's ``concierge status``)."""
