@@ -105,7 +105,8 @@ def test_spice_guest_clipboard_serials_limits_and_splitting(spice_pair: Pair) ->
     # large data leaves the guest in <= 2048-byte chunks
     import os
 
-    ctx.node.frontend.send(MsgType.CLIPBOARD, {"selection": 0, "type": 1}, big)  # type: ignore[union-attr]
+    node = ctx.node
+    ctx.call_soon(lambda: node.frontend.send(MsgType.CLIPBOARD, {"selection": 0, "type": 1}, big))  # type: ignore[union-attr]
     raw = b""
     while len(raw) < len(big) + 28 + 8 * 6:
         raw += os.read(host.fd, 65536)
