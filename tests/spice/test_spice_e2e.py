@@ -103,7 +103,14 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
 
 
 def _wait_events(rig: Rig, n: int) -> list[tuple[int, int, int]]:
-    return wait_for(lambda: (ev := rig.events()).count(SYN) >= n and ev)
+    try:
+        return wait_for(lambda: (ev := rig.events()).count(SYN) >= n and ev)  # type: ignore[no-any-return]
+    except AssertionError:
+        seen = [c for c in rig.transport.casts if c[1] == "input.mouse"]
+        raise AssertionError(
+            f"events {rig.events()} casts {seen} counters {dict(rig.input.counters)} "
+            f"{dict(rig.transport.counters)} monitors {rig.monitors()}"
+        ) from None
 
 
 @pytest.mark.peer
