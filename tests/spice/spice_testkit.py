@@ -34,7 +34,7 @@ class RecordingContext(PollingFakeContext):
     blobs_seen: list[tuple[bytes, ...]]
 
 
-def wait_for(cond: Callable[[], Any], timeout_s: float = 5.0) -> Any:
+def wait_for(cond: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     """Poll ``cond`` until truthy (generous bound; never a timing assertion)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

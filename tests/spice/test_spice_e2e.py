@@ -104,7 +104,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
 
 def _wait_events(rig: Rig, n: int) -> list[tuple[int, int, int]]:
     try:
-        return wait_for(lambda: (ev := rig.events()).count(SYN) >= n and ev)  # type: ignore[no-any-return]
+        return wait_for(lambda: (ev := rig.events()).count(SYN) >= n and ev, 15)  # type: ignore[no-any-return]
     except AssertionError:
         seen = [c for c in rig.transport.casts if c[1] == "input.mouse"]
         raise AssertionError(
