@@ -133,6 +133,15 @@ def test_spice_input_geometry_only_from_the_gateway(input_ctx: FakeContext) -> N
     assert input_ctx.counters["input.geometry_refused"] == 1
 
 
+def test_spice_input_missing_uinput_is_unavailable(tmp_path: Path) -> None:
+    from concierge.errors import UnavailableError
+
+    ctx = FakeContext("input", {"sink": "uinput", "uinput_path": str(tmp_path / "uinput")})
+    with pytest.raises(UnavailableError):
+        ctx.run_node(InputNode)
+    ctx.close()
+
+
 def test_spice_input_bad_sink_setting_is_a_config_error() -> None:
     from concierge.errors import ConfigError
 

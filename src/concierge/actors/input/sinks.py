@@ -146,7 +146,16 @@ class UInputSink:
             ],
         }
         try:
-            self._ui = evdev.UInput(caps, name=self.device_name, devnode=self.uinput_path)
+            # ids all zero, like the stock "spice vdagent tablet"
+            self._ui = evdev.UInput(
+                caps,
+                name=self.device_name,
+                vendor=0,
+                product=0,
+                version=0,
+                bustype=0,
+                devnode=self.uinput_path,
+            )
         except (OSError, evdev.UInputError) as err:
             raise UnavailableError(f"cannot create the uinput tablet: {err}") from err
 
