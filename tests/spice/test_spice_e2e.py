@@ -123,7 +123,7 @@ def test_spice_e2e_xvfb_one_monitor(rig: Rig) -> None:
             ),
             20,
         )
-        wait_for(lambda: ("transport", "spice.agent_state", {"ready": True}) in rig.gateway.casts)
+        wait_for(lambda: ("session.spice_ready", {"ready": True}) in rig.gateway.published)
         rig.host.handshake()
         rig.host.mouse(10, 20, 0, 0)
         rig.host.mouse(10, 20, 2, 0)  # left down
@@ -169,7 +169,7 @@ def test_spice_e2e_xorg_dummy_two_monitors(rig: Rig, tmp_path: Path) -> None:
         rig.agent.kill()
         rig.agent.wait(5)
         wait_for(lambda: rig.monitors() == [], 10)
-        wait_for(lambda: ("transport", "spice.agent_state", {"ready": False}) in rig.gateway.casts)
+        wait_for(lambda: rig.gateway.published[-1] == ("session.spice_ready", {"ready": False}))
         rig.host.mouse(50, 50, 0, 0)
         rig.input.ask("input.status")
         wait_for(lambda: rig.input.counters["input.unknown_display"] >= 1)

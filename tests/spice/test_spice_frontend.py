@@ -26,7 +26,6 @@ def test_spice_handshake_and_request_flag(spice_pair: Pair) -> None:
     host.announce(request=1)
     port, kind, body, _ = host.read()
     assert (port, kind, body["request"]) == (1, MsgType.ANNOUNCE_CAPABILITIES, 0)
-    assert ("host.connected", {"channel": "spice", "protocol": "spice"}) in ctx.published
 
 
 def test_spice_monitors_config_with_and_without_physical_size(spice_pair: Pair) -> None:
@@ -151,8 +150,8 @@ def test_spice_agent_state_drives_port_gate(spice_pair: Pair) -> None:
     wanted: list[bool] = []
     node = ctx.node
     ctx.call_soon(lambda: setattr(node.link, "set_wanted", wanted.append))  # type: ignore[union-attr]
-    ctx.tell("spice.agent_state", {"ready": True})
-    ctx.tell("spice.agent_state", {"ready": True})
-    ctx.tell("spice.agent_state", {"ready": False})
+    ctx.tell("session.spice_ready", {"ready": True}, kind="evt")
+    ctx.tell("session.spice_ready", {"ready": True}, kind="evt")
+    ctx.tell("session.spice_ready", {"ready": False}, kind="evt")
     wait_for(lambda: len(wanted) == 2)
     assert wanted == [True, False]

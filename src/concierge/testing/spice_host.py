@@ -203,8 +203,10 @@ class LinkNode(Node):
             self.frontend.disconnected()
 
     def handle(self, msg: Incoming) -> None:
-        """``spice.*`` casts go to the front-end."""
-        if not self.frontend.deliver(msg):
+        """Events go to ``frontend.event``, ``spice.send`` casts to ``frontend.deliver``."""
+        if msg.kind == "evt":
+            self.frontend.event(msg.type, msg.body)
+        elif not self.frontend.deliver(msg):
             super().handle(msg)
 
     def stop(self) -> None:

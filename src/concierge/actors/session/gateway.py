@@ -150,6 +150,8 @@ class SessionGatewayNode(Node):
                     conn.agent.locked, conn.agent.session_class = info.locked, info.session_class
         self._refresh_endpoints(extra)
         self._rearbitrate()
+        # the event plane is lossy: repeat the port-policy state every poll
+        self.ctx.publish("session.spice_ready", {"ready": bool(self._ready_sent)})
 
     # --- connections -----------------------------------------------------------------------------
     def _accept(self, ep: Endpoint, revents: int = POLLIN) -> None:
@@ -326,7 +328,7 @@ class SessionGatewayNode(Node):
         ready = bool(monitors)
         if ready != self._ready_sent:
             self._ready_sent = ready
-            self.ctx.cast(self.settings.transport_actor, "spice.agent_state", {"ready": ready})
+            self.ctx.publish("session.spice_ready", {"ready": ready})
 
     # --- actor messages --------------------------------------------------------------------------
     def handle(self, msg: Incoming) -> None:

@@ -9,7 +9,9 @@ Actor messages (ZeroMQ runtime):
   itself (``spice.send file_xfer_status``) with VDAGENT_NOT_CONNECTED (no active agent),
   SESSION_LOCKED (logind LockedHint) or DISABLED (greeter session).
 * to the transport actor: casts ``spice.send`` (an agent's guest->client message, only from
-  the active agent) and ``spice.agent_state`` ``{"ready": bool}`` (port policy).
+  the active agent).
+* event ``session.spice_ready`` ``{"ready": bool}`` (published on change and every poll; the
+  transport forwards ``session.*`` events to its front-ends): the port policy.
 * to the input actor: cast ``input.geometry`` with the active agent's monitors.
 * ``session.status`` (request, answered on the bridge thread, timeout 1 s) -> ``StatusBody``.
 

@@ -8,8 +8,8 @@ user session to the session gateway as ``spice.<snake_name>`` casts (see ``messa
 
 Port policy (the rule): spice-server offers client-mouse mode exactly while the guest holds the
 port open, and client-mode events are only usable when a session has told us its geometry. So,
-like spice-vdagentd, we *want* the port only while the gateway reports ``spice.agent_state
-{ready: true}``. The front-end cannot close a port itself; when the link implements
+like spice-vdagentd, we *want* the port only while the gateway's ``session.spice_ready`` event
+says ``ready: true``. The front-end cannot close a port itself: when the link implements
 :class:`PortGate` it calls ``link.set_wanted(ready)`` and the transport closes/reopens the port.
 A link without that method keeps the port open (the handshake still runs; the input actor drops
 events for unknown displays, exactly as the stock daemon). Must not import zmq.
@@ -103,14 +103,12 @@ class SpiceFrontEnd:
         """Host attached: start clean and announce our caps asking for the client's."""
         self._rx.reset()
         self._send(MsgType.ANNOUNCE_CAPABILITIES, {"request": 1, "caps": caps_to_words(GUEST_CAPS)})
-        self.ctx.publish("host.connected", {"channel": self.link.name, "protocol": "spice"})
 
     def disconnected(self) -> None:
         """Host gone: drop partial input; the session forgets client-owned state."""
         self._rx.reset()
         self.client_caps = frozenset()
         self.layout = Layout()
-        self.ctx.publish("host.disconnected", {"channel": self.link.name, "protocol": "spice"})
         self.ctx.cast(self.session_actor, "spice.client_disconnected", {})
 
     def close(self) -> None:
@@ -213,11 +211,17 @@ class SpiceFrontEnd:
         return bool(body["serial"] == (expected - 1) & 0xFFFFFFFF)
 
     # --- outbound ------------------------------------------------------------------------------
+    def event(self, topic: str, body: Any) -> None:
+        """Events the transport node forwards (``session.*``, ``lifecycle.*``).
+
+        ``session.spice_ready {"ready": bool}`` from the gateway drives the port policy; it is
+        re-published every gateway poll, so a lost event only delays the decision.
+        """
+        if topic == "session.spice_ready" and isinstance(body, dict):
+            self._set_ready(bool(body.get("ready")))
+
     def deliver(self, msg: Incoming) -> bool:
-        """Handle a ``spice.*`` cast routed here by the transport node; False if not ours."""
-        if msg.type == "spice.agent_state":
-            self._set_ready(bool((msg.body or {}).get("ready")))
-            return True
+        """Handle a ``spice.send`` cast routed here by the transport node; False if not ours."""
         if msg.type != "spice.send":
             return False
         body = msg.body if isinstance(msg.body, dict) else {}

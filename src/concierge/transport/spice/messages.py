@@ -15,7 +15,8 @@ Routing (all sent by the transport actor's :class:`SpiceFrontEnd`, on its bridge
   session side knows the clipboard layout and serial rules; ``request=1`` means a new client).
 * guest -> host: anyone (normally the gateway) casts ``spice.send`` ``SendBody`` to the
   transport actor; ``body`` is the typed body below, ``blobs[0]`` the data where noted.
-* ``spice.agent_state`` ``AgentState`` (gateway -> transport): whether an active session agent
+* event ``session.spice_ready`` ``AgentState`` (gateway, forwarded by the transport node to
+  ``SpiceFrontEnd.event``): whether an active session agent
   with a known geometry exists (the port policy, see ``frontend.py``).
 
 Must import only the standard library.
@@ -176,7 +177,7 @@ class SendBody(TypedDict):
 
 
 class AgentState(TypedDict):
-    """Body of ``spice.agent_state``: an active session agent reported its geometry."""
+    """Body of ``session.spice_ready``: an active session agent reported its geometry."""
 
     ready: bool
 
