@@ -33,6 +33,7 @@ from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.context import FakeContext
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.spice_host import LinkNode, SpiceHost, pty_channel, unix_channel
+from concierge.transport.spice.wire import MsgType
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SYN = (EV_SYN, 0, 0)
@@ -141,6 +142,16 @@ def test_spice_e2e_xvfb_one_monitor(rig: Rig) -> None:
             (EV_REL, REL_WHEEL, -1), SYN,
         ]  # fmt: skip
         assert BTN_RIGHT not in {code for _, code, _ in rig.events()}
+        # client -> front-end -> gateway -> session process (no clipboard / file actor yet) and
+        # back: the client gets its refusals at once instead of waiting forever
+        rig.host.send(MsgType.CLIPBOARD_REQUEST, {"selection": 1, "type": 1})
+        assert rig.host.read(10)[1:] == (MsgType.CLIPBOARD, {"selection": 1, "type": 0}, b"")
+        keyfile = "[vdagent-file-xfer]\nname=a.txt\nsize=3\n"
+        rig.host.send(MsgType.FILE_XFER_START, {"id": 4, "data": keyfile})
+        assert rig.host.read(10)[1:3] == (
+            MsgType.FILE_XFER_STATUS,
+            {"id": 4, "result": 7, "data": b""},
+        )
 
 
 @pytest.mark.peer

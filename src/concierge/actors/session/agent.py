@@ -27,6 +27,7 @@ from concierge.actors.session import framing
 from concierge.actors.session.messages import SOCKET_NAME, WIRE_VERSION
 from concierge.actors.session.randr import RandrSource
 from concierge.errors import ProtocolError, UnavailableError
+from concierge.transport.spice.messages import XFER_DISABLED
 
 log = logging.getLogger("concierge.session")
 
@@ -47,6 +48,8 @@ ROUTES = {
     "spice.file_xfer_data": "filexfer",
 }
 Handler = Callable[[str, Any, tuple[bytes, ...]], None]
+#: a ``spice.send`` body and its blobs
+Reply = tuple[dict[str, Any], tuple[bytes, ...]]
 
 
 class SessionRouter:
@@ -60,14 +63,26 @@ class SessionRouter:
         """Attach the handler of one user actor (the session supervisor's job)."""
         self.handlers[actor] = handler
 
-    def deliver(self, type_: str, body: Any, blobs: tuple[bytes, ...]) -> None:
-        """Route one message; count it when its actor is not running."""
+    def deliver(self, type_: str, body: Any, blobs: tuple[bytes, ...]) -> Reply | None:
+        """Route one message; without its actor, return the refusal the client expects.
+
+        A client must never wait on a missing actor: a paste request gets an empty
+        CLIPBOARD of type NONE, a file transfer a DISABLED status (as for greeters).
+        """
         handler = self.handlers.get(ROUTES.get(type_, ""))
-        if handler is None:
-            self.unrouted[type_] += 1
-            log.debug("no actor for %s", type_, extra={"event": "session.unrouted"})
-            return
-        handler(type_, body, blobs)
+        if handler is not None:
+            handler(type_, body, blobs)
+            return None
+        self.unrouted[type_] += 1
+        log.debug("no actor for %s", type_, extra={"event": "session.unrouted"})
+        body = body if isinstance(body, dict) else {}
+        if type_ == "spice.clipboard_request":
+            selection = int(body.get("selection", 0))
+            return {"type": "clipboard", "body": {"selection": selection, "type": 0}}, (b"",)
+        if type_ == "spice.file_xfer_start":
+            status = {"id": int(body.get("id", 0)), "result": XFER_DISABLED, "data": b""}
+            return {"type": "file_xfer_status", "body": status}, ()
+        return None
 
 
 class SessionAgent:
@@ -128,7 +143,9 @@ class SessionAgent:
         elif type_ == "active":
             self.active = bool((body or {}).get("active"))
         else:
-            self.router.deliver(type_, body, blobs)
+            refusal = self.router.deliver(type_, body, blobs)
+            if refusal is not None:
+                self.send("spice.send", refusal[0], refusal[1])
         return True
 
     def run(self, source: RandrSource) -> int:

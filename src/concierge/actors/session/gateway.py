@@ -255,6 +255,15 @@ class SessionGatewayNode(Node):
     def _on_agent_send(self, conn: AgentConn, body: Any, blobs: tuple[bytes, ...]) -> None:
         if conn.agent is not self.active or not isinstance(body, dict):
             self.ctx.count("session.inactive_send")
+            inner = body.get("body") if isinstance(body, dict) else None
+            if (
+                isinstance(body, dict)
+                and body.get("type") == "clipboard_request"
+                and isinstance(inner, dict)
+            ):
+                # an app pasting in an inactive session gets "no data" at once, as in vdagentd
+                none = {"selection": int(inner.get("selection", 0)), "type": 0}
+                conn.send("spice.clipboard", none, (b"",))
             return
         kind, inner = body.get("type"), body.get("body")
         if isinstance(inner, dict) and kind in ("clipboard_grab", "clipboard_release"):
