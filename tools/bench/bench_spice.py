@@ -106,6 +106,79 @@ def transport_proc(guest_fd: int, endpoint: str) -> None:
         fe.received(data)
 
 
+def inprocess_proc(guest_fd: int, fifo: str) -> None:
+    """Front-end and input node in one process, the cast a direct call (no hop at all)."""
+    from concierge.actors.input.node import InputNode
+    from concierge.actors.node import Incoming
+    from concierge.transport.spice.frontend import SpiceFrontEnd
+
+    node = InputNode(_Ctx("input", {"sink": f"file:{fifo}"}))  # type: ignore[arg-type]
+    node.start()
+    node.set_geometry({"monitors": [{"x": 0, "y": 0, "width": 1920, "height": 1080}]})
+
+    class Direct(_Ctx):
+        def cast(self, dst: str, type: str, body: Any = None, **_: Any) -> None:
+            if dst == "input":
+                node.handle(Incoming(kind="cast", type=type, body=body, src="transport"))
+
+    class Link:
+        name, connected = "spice", True
+
+        def write(self, data: bytes) -> None:
+            os.write(guest_fd, data)
+
+    fe = SpiceFrontEnd(Direct("transport", {}), Link())  # type: ignore[arg-type]
+    fe.connected()
+    while True:
+        data = os.read(guest_fd, 65536)
+        if not data:
+            return
+        fe.received(data)
+
+
+def dgram_transport_proc(guest_fd: int, path: str) -> None:
+    """Front-end whose input cast is one unix datagram (what a raw input lane would cost)."""
+    from concierge.transport.spice.frontend import SpiceFrontEnd
+    from concierge.transport.spice.wire import MOUSE_STATE_STRUCT
+
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    out.connect(path)
+
+    class Dgram(_Ctx):
+        def cast(self, dst: str, type: str, body: Any = None, **_: Any) -> None:
+            if dst == "input":
+                b = body
+                out.send(MOUSE_STATE_STRUCT.pack(b["x"], b["y"], b["buttons"], b["display_id"]))
+
+    class Link:
+        name, connected = "spice", True
+
+        def write(self, data: bytes) -> None:
+            os.write(guest_fd, data)
+
+    fe = SpiceFrontEnd(Dgram("transport", {}), Link())  # type: ignore[arg-type]
+    fe.connected()
+    while True:
+        data = os.read(guest_fd, 65536)
+        if not data:
+            return
+        fe.received(data)
+
+
+def dgram_input_proc(path: str, fifo: str, ready: Any) -> None:
+    from concierge.actors.input.node import InputNode
+    from concierge.transport.spice.wire import MOUSE_STATE_STRUCT
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    node = InputNode(_Ctx("input", {"sink": f"file:{fifo}"}))  # type: ignore[arg-type]
+    node.start()
+    node.set_geometry({"monitors": [{"x": 0, "y": 0, "width": 1920, "height": 1080}]})
+    ready.set()
+    while True:
+        node.mouse(*MOUSE_STATE_STRUCT.unpack(sock.recv(64)))
+
+
 def input_proc(endpoint: str, fifo: str, ready: Any) -> None:
     import msgspec
     import zmq
@@ -228,6 +301,39 @@ def bench_concierge(
     return results, mem
 
 
+def bench_dgram(tmp: Path, modes: list[str], count: int) -> dict[str, dict[str, float]]:
+    fifo, syn_fd, rproc = start_reader(tmp, "dgram")
+    path = str(tmp / "input.dgram")
+    host_sock, guest_sock = socket.socketpair()
+    ready = mp.Event()
+    inp = mp.Process(target=dgram_input_proc, args=(path, fifo, ready), daemon=True)
+    inp.start()
+    ready.wait(10)
+    tr = mp.Process(target=dgram_transport_proc, args=(guest_sock.fileno(), path), daemon=True)
+    tr.start()
+    host = SpiceHost(host_sock.fileno())
+    host.handshake()
+    try:
+        return {m: run_mode(host, syn_fd, m, count, [inp.pid or 0, tr.pid or 0]) for m in modes}
+    finally:
+        for p in (tr, inp, rproc):
+            p.kill()
+
+
+def bench_inprocess(tmp: Path, modes: list[str], count: int) -> dict[str, dict[str, float]]:
+    fifo, syn_fd, rproc = start_reader(tmp, "inproc")
+    host_sock, guest_sock = socket.socketpair()
+    proc = mp.Process(target=inprocess_proc, args=(guest_sock.fileno(), fifo), daemon=True)
+    proc.start()
+    host = SpiceHost(host_sock.fileno())
+    host.handshake()
+    try:
+        return {m: run_mode(host, syn_fd, m, count, [proc.pid or 0]) for m in modes}
+    finally:
+        proc.kill()
+        rproc.kill()
+
+
 def bench_stock(tmp: Path, modes: list[str], count: int) -> tuple[dict[str, dict[str, float]], str]:
     fifo, syn_fd, rproc = start_reader(tmp, "stock")
     port, udscs = tmp / "port.sock", tmp / "vdagentd.sock"
@@ -287,24 +393,36 @@ def main() -> None:
             bench_stock(tmp, modes, args.count) if shutil.which("spice-vdagentd") else ({}, "-")
         )
         ours, our_mem = bench_concierge(tmp, modes, args.count)
+        inproc = bench_inprocess(tmp, modes, args.count)
+        dgram = bench_dgram(tmp, modes, args.count)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"MOUSE_STATE -> input_event, {args.count} events per mode, µs\n")
     print("| agent | mode | p50 | p99 | max | CPU/event (transport+input / daemon) | wrong ABS_X |")
     print("|---|---|---|---|---|---|---|")
-    for name, res in (("spice-vdagentd 0.22.1", stock), ("concierge", ours)):
+    rows = (
+        ("spice-vdagentd 0.22.1", stock),
+        ("concierge (2 processes, ZeroMQ)", ours),
+        ("concierge code in 1 process (no hop)", inproc),
+        ("concierge, 2 processes, unix datagram lane", dgram),
+    )
+    for name, res in rows:
         for m, r in res.items():
             print(
                 f"| {name} | {m} | {r['p50']:.0f} | {r['p99']:.0f} | {r['max']:.0f}"
                 f" | {r['cpu']:.1f} | {int(r['bad'])} |"
             )
     if stock:
-        print("\n| mode | p50 ratio (concierge/stock) | p99 ratio |")
-        print("|---|---|---|")
+        print(
+            "\n| mode | p50 ratio 2 proc/stock | p99 ratio | p50 ratio 1 proc/stock | p99 ratio |"
+        )
+        print("|---|---|---|---|---|")
         for m in modes:
             print(
                 f"| {m} | {ours[m]['p50'] / stock[m]['p50']:.2f}"
-                f" | {ours[m]['p99'] / stock[m]['p99']:.2f} |"
+                f" | {ours[m]['p99'] / stock[m]['p99']:.2f}"
+                f" | {inproc[m]['p50'] / stock[m]['p50']:.2f}"
+                f" | {inproc[m]['p99'] / stock[m]['p99']:.2f} |"
             )
     print(f"\nMemory after the run: concierge input process {our_mem}; spice-vdagentd {stock_mem}.")
     print("Concierge = two processes (transport front-end, input actor) joined by ZeroMQ ipc,")
