@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from spice_testkit import wait_for
 
+from concierge.actors.input.node import InputNode
 from concierge.actors.session import framing
 from concierge.actors.session.gateway import SessionGatewayNode
+from concierge.testing.context import FakeContext
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.peers import require, require_binary
 
@@ -155,6 +157,16 @@ def test_spice_second_agent_in_same_session_is_refused(
         assert "already has an agent" in second.wait_frame("reject")["reason"]
         agents = gateway.ask("session.status").unwrap()["agents"]
         assert [(a["pid"], a["active"]) for a in agents] == [(first.proc.pid, True)]
+        # a restarted input actor asks the gateway for the geometry instead of waiting
+        fresh = FakeContext(
+            "input", {"sink": f"file:{rundir / 'events'}"}, peers={"session": gateway}
+        )
+        try:
+            fresh.run_node(InputNode)
+            wait_for(lambda: fresh.ask("input.status").unwrap()["monitors"] == GEOMETRY["monitors"])
+            assert fresh.health[0] == "ok"
+        finally:
+            fresh.close()
         # routing: front-end messages reach the active agent, its replies reach the transport
         gateway.tell("spice.clipboard_request", {"selection": 0, "type": 1})
         assert first.wait_frame("spice.clipboard_request") == {"selection": 0, "type": 1}

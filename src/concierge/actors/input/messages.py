@@ -6,6 +6,8 @@
 * ``input.geometry`` (cast; sender: the session gateway, whenever the active session reports
   its layout or the active session changes): ``GeometryBody``. An empty list means "no active
   session": every mouse state is then dropped (as spice-vdagentd does without an agent).
+* at start the input actor requests ``session.geometry`` from the gateway (timeout 2 s; the
+  reply is a ``GeometryBody``) so a restarted input actor maps the mouse at once.
 * ``input.status`` (request, answered at once on the bridge thread, timeout 1 s): returns
   ``StatusBody``.
 

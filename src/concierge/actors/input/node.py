@@ -22,7 +22,7 @@ import msgspec
 from concierge.actors.input.events import Area, TabletState
 from concierge.actors.input.settings import InputSettings
 from concierge.actors.input.sinks import Sink, open_sink
-from concierge.actors.node import POLLOUT, Incoming, Node, NodeContext
+from concierge.actors.node import POLLOUT, Incoming, Node, NodeContext, Reply
 from concierge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,20 @@ class InputNode(Node):
         s = self.settings
         self.sink = open_sink(s.sink, s.device_name, s.uinput_path)
         log.info("input sink %s", self.sink.name, extra={"event": "input.started"})
+        self.ctx.set_health("degraded", "no session geometry yet")
+        if s.geometry_from:
+            # After a restart (kill -9) the gateway would only push on the next change: ask.
+            self.ctx.request(
+                s.geometry_from,
+                "session.geometry",
+                {},
+                timeout_s=2.0,
+                on_reply=self._geometry_reply,
+            )
+
+    def _geometry_reply(self, reply: Reply) -> None:
+        if reply.ok and isinstance(reply.body, dict) and not self.monitors:
+            self.set_geometry(reply.body)
 
     def stop(self) -> None:
         """Close the device or file."""
@@ -176,3 +190,7 @@ class InputNode(Node):
             len(monitors),
             extra={"event": "input.geometry"},
         )
+        if monitors:
+            self.ctx.set_health("ok", f"{self.sink.name if self.sink else ''} {width}x{height}")
+        else:
+            self.ctx.set_health("degraded", "no active session: mouse states are dropped")

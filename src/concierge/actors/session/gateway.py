@@ -335,6 +335,12 @@ class SessionGatewayNode(Node):
         monitors = self.active.monitors if self.active is not None else []
         self.ctx.cast(self.settings.input_actor, "input.geometry", {"monitors": monitors})
         ready = bool(monitors)
+        self.ctx.set_health(
+            "ok" if ready else "degraded",
+            f"active {self.active.session_id} pid {self.active.pid}"
+            if self.active
+            else "no active agent",
+        )
         if ready != self._ready_sent:
             self._ready_sent = ready
             self.ctx.publish("session.spice_ready", {"ready": ready})
@@ -344,6 +350,9 @@ class SessionGatewayNode(Node):
         """``spice.*`` from the front-end go to the active agent; ``session.status`` answers."""
         if msg.type == "session.status" and msg.reply is not None:
             msg.reply.ok(self.status())
+            return
+        if msg.type == "session.geometry" and msg.reply is not None:
+            msg.reply.ok({"monitors": self.active.monitors if self.active is not None else []})
             return
         if not msg.type.startswith("spice."):
             super().handle(msg)

@@ -13,6 +13,8 @@ Actor messages (ZeroMQ runtime):
 * event ``session.spice_ready`` ``{"ready": bool}`` (published on change and every poll; the
   transport forwards ``session.*`` events to its front-ends): the port policy.
 * to the input actor: cast ``input.geometry`` with the active agent's monitors.
+* ``session.geometry`` (request from the input actor at its start, answered on the bridge
+  thread, timeout 2 s) -> ``{"monitors": [...]}`` of the active agent ([] if none).
 * ``session.status`` (request, answered on the bridge thread, timeout 1 s) -> ``StatusBody``.
 
 Session wire (gateway <-> ``python -m concierge.actors.session.agent``): a unix *stream* socket
