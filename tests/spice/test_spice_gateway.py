@@ -206,3 +206,17 @@ def test_spice_two_users_without_logind_means_nobody_active(
     finally:
         a.stop()
         b.stop()
+
+
+def test_spice_frames_before_hello_and_garbage_are_refused(
+    gateway: PollingFakeContext, rundir: Path
+) -> None:
+    early = Client(rundir, UID_A, UID_A, "plain", framing.encode("geometry", GEOMETRY))
+    junk = Client(rundir, UID_B, UID_B, "plain", b"\x00\x00\x00\x03abc")
+    try:
+        assert early.wait_frame("reject") == {"reason": "geometry before hello"}
+        assert junk.wait_frame("reject")["reason"].startswith("bad frame")
+        assert gateway.ask("session.status").unwrap()["rejected"] == 2
+    finally:
+        early.stop()
+        junk.stop()

@@ -27,7 +27,8 @@ class Agent:
     session_id: str = ""
     session_class: str = "user"
     locked: bool = False
-    ready: bool = False  # hello accepted
+    hello: bool = False  # hello received (identity lookup started)
+    ready: bool = False  # welcomed
     monitors: list[dict[str, Any]] = field(default_factory=list)
 
 

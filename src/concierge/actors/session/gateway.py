@@ -179,13 +179,13 @@ class SessionGatewayNode(Node):
             self._reject(conn, f"bad frame: {body}")
             return
         if type_ == "hello":
-            if agent.ready or agent.session_id:
-                return
-            agent.session_id = "?"  # lookup in flight; a second hello is ignored
+            if agent.hello:
+                return  # a second hello is ignored
+            agent.hello = True
             if self._pool is not None:
                 self._pool.submit(self._lookup, agent.key, agent.pid, agent.uid)
             return
-        if not agent.session_id:
+        if not agent.hello:
             self._reject(conn, f"{type_} before hello")
         elif type_ == "geometry":  # may arrive before the welcome: kept for when it is ready
             self._on_geometry(conn, body)
