@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from spice_testkit import RecordingContext, wait_for
 
-from concierge.testing.spice_host import SPICE_GTK_CAPS, SpiceHost
+from concierge.testing.spice_host import (
+    SPICE_GTK_CAPS,
+    LinkNode,
+    SpiceHost,
+    pty_channel,
+    unix_channel,
+)
 from concierge.transport.spice.wire import GUEST_CAPS, Cap, MsgType, caps_to_words
+
+
+@pytest.fixture(params=["unix", "pty"])
+def spice_pair(request: pytest.FixtureRequest) -> Iterator[tuple[SpiceHost, RecordingContext]]:
+    host_fd, guest_fd = unix_channel() if request.param == "unix" else pty_channel()
+    ctx = RecordingContext("transport", {"fd": guest_fd, "name": "spice"})
+    ctx.blobs_seen = []
+    ctx.run_node(LinkNode)
+    host = SpiceHost(host_fd)
+    try:
+        yield host, ctx
+    finally:
+        ctx.close()
+        os.close(host_fd)
+
 
 Pair = tuple[SpiceHost, RecordingContext]
 
