@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from spice_gwclient import UID_A, UID_B, Client, hello
 from spice_testkit import wait_for
 
 from concierge.actors.input.node import InputNode
@@ -17,10 +16,7 @@ from concierge.actors.session import framing
 from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.context import FakeContext
 from concierge.testing.fdloop import PollingFakeContext
-from concierge.testing.peers import require, require_binary
 
-UID_A, UID_B = 60001, 60002
-CLIENT = Path(__file__).with_name("spice_peer_client.py")
 GEOMETRY = {"monitors": [{"x": 0, "y": 0, "width": 1280, "height": 800, "display_id": 0}]}
 
 
@@ -39,52 +35,6 @@ def gateway(rundir: Path) -> Iterator[PollingFakeContext]:
     ctx.run_node(SessionGatewayNode)
     yield ctx
     ctx.close()
-
-
-class Client:
-    """A stdlib client process running as ``uid`` (see spice_peer_client.py)."""
-
-    def __init__(
-        self, rundir: Path, uid: int, endpoint_uid: int, mode: str, *frames: bytes
-    ) -> None:
-        self.out = Path(tempfile.mkstemp(prefix="client-", dir=rundir)[1])
-        self.out.chmod(0o666)
-        sock = rundir / "users" / str(endpoint_uid) / "session.sock"
-        setpriv = require_binary("setpriv", "util-linux")
-        require(Path("/usr/bin/python3").exists(), "apt install python3")
-        argv = [
-            setpriv,
-            f"--reuid={uid}",
-            f"--regid={uid}",
-            "--clear-groups",
-            "/usr/bin/python3",
-            str(CLIENT),
-        ]
-        self.proc = subprocess.Popen(
-            [*argv, str(sock), mode, str(self.out), *(f.hex() for f in frames)]
-        )
-
-    def lines(self) -> list[str]:
-        return self.out.read_text().splitlines()
-
-    def frames(self) -> list[tuple[str, Any]]:
-        data = b"".join(bytes.fromhex(line[3:]) for line in self.lines() if line.startswith("RX "))
-        return [(t, b) for t, b, _ in framing.FrameReader().feed(data)]
-
-    def wait_frame(self, type_: str) -> Any:
-        return wait_for(lambda: next((b for t, b in self.frames() if t == type_), None))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-
-
-def hello(uid: int | None = None) -> bytes:
-    body: dict[str, Any] = {"version": 1, "display": ":0"}
-    if uid is not None:
-        body["uid"] = uid
-    return framing.encode("hello", body)
 
 
 def test_spice_endpoint_dirs_are_private(gateway: PollingFakeContext, rundir: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spice_gwclient import UID_A, UID_B, Client, hello
 from spice_testkit import wait_for
-from test_spice_gateway import UID_A, UID_B, Client, hello
 
 from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.fdloop import PollingFakeContext
