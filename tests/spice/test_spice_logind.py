@@ -63,8 +63,12 @@ class Logind:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.conn: Any = wait_for(self._connect)
-        wait_for(self._owned)
+        try:
+            self.conn: Any = wait_for(self._connect)
+            wait_for(self._owned)
+        except BaseException:
+            self._stop_procs()
+            raise
 
     def _connect(self) -> Any:
         from jeepney.io.blocking import open_dbus_connection
@@ -115,11 +119,18 @@ class Logind:
             value,
         )
 
-    def close(self) -> None:
-        self.conn.close()
+    def _stop_procs(self) -> None:
         for proc in (self.mock, self.bus):
             proc.terminate()
-            proc.wait(5)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def close(self) -> None:
+        self.conn.close()
+        self._stop_procs()
 
 
 @pytest.fixture
