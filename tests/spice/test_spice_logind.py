@@ -144,15 +144,18 @@ def logind() -> Iterator[Logind]:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-@pytest.fixture
-def gateway(logind: Logind) -> Iterator[tuple[PollingFakeContext, Path]]:
+@pytest.fixture(params=[0.1, 60.0], ids=["poll", "signals"])
+def gateway(
+    logind: Logind, request: pytest.FixtureRequest
+) -> Iterator[tuple[PollingFakeContext, Path]]:
+    """poll_s 60: only logind's signals can make the gateway notice changes in time."""
     rundir = Path(tempfile.mkdtemp(prefix="cc-spice-gwl-"))
     rundir.chmod(0o755)
     settings = {
         "users": [UID_A, UID_B],
         "scan_run_user": False,
         "logind_bus": logind.address,
-        "poll_s": 0.1,
+        "poll_s": request.param,
     }
     ctx = PollingFakeContext("session", settings, runtime_dir=rundir)
     ctx.run_node(SessionGatewayNode)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import pwd
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +53,8 @@ class SessionGatewayNode(Node):
         self._pool: ThreadPoolExecutor | None = None
         self._logind: Logind | None = None
         self._timer: TimerHandle | None = None
+        self._signals: Logind | None = None
+        self._stop_event = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -61,6 +64,11 @@ class SessionGatewayNode(Node):
         except msgspec.ValidationError as err:
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-logind")
+        if self.settings.logind_bus:
+            self._watcher = threading.Thread(
+                target=self._watch_logind, name="session-logind-watch", daemon=True
+            )
+            self._watcher.start()
         self._refresh_endpoints(set())
         self._push_geometry()
         self._tick()
@@ -77,6 +85,9 @@ class SessionGatewayNode(Node):
         self.endpoints.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_event.set()
+        if self._signals is not None:
+            self._signals.close()  # wakes the watcher thread, which then exits
 
     def _tick(self) -> None:
         """Periodic: re-read logind (worker thread) and the user list."""
@@ -115,6 +126,21 @@ class SessionGatewayNode(Node):
             except UnavailableError:
                 return None
         return self._logind
+
+    def _watch_logind(self) -> None:
+        """Signal thread: any logind signal re-reads logind at once (the poll is the fallback)."""
+        stop = self._stop_event
+        while not stop.is_set():
+            try:
+                self._signals = Logind(self.settings.logind_bus)
+                self._signals.watch()
+                while not stop.is_set():
+                    self._signals.wait_signal()
+                    if self._pool is not None and not stop.is_set():
+                        self._pool.submit(self._poll_logind)
+            except (UnavailableError, OSError, ValueError, TimeoutError, RuntimeError):
+                # logind absent or restarting (the poll covers it), or we are stopping
+                stop.wait(self.settings.poll_s)
 
     def _poll_logind(self) -> None:
         client = self._logind_client()

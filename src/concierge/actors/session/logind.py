@@ -6,6 +6,8 @@ Must not import zmq or pykka.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +46,9 @@ class Logind:
         self.timeout_s = timeout_s
 
     def close(self) -> None:
-        """Close the bus connection."""
+        """Close the bus connection; a thread blocked in :meth:`wait_signal` wakes up."""
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake recv()
         self._conn.close()
 
     def _call(self, path: str, iface: str, method: str, sig: str | None = None, *args: Any) -> Any:
@@ -103,6 +107,20 @@ class Logind:
         """Id of the seat's active session ('' if none)."""
         session = self._prop(f"{MANAGER_PATH}/seat/{seat}", SEAT_IFACE, "ActiveSession")
         return str(session[0])
+
+    def watch(self) -> None:
+        """Subscribe to logind's signals (session switch, lock, new/removed sessions)."""
+        from jeepney.bus_messages import MatchRule, message_bus  # noqa: PLC0415
+
+        rule = MatchRule(type="signal", sender=BUS_NAME, path_namespace=MANAGER_PATH)
+        self._conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=self.timeout_s)
+
+    def wait_signal(self) -> None:
+        """Block until any watched signal arrives; OSError once :meth:`close` was called."""
+        while True:
+            msg = self._conn.receive()
+            if msg.header.message_type.name == "signal":
+                return
 
     def session_of(self, pid: int, uid: int) -> SessionInfo | None:
         """The session of ``pid``; else the newest graphical session of ``uid`` (as vdagentd)."""
