@@ -206,7 +206,10 @@ def test_spice_logind_locked_and_greeter_refuse_transfers(
             "spice.file_xfer_start", {"id": xid, "data": "[vdagent-file-xfer]\nname=a\nsize=1\n"}
         )
         expect = {"type": "file_xfer_status", "body": {"id": xid, "result": result, "data": b""}}
-        wait_for(lambda: ("transport", "spice.send", expect) in ctx.casts)
+        try:
+            wait_for(lambda: ("transport", "spice.send", expect) in ctx.casts)
+        except AssertionError:
+            raise AssertionError(f"{ctx.casts[-3:]} {_status(ctx)}") from None
 
     try:
         a.wait_frame("welcome")

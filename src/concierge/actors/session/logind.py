@@ -83,25 +83,24 @@ class Logind:
         return [(str(r[0]), int(r[1]), str(r[4])) for r in rows]
 
     def info(self, path: str) -> SessionInfo:
-        """Id, uid, class, type and lock state of the session at ``path``."""
-        user = self._prop(path, SESSION_IFACE, "User")
-        locked = False
+        """Id, uid, class, type and lock state of the session at ``path``.
+
+        One GetAll call: a consistent snapshot (separate Gets could mix two states) and one
+        round trip instead of six.
+        """
+        (props,) = self._call(path, "org.freedesktop.DBus.Properties", "GetAll", "s", SESSION_IFACE)
+        values = {name: variant[1] for name, variant in props.items()}
         try:
-            locked = bool(self._prop(path, SESSION_IFACE, "LockedHint"))
-        except UnavailableError:
-            locked = False
-        try:
-            stamp = int(self._prop(path, SESSION_IFACE, "Timestamp"))
-        except UnavailableError:
-            stamp = 0
-        return SessionInfo(
-            id=str(self._prop(path, SESSION_IFACE, "Id")),
-            uid=int(user[0]),
-            session_class=str(self._prop(path, SESSION_IFACE, "Class")),
-            type=str(self._prop(path, SESSION_IFACE, "Type")),
-            locked=locked,
-            timestamp=stamp,
-        )
+            return SessionInfo(
+                id=str(values["Id"]),
+                uid=int(values["User"][0]),
+                session_class=str(values.get("Class", "user")),
+                type=str(values.get("Type", "")),
+                locked=bool(values.get("LockedHint", False)),
+                timestamp=int(values.get("Timestamp", 0)),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise UnavailableError(f"logind session {path}: {err}") from err
 
     def active_session(self, seat: str = "seat0") -> str:
         """Id of the seat's active session ('' if none)."""
