@@ -1,0 +1,1 @@
+"""The SPICE guest agent (vdagent) protocol front-end: framing, codec and host-facing logic."""
