@@ -39,6 +39,7 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = os.EX_UNAVAILABLE  # 69: resource absent, parole retry
     TEMPFAIL = os.EX_TEMPFAIL  # 75: transient, restart with backoff
     CONFIG = os.EX_CONFIG  # 78: bad config, never restarted
+    REFUSED = os.EX_NOPERM  # 77: refused by a peer (a second session agent): never restarted
 
 
 class ConciergeError(Exception):

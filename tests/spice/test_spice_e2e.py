@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from spice_testkit import RecordingContext, wait_for
-from spice_xservers import xorg_dummy, xrandr, xvfb
+from concierge.testing.xservers import xorg_dummy, xrandr, xvfb
 
 from concierge.actors.input.events import (
     ABS_X,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from spice_testkit import wait_for
-from spice_xservers import xvfb
+from concierge.testing.xservers import xvfb
 
 from concierge.actors.input.events import EV_SYN, decode_events
 from concierge.actors.input.node import InputNode

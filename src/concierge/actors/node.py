@@ -178,6 +178,10 @@ class NodeContext(Protocol):
         """True on the bridge thread (where blocking calls are forbidden)."""
         ...
 
+    def stop(self, code: int = 0) -> None:
+        """End this actor process with a classified exit code (see ``concierge.errors.ExitCode``)."""
+        ...
+
 
 class Node:
     """Base class of an actor process's code; the config's ``entry`` names a subclass.

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
     add_run_arguments(sub.add_parser("run", help="run the agent in the foreground"))
+    from concierge.supervisor.session_main import add_session_arguments  # noqa: PLC0415
+
+    add_session_arguments(sub.add_parser("session", help="run the per-user session supervisor (as the user)"))
     status = sub.add_parser("status", help="actor states, restarts, health")
     status.add_argument("actors", nargs="*")
     for name in ("start", "stop", "restart"):
@@ -214,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         from concierge.supervisor.main import run  # noqa: PLC0415
 
         return run(args)
+    if args.command == "session":
+        from concierge.supervisor.session_main import run_session  # noqa: PLC0415
+
+        return run_session(args, args.runtime_dir)
     if args.command == "config":
         return _config_check(args)
     return _operate(args)

@@ -127,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
     sink = args.input_sink or agent.input_sink
+    if not sink and not os.path.exists("/dev/uinput"):
+        sink = f"file:{layout.root / 'input-events'}"
+        log.info("no /dev/uinput: input events go to %s", sink[5:], extra={"event": "agent.input_sink"})
     if sink:
         settings.setdefault("input", {})["sink"] = sink
     os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format

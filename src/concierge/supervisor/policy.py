@@ -26,7 +26,7 @@ def classify_exit(returncode: int) -> ExitClass:
     """Classify a ``Popen.returncode`` (negative values are signals)."""
     if returncode == ExitCode.OK:
         return ExitClass.NORMAL
-    if returncode in (ExitCode.CONFIG, ExitCode.USAGE):
+    if returncode in (ExitCode.CONFIG, ExitCode.USAGE, ExitCode.REFUSED):
         return ExitClass.CONFIG
     if returncode == ExitCode.UNAVAILABLE:
         return ExitClass.UNAVAILABLE

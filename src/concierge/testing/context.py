@@ -78,6 +78,7 @@ class FakeContext:
         self.supervisor_notes: list[tuple[str, Any]] = []
         self.actors: list[pykka.ActorRef[Any]] = []
         self.node: Node | None = None
+        self.stopped_with: int | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, Callable[[], None], _Timer]] = []
         self._seq = itertools.count()
@@ -241,6 +242,10 @@ class FakeContext:
     def register_actor(self, ref: pykka.ActorRef[Any]) -> None:
         """Remember the actor so :meth:`close` stops it."""
         self.actors.append(ref)
+
+    def stop(self, code: int = 0) -> None:
+        """Record that the node asked to end its process."""
+        self.stopped_with = code
 
     def in_bridge_thread(self) -> bool:
         """True on the fake bridge thread."""

@@ -26,14 +26,10 @@ class PollingFakeContext(FakeContext):
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._poller = threading.Thread(
-            target=self._poll_loop, name=f"{self.actor_id}-poll", daemon=True
-        )
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{self.actor_id}-poll", daemon=True)
         self._poller.start()
 
-    def watch_fd(
-        self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN
-    ) -> None:
+    def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN) -> None:
         """Watch ``fd`` for real (replaces an earlier watch of the same fd)."""
         with self._lock:
             self._watch[fd] = (callback, events)

@@ -87,19 +87,13 @@ class SpiceHost:
                 continue
             view = view[n:]
 
-    def send(
-        self, kind: MsgType, body: dict[str, Any], blob: bytes = b"", port: int = CLIENT_PORT
-    ) -> None:
+    def send(self, kind: MsgType, body: dict[str, Any], blob: bytes = b"", port: int = CLIENT_PORT) -> None:
         """Encode with the client's layout and write as <= 2048-byte chunks."""
         self.write(frame(port, kind, codec.encode(kind, body, self.layout, blob)))
 
     def mouse(self, x: int, y: int, buttons: int = 0, display_id: int = 0) -> None:
         """One MOUSE_STATE from the server (port 2)."""
-        self.write(
-            frame(
-                SERVER_PORT, MsgType.MOUSE_STATE, MOUSE_STATE_STRUCT.pack(x, y, buttons, display_id)
-            )
-        )
+        self.write(frame(SERVER_PORT, MsgType.MOUSE_STATE, MOUSE_STATE_STRUCT.pack(x, y, buttons, display_id)))
 
     def announce(self, request: int = 0) -> None:
         """Send the client's capabilities."""

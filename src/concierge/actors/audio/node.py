@@ -41,9 +41,7 @@ class AudioNode(ServiceNode):
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
         self.pactl = shutil.which("pactl")
         if self.pactl is None:
-            log.warning(
-                "pactl not found: volume sync unsupported", extra={"event": "audio.unsupported"}
-            )
+            log.warning("pactl not found: volume sync unsupported", extra={"event": "audio.unsupported"})
             self.ctx.set_health("degraded", "volume sync unsupported (no pactl)")
 
     @handler("spice.audio_volume_sync")
@@ -63,9 +61,7 @@ class AudioNode(ServiceNode):
         if self.pactl is None:
             return {"applied": False}
         playback = bool(body.get("is_playback"))
-        kind, target = (
-            ("sink", self.settings.sink) if playback else ("source", self.settings.source)
-        )
+        kind, target = ("sink", self.settings.sink) if playback else ("source", self.settings.source)
         values = [str(to_pulse(v)) for v in volume]
         try:
             if not self._pactl(f"set-{kind}-volume", target, *values) and len(values) > 1:

@@ -25,12 +25,7 @@ def encode_png(width: int, height: int, rgba_rows: list[bytes], alpha: bool) -> 
     """Encode rows of RGBA (alpha=True) or RGB pixels as a PNG with filter 0."""
     raw = b"".join(b"\0" + row for row in rgba_rows)
     header = struct.pack(">IIBBBBB", width, height, 8, 6 if alpha else 2, 0, 0, 0)
-    return (
-        PNG_SIG
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, 6))
-        + _chunk(b"IEND", b"")
-    )
+    return PNG_SIG + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
 
 
 def _unfilter(data: bytes, width: int, height: int, bpp: int) -> list[bytearray]:

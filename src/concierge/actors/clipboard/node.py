@@ -65,9 +65,7 @@ def pick_backend(settings: ClipboardSettings, env: Mapping[str, str]) -> Clipboa
         return WaylandClipboard.connect(settings.wayland_display or env.get("WAYLAND_DISPLAY", ""))
     if choice == "none":
         return None
-    raise ConfigError(
-        f"unknown clipboard backend {choice!r}", key="actors.clipboard.settings.backend"
-    )
+    raise ConfigError(f"unknown clipboard backend {choice!r}", key="actors.clipboard.settings.backend")
 
 
 @dataclass(slots=True)
@@ -129,9 +127,7 @@ class ClipboardNode(Node):
         self._token = 0
         self.backend = pick_backend(self.settings, os.environ)
         if self.backend is None:
-            log.warning(
-                "clipboard unsupported in this session", extra={"event": "clipboard.unsupported"}
-            )
+            log.warning("clipboard unsupported in this session", extra={"event": "clipboard.unsupported"})
             self.ctx.set_health("degraded", "clipboard unsupported in this session")
             return
         log.info("clipboard backend %s", self.backend.name, extra={"event": "clipboard.backend"})
@@ -220,9 +216,7 @@ class ClipboardNode(Node):
     def _on_client_request(self, sel: int, body: Mapping[str, Any]) -> None:
         clip_type = body.get("type", 0)
         if self.owner[sel] != GUEST or clip_type not in self.guest_types.get(sel, []):
-            self._send_data(
-                sel, ClipType.NONE if not isinstance(clip_type, int) else clip_type, b""
-            )
+            self._send_data(sel, ClipType.NONE if not isinstance(clip_type, int) else clip_type, b"")
             return
         self._token += 1
         self.fetches[self._token] = (sel, clip_type)
@@ -284,9 +278,7 @@ class ClipboardNode(Node):
 
     def _arm(self, sel: int, paste: _Paste) -> None:
         if paste in self.pastes[sel]:  # not answered yet
-            paste.timer = self.ctx.call_later(
-                self.settings.request_timeout_s, lambda: self._expire(sel, paste)
-            )
+            paste.timer = self.ctx.call_later(self.settings.request_timeout_s, lambda: self._expire(sel, paste))
 
     def on_guest_data(self, token: int, clip_type: int, data: bytes | None) -> None:
         """Data read from the guest owner for a client REQUEST (any thread: it touches only

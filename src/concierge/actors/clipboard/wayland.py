@@ -70,9 +70,7 @@ class WaylandClipboard:
             {
                 0: lambda a: self._on_data_offer(a[0]),
                 1: lambda a: self._on_selection(0, a[0]),
-                2: lambda a: log.warning(
-                    "data-control device finished", extra={"event": "clipboard.wl_gone"}
-                ),
+                2: lambda a: log.warning("data-control device finished", extra={"event": "clipboard.wl_gone"}),
                 3: lambda a: self._on_selection(1, a[0]),
             },
         )
@@ -113,9 +111,7 @@ class WaylandClipboard:
             device = conn.new_id()
             instance = cls(conn, manager, device, primary=iface.startswith("ext") or version >= 2)
             conn.request(manager, 1, "no", device, seat)  # get_data_device
-            log.info(
-                "wayland clipboard via %s v%d", iface, version, extra={"event": "clipboard.wl"}
-            )
+            log.info("wayland clipboard via %s v%d", iface, version, extra={"event": "clipboard.wl"})
             return instance
         except (WaylandError, OSError):
             conn.close()

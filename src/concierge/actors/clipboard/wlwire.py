@@ -100,9 +100,7 @@ class WaylandConnection:
         header = struct.pack("<II", oid, (8 + len(payload)) << 16 | opcode)
         data = bytes(header + payload)
         if fds:
-            self.sock.sendmsg(
-                [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-            )
+            self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         else:
             self.sock.sendall(data)
 

@@ -97,9 +97,7 @@ class X11Clipboard:
         self._running = False
         self._thread: threading.Thread | None = None
         self.offered: dict[int, list[str]] = {}  # guest owner's targets per selection
-        self.jobs: dict[int, collections.deque[_Job]] = {
-            s: collections.deque() for s in self.selections
-        }
+        self.jobs: dict[int, collections.deque[_Job]] = {s: collections.deque() for s in self.selections}
         self.server = SelectionServer(self)
         self.dpy.set_error_handler(self._on_x_error)
 
@@ -349,9 +347,7 @@ class X11Clipboard:
         parts = [_bytes(first)]
         offset = len(parts[0])
         while True:
-            more = self.window.get_property(
-                atom, X.AnyPropertyType, offset // 4, window_longs, delete=False
-            )
+            more = self.window.get_property(atom, X.AnyPropertyType, offset // 4, window_longs, delete=False)
             if more is None:
                 break
             parts.append(_bytes(more))

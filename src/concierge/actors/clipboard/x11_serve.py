@@ -92,9 +92,7 @@ class SelectionServer:
         self.refuse_pending(selection)
         atom = self.x.sel_atom[selection]
         if wid(self.x.dpy.get_selection_owner(atom)) == self.x.window.id:
-            request.SetSelectionOwner(
-                display=self.x.dpy.display, window=X.NONE, selection=atom, time=X.CurrentTime
-            )
+            request.SetSelectionOwner(display=self.x.dpy.display, window=X.NONE, selection=atom, time=X.CurrentTime)
 
     def refuse_pending(self, selection: int) -> None:
         for token, (req, _, _) in list(self.app_requests.items()):
@@ -110,9 +108,7 @@ class SelectionServer:
         if targets is None or selection is None:
             self.notify(req, X.NONE)
         elif target == "TARGETS":
-            atoms = [self.x.atom("TARGETS"), self.x.atom("TIMESTAMP")] + [
-                self.x.atom(t) for t in targets
-            ]
+            atoms = [self.x.atom("TARGETS"), self.x.atom("TIMESTAMP")] + [self.x.atom(t) for t in targets]
             req.requestor.change_property(prop, Xatom.ATOM, 32, atoms)
             self.notify(req, prop)
         elif target == "TIMESTAMP":

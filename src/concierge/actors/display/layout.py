@@ -118,9 +118,7 @@ def output_map(body: Mapping[str, Any]) -> dict[int, int]:
     for entry in entries:
         if not isinstance(entry, Mapping):
             raise LayoutError("display_info entry is not a struct")
-        display_id = _int(entry.get("channel_id", 0), "channel_id") + _int(
-            entry.get("monitor_id", 0), "monitor_id"
-        )
+        display_id = _int(entry.get("channel_id", 0), "channel_id") + _int(entry.get("monitor_id", 0), "monitor_id")
         out[display_id] = _int(entry.get("device_display_id", display_id), "device_display_id")
     return out
 

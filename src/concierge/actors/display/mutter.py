@@ -118,9 +118,7 @@ class MutterBackend:
                 }
         return out
 
-    def apply(
-        self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None
-    ) -> None:
+    def apply(self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None) -> None:
         """ApplyMonitorsConfig with one logical monitor per placement, the first primary
         (Mutter keeps the old layout itself when it refuses one, so ``before`` is unused)."""
         del before

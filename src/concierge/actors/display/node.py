@@ -37,9 +37,7 @@ class LayoutBackend(Protocol):
 
     def output_count(self) -> int: ...
     def current(self) -> dict[int, Rect]: ...
-    def apply(
-        self, placements: list[tuple[int, Monitor]], before: dict[int, Rect] | None = None
-    ) -> None: ...
+    def apply(self, placements: list[tuple[int, Monitor]], before: dict[int, Rect] | None = None) -> None: ...
     def close(self) -> None: ...
     def watch_fd(self) -> int | None: ...
     def drain_changes(self) -> bool: ...
@@ -108,9 +106,7 @@ class DisplayNode(ServiceNode):
             if self._watched is not None:
                 self.ctx.watch_fd(self._watched, self._on_change)
             if self._actor is not None:
-                self._actor.tell(
-                    Incoming(kind="cast", type="display.report", body=None, src="self")
-                )
+                self._actor.tell(Incoming(kind="cast", type="display.report", body=None, src="self"))
 
     def _on_change(self, revents: int) -> None:
         """Bridge thread: a RandR notification; report once the burst is over."""
@@ -175,9 +171,7 @@ class DisplayNode(ServiceNode):
         applied = False
         try:
             before = self.backend.current()
-            wanted = {
-                i: {"x": m.x, "y": m.y, "width": m.width, "height": m.height} for i, m in placements
-            }
+            wanted = {i: {"x": m.x, "y": m.y, "width": m.width, "height": m.height} for i, m in placements}
             if before != wanted:
                 self.backend.apply(placements, before)
             applied = True
@@ -220,5 +214,5 @@ class DisplayNode(ServiceNode):
         geometry = self._geometry()
         if geometry and geometry != self.last_geometry:
             self.last_geometry = geometry
-            self.ctx.cast("input", "input.geometry", {"monitors": geometry})
+            self.ctx.cast(self.settings.geometry_to, "input.geometry", {"monitors": geometry})
         return geometry

@@ -102,9 +102,7 @@ class SwayBackend:
                 out[index] = {k: int(rect[k]) for k in ("x", "y", "width", "height")}
         return out
 
-    def apply(
-        self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None
-    ) -> None:
+    def apply(self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None) -> None:
         """One RUN_COMMAND for the whole layout (sway applies it as a transaction)."""
         del before
         outputs = self._outputs()
@@ -122,8 +120,7 @@ class SwayBackend:
             modes = {(m.get("width"), m.get("height")) for m in output.get("modes") or []}
             custom = "" if (mon.width, mon.height) in modes else "--custom "
             commands.append(
-                f"output {name} enable mode {custom}{mon.width}x{mon.height} "
-                f"position {mon.x} {mon.y} scale 1"
+                f"output {name} enable mode {custom}{mon.width}x{mon.height} position {mon.x} {mon.y} scale 1"
             )
         results = self._call(RUN_COMMAND, "; ".join(commands))
         failed = [r.get("error", "failed") for r in results or [] if not r.get("success")]

@@ -56,9 +56,7 @@ class RandrBackend:
         """An fd that becomes readable when the RandR layout changes (any client, hotplug)."""
         watch: Any = display.Display(self.dpy.get_display_name())
         watch.screen().root.xrandr_select_input(
-            randr.RRScreenChangeNotifyMask
-            | randr.RRCrtcChangeNotifyMask
-            | randr.RROutputChangeNotifyMask
+            randr.RRScreenChangeNotifyMask | randr.RRCrtcChangeNotifyMask | randr.RROutputChangeNotifyMask
         )
         watch.flush()
         self._watch = watch
@@ -98,9 +96,7 @@ class RandrBackend:
         for mon in monitors:
             for oid in mon.crtcs:  # python-xlib names the monitor's *outputs* list "crtcs"
                 if oid in index_of:
-                    snap.active[index_of[oid]] = _rect(
-                        mon.x, mon.y, mon.width_in_pixels, mon.height_in_pixels
-                    )
+                    snap.active[index_of[oid]] = _rect(mon.x, mon.y, mon.width_in_pixels, mon.height_in_pixels)
         return snap
 
     def current(self) -> dict[int, Rect]:
@@ -110,9 +106,7 @@ class RandrBackend:
         return dict(self._snapshot.active)
 
     # --- writing --------------------------------------------------------------------------------
-    def apply(
-        self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None
-    ) -> None:
+    def apply(self, placements: Sequence[tuple[int, Monitor]], before: dict[int, Rect] | None = None) -> None:
         """Set ``placements``; on failure put ``before`` (the previous layout) back and raise
         ValueError. Callers that just read the layout pass it to save the round trips."""
         if before is None:
@@ -126,21 +120,15 @@ class RandrBackend:
                     raise
                 self._apply(placements)  # the snapshot may have gone stale: once more, fresh
         except (ValueError, error.XError, struct.error) as err:
-            old = [
-                (i, Monitor(i, r["x"], r["y"], r["width"], r["height"])) for i, r in before.items()
-            ]
+            old = [(i, Monitor(i, r["x"], r["y"], r["width"], r["height"])) for i, r in before.items()]
             try:
                 if old:
                     self._apply(old)
             except (ValueError, error.XError, struct.error) as again:
-                log.warning(
-                    "could not restore layout: %s", again, extra={"event": "display.restore"}
-                )
+                log.warning("could not restore layout: %s", again, extra={"event": "display.restore"})
             raise ValueError(str(err)) from err
 
-    def _apply(
-        self, placements: Sequence[tuple[int, Monitor]], snap: _Snapshot | None = None
-    ) -> None:
+    def _apply(self, placements: Sequence[tuple[int, Monitor]], snap: _Snapshot | None = None) -> None:
         """Set exactly ``placements`` (output index, monitor); other outputs are turned off.
         A stale snapshot makes the server refuse (InvalidConfigTime) and the caller retry."""
         self._errors.clear()
@@ -154,9 +142,7 @@ class RandrBackend:
         if not (size_range.min_width <= width <= size_range.max_width) or not (
             size_range.min_height <= height <= size_range.max_height
         ):
-            raise ValueError(
-                f"desktop {width}x{height} outside {size_range.max_width}x{size_range.max_height}"
-            )
+            raise ValueError(f"desktop {width}x{height} outside {size_range.max_width}x{size_range.max_height}")
         # 1. turn off CRTCs that are not wanted or would not fit the new screen
         crtc_of: dict[int, int] = {}
         for index, rect in snap.active.items():
@@ -165,9 +151,7 @@ class RandrBackend:
                 continue
             fits = rect["x"] + rect["width"] <= width and rect["y"] + rect["height"] <= height
             if index not in wanted or not fits:
-                self._check(
-                    self.dpy.xrandr_set_crtc_config(info.crtc, ts, 0, 0, 0, randr.Rotate_0, [])
-                )
+                self._check(self.dpy.xrandr_set_crtc_config(info.crtc, ts, 0, 0, 0, randr.Rotate_0, []))
             else:
                 crtc_of[index] = info.crtc
         # 2. resize the screen (millimetres from the physical-size tail, else from dpi)
@@ -194,11 +178,7 @@ class RandrBackend:
                 and snap.crtc(crtc_id).mode == mode_id
             ):
                 continue  # already showing exactly this
-            self._check(
-                self.dpy.xrandr_set_crtc_config(
-                    crtc_id, ts, mon.x, mon.y, mode_id, randr.Rotate_0, [oid]
-                )
-            )
+            self._check(self.dpy.xrandr_set_crtc_config(crtc_id, ts, mon.x, mon.y, mode_id, randr.Rotate_0, [oid]))
         primary = min(wanted)
         self.root.xrandr_set_output_primary(snap.outputs[primary])
         self.dpy.sync()
@@ -217,9 +197,7 @@ class RandrBackend:
             timing = cvt_reduced_timing(width, height, self.refresh_hz)
             if timing["dot_clock"] >= 1 << 32:
                 raise ValueError(f"mode {width}x{height} needs a dot clock beyond RandR's range")
-            spec = dict(
-                timing, id=0, name_length=len(name), flags=randr.HSyncPositive | randr.VSyncNegative
-            )
+            spec = dict(timing, id=0, name_length=len(name), flags=randr.HSyncPositive | randr.VSyncNegative)
             existing = self.root.xrandr_create_mode(spec, name).mode
             log.info("created mode %s", name, extra={"event": "display.mode_created"})
         self.dpy.xrandr_add_output_mode(oid, existing)
@@ -246,9 +224,7 @@ class _Snapshot:
     def info(self, index: int) -> Any:
         """GetOutputInfo of output ``index`` (cached)."""
         if index not in self._infos:
-            self._infos[index] = self.dpy.xrandr_get_output_info(
-                self.outputs[index], self.res.config_timestamp
-            )
+            self._infos[index] = self.dpy.xrandr_get_output_info(self.outputs[index], self.res.config_timestamp)
         return self._infos[index]
 
     def crtc(self, crtc_id: int) -> Any:

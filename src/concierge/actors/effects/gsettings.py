@@ -41,9 +41,7 @@ class GSettings:
 
     def _run(self, *argv: str) -> str:
         try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=self.timeout_s, check=False
-            )
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
             raise SettingsError(f"{argv[1]} failed: {err}") from err
         if done.returncode != 0:

@@ -115,9 +115,7 @@ class EffectsNode(ServiceNode):
                 self.gs.set(schema, key, value)
                 applied.append(effect)
             except SettingsError as err:
-                log.warning(
-                    "effect %s not applied: %s", effect, err, extra={"event": "effects.fail"}
-                )
+                log.warning("effect %s not applied: %s", effect, err, extra={"event": "effects.fail"})
                 unsupported.append(effect)
         log.info("display effects applied: %s", applied, extra={"event": "effects.applied"})
         return {"applied": applied, "unsupported": unsupported}
@@ -149,9 +147,7 @@ class EffectsNode(ServiceNode):
                 else:
                     self.gs.set(schema, key, old)
             except SettingsError as err:
-                log.warning(
-                    "restore of %s failed: %s", key, err, extra={"event": "effects.restore"}
-                )
+                log.warning("restore of %s failed: %s", key, err, extra={"event": "effects.restore"})
                 failed.append((schema, key, old))
         self.saved = failed
         if failed:

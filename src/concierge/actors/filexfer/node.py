@@ -116,9 +116,7 @@ class FileXferNode(ServiceNode):
             return
         name = str(body.get("name") or meta.get("name") or "")
         raw_size = body.get("size", meta.get("size"))
-        size = (
-            int(raw_size) if isinstance(raw_size, str) and raw_size.isdigit() else _as_int(raw_size)
-        )
+        size = int(raw_size) if isinstance(raw_size, str) and raw_size.isdigit() else _as_int(raw_size)
         if size is None or size < 0:
             self._error(xfer_id, GIO_INVALID_ARGUMENT, "missing or bad size")
             return
@@ -235,9 +233,7 @@ class FileXferNode(ServiceNode):
         self._error(xfer_id, _ERRNO_TO_GIO.get(err.errno or 0, GIO_FAILED), err.strerror or "I/O")
 
     def _error(self, xfer_id: int, gio_code: int, why: str) -> None:
-        log.warning(
-            "file transfer refused: %s", why, extra={"event": "filexfer.error", "gio": gio_code}
-        )
+        log.warning("file transfer refused: %s", why, extra={"event": "filexfer.error", "gio": gio_code})
         self._status(xfer_id, XferResult.ERROR, struct.pack("<BI", 0, gio_code))
 
     def _status(self, xfer_id: int, result: XferResult, detail: bytes = b"") -> None:

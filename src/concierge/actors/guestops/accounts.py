@@ -55,11 +55,9 @@ def set_password(username: str, password: Secret[bytes], crypted: bool, tool: st
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
         )
     except subprocess.TimeoutExpired as err:
-        raise ActorError(ErrorCode.TIMEOUT,
-                         "child process has failed to set user password") from err
+        raise ActorError(ErrorCode.TIMEOUT, "child process has failed to set user password") from err
     except OSError as err:
-        raise ActorError(ErrorCode.UNAVAILABLE,
-                         f"failed to create child process, error was '{err.strerror}'") from err
+        raise ActorError(ErrorCode.UNAVAILABLE, f"failed to create child process, error was '{err.strerror}'") from err
     if proc.returncode != 0:
         raise _bad("child process has failed to set user password")
 
@@ -87,8 +85,7 @@ def interpreters(configured: str) -> list[str]:
     return found
 
 
-def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False,
-             python: str = "") -> Any:
+def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False, python: str = "") -> Any:
     """Run one authorized_keys operation as ``username`` in the helper child."""
     entry = lookup(username)
     check_keys(keys)
@@ -96,8 +93,7 @@ def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False,
     switch: dict[str, Any] = {}
     if os.geteuid() != entry.pw_uid:
         if os.geteuid() != 0:
-            raise ActorError(ErrorCode.FORBIDDEN,
-                             f"cannot act as user '{username}' without root privileges")
+            raise ActorError(ErrorCode.FORBIDDEN, f"cannot act as user '{username}' without root privileges")
         switch = {
             "user": entry.pw_uid,
             "group": entry.pw_gid,
@@ -129,8 +125,7 @@ def ssh_keys(username: str, op: str, keys: list[str], reset: bool = False,
     try:
         answer = json.loads(proc.stdout)
     except ValueError as err:
-        raise ActorError(ErrorCode.INTERNAL,
-                         f"authorized_keys helper failed (exit {proc.returncode})") from err
+        raise ActorError(ErrorCode.INTERNAL, f"authorized_keys helper failed (exit {proc.returncode})") from err
     if "error" in answer:
         raise _bad(str(answer["error"]))
     return answer["ok"]

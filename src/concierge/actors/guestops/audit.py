@@ -56,5 +56,12 @@ def audited(klass: str, command: str, target: str = "") -> Iterator[AuditRecord]
         if code:
             extra["code"] = code
         extra.update(record.numbers)
-        log.log(logging.WARNING if result == "denied" else logging.INFO,
-                "%s %s %s: %s", klass, command, record.target, result, extra=extra)
+        log.log(
+            logging.WARNING if result == "denied" else logging.INFO,
+            "%s %s %s: %s",
+            klass,
+            command,
+            record.target,
+            result,
+            extra=extra,
+        )

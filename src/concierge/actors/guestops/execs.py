@@ -138,12 +138,16 @@ class ExecTable:
                 except ProcessLookupError:
                     pass
                 except PermissionError:
-                    log.warning("cannot kill leftover exec child %d", pid,
-                                extra={"event": "guestops.exec.leftover_unkillable"})
+                    log.warning(
+                        "cannot kill leftover exec child %d", pid, extra={"event": "guestops.exec.leftover_unkillable"}
+                    )
             record.unlink(missing_ok=True)
         if killed:
-            log.warning("killed %d exec children left by a previous instance", len(killed),
-                        extra={"event": "guestops.exec.leftover_killed", "pids": repr(killed)})
+            log.warning(
+                "killed %d exec children left by a previous instance",
+                len(killed),
+                extra={"event": "guestops.exec.leftover_killed", "pids": repr(killed)},
+            )
         return killed
 
     # --- guest-exec ---------------------------------------------------------------------------
@@ -200,16 +204,28 @@ class ExecTable:
             ]
             try:
                 try:
-                    pid = os.posix_spawn(executable, [path, *argv], environment,
-                                         file_actions=actions, setpgroup=0,
-                                         setsigdef=_RESET_SIGNALS, setsigmask=())
+                    pid = os.posix_spawn(
+                        executable,
+                        [path, *argv],
+                        environment,
+                        file_actions=actions,
+                        setpgroup=0,
+                        setsigdef=_RESET_SIGNALS,
+                        setsigmask=(),
+                    )
                 except OSError as err:
                     if err.errno != errno.ENOEXEC:
                         raise
                     # like glib (and execvp): a script without "#!" is run by /bin/sh
-                    pid = os.posix_spawn("/bin/sh", ["/bin/sh", executable, *argv], environment,
-                                         file_actions=actions, setpgroup=0,
-                                         setsigdef=_RESET_SIGNALS, setsigmask=())
+                    pid = os.posix_spawn(
+                        "/bin/sh",
+                        ["/bin/sh", executable, *argv],
+                        environment,
+                        file_actions=actions,
+                        setpgroup=0,
+                        setsigdef=_RESET_SIGNALS,
+                        setsigmask=(),
+                    )
             except OSError as err:
                 raise _spawn_error(path, err.errno or errno.EIO) from err
         except BaseException as err:
@@ -263,8 +279,9 @@ class ExecTable:
         try:
             (self._records / str(pid)).write_text(f"{pid} {started}\n", encoding="ascii")
         except OSError as err:
-            log.warning("cannot record exec child %d: %s", pid, err.strerror,
-                        extra={"event": "guestops.exec.record_failed"})
+            log.warning(
+                "cannot record exec child %d: %s", pid, err.strerror, extra={"event": "guestops.exec.record_failed"}
+            )
 
     def _trim(self) -> None:
         """Forget the oldest finished-but-never-queried children beyond ``max_records``."""
@@ -280,15 +297,12 @@ class ExecTable:
             if stream is not None:
                 os.set_blocking(stream.fd, False)
                 child.open_fds.add(stream.fd)
-                self._reactor.add(stream.fd, selectors.EVENT_READ,
-                                  functools.partial(self._on_output, child, stream))
+                self._reactor.add(stream.fd, selectors.EVENT_READ, functools.partial(self._on_output, child, stream))
         if child.stdin_fd >= 0:
             os.set_blocking(child.stdin_fd, False)
             child.open_fds.add(child.stdin_fd)
-            self._reactor.add(child.stdin_fd, selectors.EVENT_WRITE,
-                              functools.partial(self._on_input, child))
-        self._reactor.add(child.pidfd, selectors.EVENT_READ,
-                          functools.partial(self._on_exit, child))
+            self._reactor.add(child.stdin_fd, selectors.EVENT_WRITE, functools.partial(self._on_input, child))
+        self._reactor.add(child.pidfd, selectors.EVENT_READ, functools.partial(self._on_exit, child))
 
     def _close_fd(self, child: Child, fd: int) -> None:
         self._reactor.remove(fd)
@@ -375,8 +389,11 @@ class ExecTable:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         if alive:
-            log.warning("killed %d running exec children at stop", len(alive),
-                        extra={"event": "guestops.exec.killed_at_stop", "pids": repr(alive)})
+            log.warning(
+                "killed %d running exec children at stop",
+                len(alive),
+                extra={"event": "guestops.exec.killed_at_stop", "pids": repr(alive)},
+            )
         self._reactor.stop()
         deadline = time.monotonic() + 1.0
         pending = list(alive)

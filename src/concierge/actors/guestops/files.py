@@ -68,8 +68,9 @@ class HandleCounter:
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as err:
-            log.warning("unreadable handle counter %s: %s", self._path, err,
-                        extra={"event": "guestops.files.counter_reset"})
+            log.warning(
+                "unreadable handle counter %s: %s", self._path, err, extra={"event": "guestops.files.counter_reset"}
+            )
 
     def take(self) -> int:
         """Return a fresh handle and persist the next one (atomically: temp file + rename)."""
@@ -139,16 +140,13 @@ class FileTable:
         open_flags = (flags & ~os.O_TRUNC) | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
             try:
-                fd = os.open(path, open_flags | (os.O_EXCL if flags & os.O_CREAT else 0),
-                             NEW_FILE_MODE)
+                fd = os.open(path, open_flags | (os.O_EXCL if flags & os.O_CREAT else 0), NEW_FILE_MODE)
                 created = bool(flags & os.O_CREAT)
             except FileExistsError:
                 fd = os.open(path, open_flags & ~os.O_CREAT)
                 created = False
         except OSError as err:
-            raise _generic(
-                f"failed to open file '{path}' (mode: '{mode}'): {os.strerror(err.errno or 0)}"
-            ) from err
+            raise _generic(f"failed to open file '{path}' (mode: '{mode}'): {os.strerror(err.errno or 0)}") from err
         try:
             check(os.readlink(f"/proc/self/fd/{fd}"))
             if created:
@@ -163,9 +161,7 @@ class FileTable:
             raise
         except OSError as err:
             os.close(fd)
-            raise _generic(
-                f"failed to open file '{path}' (mode: '{mode}'): {os.strerror(err.errno or 0)}"
-            ) from err
+            raise _generic(f"failed to open file '{path}' (mode: '{mode}'): {os.strerror(err.errno or 0)}") from err
         return handle
 
     def _get(self, handle: int) -> OpenFile:

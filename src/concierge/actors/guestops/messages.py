@@ -77,9 +77,7 @@ class FileRead(TypedDict):
     count: NotRequired[int]  # default 4096
 
 
-FileWrite = TypedDict(
-    "FileWrite", {"handle": int, "buf-b64": str, "count": NotRequired[int]}
-)
+FileWrite = TypedDict("FileWrite", {"handle": int, "buf-b64": str, "count": NotRequired[int]})
 """``file.write`` -> ``{"count": int, "eof": bool}``."""
 
 

@@ -45,11 +45,9 @@ def _arg(body: Any, name: str, kind: type, default: Any = ..., *, also: type | N
     if kind is list and ok and not all(isinstance(item, str) for item in value):
         ok = False
     if not ok:
-        raise ActorError(ErrorCode.BAD_REQUEST,
-                         f"Invalid parameter type for '{name}', expected: {_TYPE_NAMES[kind]}")
+        raise ActorError(ErrorCode.BAD_REQUEST, f"Invalid parameter type for '{name}', expected: {_TYPE_NAMES[kind]}")
     # C strings end at NUL: qemu-ga would silently act on a shorter path, user or argument
-    if (isinstance(value, str) and "\0" in value) or (
-            isinstance(value, list) and any("\0" in item for item in value)):
+    if (isinstance(value, str) and "\0" in value) or (isinstance(value, list) and any("\0" in item for item in value)):
         raise ActorError(ErrorCode.BAD_REQUEST, f"Parameter '{name}' contains a NUL character")
     return value
 
@@ -67,20 +65,23 @@ class GuestOpsNode(ServiceNode):
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
-            raise ConfigError(f"cannot create state_dir {state_dir}: {err.strerror}",
-                              key=f"actors.{self.ctx.actor_id}.settings.state_dir") from err
+            raise ConfigError(
+                f"cannot create state_dir {state_dir}: {err.strerror}",
+                key=f"actors.{self.ctx.actor_id}.settings.state_dir",
+            ) from err
         self.worker_threads = max(1, self.settings.workers)
         self.policy = Policy(self.settings)
-        self.files = FileTable(state_dir, max_read=self.settings.max_read_bytes,
-                               read_budget=self.settings.read_budget_bytes)
-        self.execs = ExecTable(state_dir, max_output=self.settings.max_output_bytes,
-                               max_records=self.settings.max_exec_records)
+        self.files = FileTable(
+            state_dir, max_read=self.settings.max_read_bytes, read_budget=self.settings.read_budget_bytes
+        )
+        self.execs = ExecTable(
+            state_dir, max_output=self.settings.max_output_bytes, max_records=self.settings.max_exec_records
+        )
         killed = self.execs.kill_leftovers()
         self.ctx.count("exec.leftovers_killed", len(killed))
         super().start()
         if self.settings.restricted:
-            log.info("guestops restricted: files, exec and accounts denied",
-                     extra={"event": "guestops.restricted"})
+            log.info("guestops restricted: files, exec and accounts denied", extra={"event": "guestops.restricted"})
         self.ctx.set_health("ok")
 
     def on_start(self) -> None:
@@ -118,8 +119,7 @@ class GuestOpsNode(ServiceNode):
             mode = _arg(msg.body, "mode", str, "r")
             rec.target = path
             self.policy.check_file(msg.type, path)
-            handle: int = self.files.open(
-                path, mode, lambda real: self.policy.check_opened(msg.type, real))
+            handle: int = self.files.open(path, mode, lambda real: self.policy.check_opened(msg.type, real))
             rec.numbers["handle"] = handle
             return handle
 
@@ -192,8 +192,13 @@ class GuestOpsNode(ServiceNode):
             capture = capture_mode(body.get("capture-output"))
             rec.numbers["argc"] = len(argv)
             pid = self.execs.spawn(
-                path, argv=argv, env=env, input_b64=data, capture=capture,
-                check=lambda real: self.policy.check_executable(msg.type, real))
+                path,
+                argv=argv,
+                env=env,
+                input_b64=data,
+                capture=capture,
+                check=lambda real: self.policy.check_executable(msg.type, real),
+            )
             rec.numbers["child_pid"] = pid
             self.ctx.count("exec.spawned")
             return {"pid": pid}

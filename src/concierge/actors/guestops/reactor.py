@@ -55,6 +55,7 @@ class Reactor:
 
     def stop(self) -> None:
         """Stop the loop and wait briefly for the thread."""
+
         def halt() -> None:
             self._stopping = True
 
@@ -78,8 +79,7 @@ class Reactor:
                     else:
                         key.data(mask)
                 except Exception:  # loop boundary: one bad child must not stop the reactor
-                    log.exception("exec reactor callback failed",
-                                  extra={"event": "guestops.exec.reactor_error"})
+                    log.exception("exec reactor callback failed", extra={"event": "guestops.exec.reactor_error"})
         self._sel.close()
 
     def _drain(self) -> None:

@@ -51,8 +51,7 @@ def _read_lines(dir_fd: int | None, path: str) -> list[str] | None:
     if dir_fd is None:
         return None
     try:
-        fd = os.open("authorized_keys", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
+        fd = os.open("authorized_keys", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -72,8 +71,7 @@ def _read_lines(dir_fd: int | None, path: str) -> list[str] | None:
 def _write_lines(dir_fd: int, path: str, lines: list[str]) -> None:
     tmp = f".authorized_keys.{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dir_fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
             os.fchmod(fd, 0o600)
             os.write(fd, "\n".join(lines).encode())
@@ -101,8 +99,9 @@ def run(request: dict[str, Any]) -> Any:
     if op == "get":
         lines = _read_lines(dir_fd, path)
         if lines is None:
-            raise FailureError(f"failed to read '{path}': Failed to open file \u201c{path}\u201d: "
-                          f"{os.strerror(errno.ENOENT)}")
+            raise FailureError(
+                f"failed to read '{path}': Failed to open file \u201c{path}\u201d: {os.strerror(errno.ENOENT)}"
+            )
         found = [line.strip() for line in lines]
         return {"keys": [k for k in reversed(found) if k and not k.startswith("#")]}
     if op == "add" and dir_fd is not None:

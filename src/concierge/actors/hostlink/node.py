@@ -151,6 +151,15 @@ class HostLinkNode(Node):
                     if event is not None:
                         event(msg.type, msg.body)
             return
+        if msg.type == "spice.send":
+            # a user actor's guest->client message, relayed by the session gateway
+            for channel in self.channels:
+                if channel.spec.protocol == "spice":
+                    for frontend in channel.frontends():
+                        deliver = getattr(frontend, "deliver", None)
+                        if deliver is not None:
+                            deliver(msg)
+            return
         if msg.type == messages.STATUS and msg.reply is not None:
             msg.reply.ok(self.status())
             return

@@ -82,9 +82,7 @@ class InputNode(Node):
         if msg.type == "input.mouse":
             body = msg.body
             try:
-                self.mouse(
-                    int(body["x"]), int(body["y"]), int(body["buttons"]), int(body["display_id"])
-                )
+                self.mouse(int(body["x"]), int(body["y"]), int(body["buttons"]), int(body["display_id"]))
             except (KeyError, TypeError, ValueError):
                 self.ctx.count("input.bad_mouse")
             return
@@ -165,8 +163,7 @@ class InputNode(Node):
         """Replace the display map and re-range the tablet to the new bounding box."""
         try:
             monitors = [
-                {k: int(m[k]) for k in ("x", "y", "width", "height")}
-                | {"display_id": int(m.get("display_id", i))}
+                {k: int(m[k]) for k in ("x", "y", "width", "height")} | {"display_id": int(m.get("display_id", i))}
                 for i, m in enumerate(body["monitors"])
             ]
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -174,9 +171,7 @@ class InputNode(Node):
             log.warning("ignored malformed geometry", extra={"event": "input.bad_geometry"})
             return
         self.monitors = monitors
-        self.areas = {
-            m["display_id"]: Area(m["x"], m["y"], m["width"], m["height"]) for m in monitors
-        }
+        self.areas = {m["display_id"]: Area(m["x"], m["y"], m["width"], m["height"]) for m in monitors}
         width = max((m["x"] + m["width"] for m in monitors), default=0)
         height = max((m["y"] + m["height"] for m in monitors), default=0)
         if (width, height) != (self.width, self.height):

@@ -125,9 +125,7 @@ class UInputSink:
         try:
             import evdev  # noqa: PLC0415 - optional dependency, only where uinput is used
         except ImportError as err:
-            raise ConfigError(
-                "python-evdev is not installed", key="actors.input.settings.sink"
-            ) from err
+            raise ConfigError("python-evdev is not installed", key="actors.input.settings.sink") from err
         self._evdev: Any = evdev
         self.name = "uinput"
         self.device_name = device_name
@@ -201,6 +199,4 @@ def open_sink(spec: str, device_name: str, uinput_path: str) -> Sink:
         return FileSink(spec[5:])
     if spec == "uinput":
         return UInputSink(device_name, uinput_path)
-    raise ConfigError(
-        f"unknown sink {spec!r} (use 'uinput' or 'file:PATH')", key="actors.input.settings.sink"
-    )
+    raise ConfigError(f"unknown sink {spec!r} (use 'uinput' or 'file:PATH')", key="actors.input.settings.sink")

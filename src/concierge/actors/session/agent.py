@@ -88,9 +88,7 @@ class SessionRouter:
 class SessionAgent:
     """Connection to the gateway plus the geometry source."""
 
-    def __init__(
-        self, runtime_dir: Path, display: str | None, router: SessionRouter | None = None
-    ) -> None:
+    def __init__(self, runtime_dir: Path, display: str | None, router: SessionRouter | None = None) -> None:
         self.path = runtime_dir / "users" / str(os.getuid()) / SOCKET_NAME
         self.display = display or os.environ.get("DISPLAY", "")
         self.router = router or SessionRouter()
@@ -164,18 +162,14 @@ class SessionAgent:
             if sfd in ready:
                 data = self.sock.recv(262144)
                 if not data:
-                    log.info(
-                        "gateway closed the connection", extra={"event": "session.gateway_gone"}
-                    )
+                    log.info("gateway closed the connection", extra={"event": "session.gateway_gone"})
                     return 75  # EX_TEMPFAIL: restarted by the unit
                 try:
                     for frame in self.reader.feed(data):
                         if not self.on_frame(*frame):
                             return 77  # EX_NOPERM: a refused agent must not hot-loop
                 except ProtocolError as err:
-                    log.error(
-                        "bad frame from gateway: %s", err, extra={"event": "session.bad_frame"}
-                    )
+                    log.error("bad frame from gateway: %s", err, extra={"event": "session.bad_frame"})
                     return 76
 
 

@@ -34,9 +34,7 @@ class Agent:
 
 def duplicate_of(agents: list[Agent], new: Agent) -> Agent | None:
     """Another ready agent of the same session (the "second agent" case: the new one loses)."""
-    return next(
-        (a for a in agents if a.ready and a.key != new.key and a.session_id == new.session_id), None
-    )
+    return next((a for a in agents if a.ready and a.key != new.key and a.session_id == new.session_id), None)
 
 
 def pick_active(agents: list[Agent], logind_active: str | None) -> Agent | None:

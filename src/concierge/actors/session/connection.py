@@ -34,9 +34,7 @@ class AgentConn:
         self.ctx = ctx
         self.sock = sock
         self.peer = peer
-        self.agent = Agent(
-            key=sock.fileno(), uid=peer.uid, pid=peer.pid, start_time=peer.start_time
-        )
+        self.agent = Agent(key=sock.fileno(), uid=peer.uid, pid=peer.pid, start_time=peer.start_time)
         self._reader = framing.FrameReader()
         self._out = bytearray()
         self._closed = False

@@ -45,9 +45,7 @@ def open_endpoint(runtime_dir: Path, uid: int, gid: int | None = None) -> Endpoi
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chown(directory, uid, uid if gid is None else gid)
     os.chmod(directory, 0o700)
-    lock_fd = os.open(
-        directory / f"{SOCKET_NAME}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-    )
+    lock_fd = os.open(directory / f"{SOCKET_NAME}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -55,9 +53,7 @@ def open_endpoint(runtime_dir: Path, uid: int, gid: int | None = None) -> Endpoi
         raise
     path = directory / SOCKET_NAME
     path.unlink(missing_ok=True)
-    sock = socket.socket(
-        socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-    )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
         sock.bind(str(path))
         os.chown(path, uid, uid if gid is None else gid)

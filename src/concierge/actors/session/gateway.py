@@ -65,9 +65,7 @@ class SessionGatewayNode(Node):
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-logind")
         if self.settings.logind_bus:
-            self._watcher = threading.Thread(
-                target=self._watch_logind, name="session-logind-watch", daemon=True
-            )
+            self._watcher = threading.Thread(target=self._watch_logind, name="session-logind-watch", daemon=True)
             self._watcher.start()
         self._refresh_endpoints(set())
         self._push_geometry()
@@ -282,11 +280,7 @@ class SessionGatewayNode(Node):
         if conn.agent is not self.active or not isinstance(body, dict):
             self.ctx.count("session.inactive_send")
             inner = body.get("body") if isinstance(body, dict) else None
-            if (
-                isinstance(body, dict)
-                and body.get("type") == "clipboard_request"
-                and isinstance(inner, dict)
-            ):
+            if isinstance(body, dict) and body.get("type") == "clipboard_request" and isinstance(inner, dict):
                 # an app pasting in an inactive session gets "no data" at once, as in vdagentd
                 none = {"selection": int(inner.get("selection", 0)), "type": 0}
                 conn.send("spice.clipboard", none, (b"",))
@@ -363,9 +357,7 @@ class SessionGatewayNode(Node):
         ready = bool(monitors)
         self.ctx.set_health(
             "ok" if ready else "degraded",
-            f"active {self.active.session_id} pid {self.active.pid}"
-            if self.active
-            else "no active agent",
+            f"active {self.active.session_id} pid {self.active.pid}" if self.active else "no active agent",
         )
         if ready != self._ready_sent:
             self._ready_sent = ready

@@ -83,8 +83,7 @@ def _dec_monitors(p: bytes, _: Layout) -> tuple[Body, bytes | None]:
     if tail:
         off = 8 + _MON.size * n
         body["physical_sizes"] = [
-            dict(zip(("height", "width"), _MM.unpack_from(p, off + _MM.size * i), strict=True))
-            for i in range(n)
+            dict(zip(("height", "width"), _MM.unpack_from(p, off + _MM.size * i), strict=True)) for i in range(n)
         ]
     return body, None
 
@@ -259,9 +258,7 @@ def _encode(kind: MsgType, b: Body, layout: Layout, blob: bytes) -> bytes:
         case MsgType.MONITORS_CONFIG:
             mons = b["monitors"]
             out = _TWO_U32.pack(len(mons), b.get("flags", 0))
-            out += b"".join(
-                _MON.pack(m["height"], m["width"], m["depth"], m["x"], m["y"]) for m in mons
-            )
+            out += b"".join(_MON.pack(m["height"], m["width"], m["depth"], m["x"], m["y"]) for m in mons)
             if b.get("flags", 0) & FLAG_PHYSICAL_SIZE:
                 out += b"".join(_MM.pack(m["height"], m["width"]) for m in b["physical_sizes"])
             return out
@@ -293,16 +290,12 @@ def _encode(kind: MsgType, b: Body, layout: Layout, blob: bytes) -> bytes:
             return _I32.pack(b["max"])
         case MsgType.AUDIO_VOLUME_SYNC:
             vol = b["volume"]
-            return _VOLUME.pack(b["is_playback"], b["mute"], len(vol)) + struct.pack(
-                f"<{len(vol)}H", *vol
-            )
+            return _VOLUME.pack(b["is_playback"], b["mute"], len(vol)) + struct.pack(f"<{len(vol)}H", *vol)
         case MsgType.GRAPHICS_DEVICE_INFO:
             out = _U32.pack(len(b["display_info"]))
             for info in b["display_info"]:
                 addr = info["device_address"].encode("utf-8") + b"\0"
-                out += _DEV_INFO.pack(
-                    info["channel_id"], info["monitor_id"], info["device_display_id"], len(addr)
-                )
+                out += _DEV_INFO.pack(info["channel_id"], info["monitor_id"], info["device_display_id"], len(addr))
                 out += addr
             return out
     raise ProtocolError(f"cannot encode {kind!r}")

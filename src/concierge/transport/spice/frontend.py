@@ -82,9 +82,7 @@ class PortGate(Protocol):
 class SpiceFrontEnd:
     """The vdagent front-end for one host channel; all methods run on the bridge thread."""
 
-    def __init__(
-        self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, ctx: NodeContext, link: HostLink, settings: Mapping[str, Any] | None = None) -> None:
         cfg = dict(settings or {})
         self.ctx = ctx
         self.link = link
@@ -154,9 +152,7 @@ class SpiceFrontEnd:
             # the next read (hosts write whole chunks, so the next read starts a header).
             self._rx.reset()
             self.ctx.count("spice.resync")
-            log.warning(
-                "vdagent stream error, resynchronising: %s", err, extra={"event": "spice.resync"}
-            )
+            log.warning("vdagent stream error, resynchronising: %s", err, extra={"event": "spice.resync"})
 
     # --- inbound -------------------------------------------------------------------------------
     def _dispatch(self, port: int, mtype: int, payload: bytes) -> None:
@@ -194,9 +190,7 @@ class SpiceFrontEnd:
         self.layout = Layout.from_caps(self.client_caps)
         if body["request"]:
             self._serial = [0, 0, 0]
-            self._send(
-                MsgType.ANNOUNCE_CAPABILITIES, {"request": 0, "caps": caps_to_words(GUEST_CAPS)}
-            )
+            self._send(MsgType.ANNOUNCE_CAPABILITIES, {"request": 0, "caps": caps_to_words(GUEST_CAPS)})
         self.ctx.cast(self.session_actor, "spice.announce_capabilities", body)
 
     def _accept_client_grab(self, body: dict[str, Any]) -> bool:
@@ -229,9 +223,7 @@ class SpiceFrontEnd:
         inner = body.get("body") if isinstance(body.get("body"), dict) else {}
         if kind is None or kind not in GUEST_SENDABLE or inner is None:
             self.ctx.count("spice.send_refused")
-            log.warning(
-                "refused spice.send of %r", body.get("type"), extra={"event": "spice.send_refused"}
-            )
+            log.warning("refused spice.send of %r", body.get("type"), extra={"event": "spice.send_refused"})
             return True
         self.send(kind, inner, msg.blobs[0] if msg.blobs else b"")
         return True
@@ -242,27 +234,20 @@ class SpiceFrontEnd:
             self.ctx.count("spice.clipboard_without_client")
             return
         if kind is MsgType.CLIPBOARD and 0 <= self.max_clipboard < len(blob):
-            log.info(
-                "clipboard above the client's limit: sent empty", extra={"event": "spice.max_clip"}
-            )
+            log.info("clipboard above the client's limit: sent empty", extra={"event": "spice.max_clip"})
             blob = b""
         if kind is MsgType.CLIPBOARD_GRAB and self.layout.grab_serial:
             sel = int(body.get("selection", 0))
             body = {**body, "serial": self._serial[sel] if sel < 3 else 0}
             if sel < 3:
                 self._serial[sel] += 1
-        if (
-            kind is MsgType.FILE_XFER_STATUS
-            and Cap.FILE_XFER_DETAILED_ERRORS not in self.client_caps
-        ):
+        if kind is MsgType.FILE_XFER_STATUS and Cap.FILE_XFER_DETAILED_ERRORS not in self.client_caps:
             result = int(body.get("result", 0))
             result = _XFER_ERROR if result > _XFER_SUCCESS else result
             body = {**body, "result": result, "data": b""}
         self._send(kind, body, blob=blob)
 
-    def _send(
-        self, kind: MsgType, body: dict[str, Any], *, blob: bytes = b"", port: int = CLIENT_PORT
-    ) -> None:
+    def _send(self, kind: MsgType, body: dict[str, Any], *, blob: bytes = b"", port: int = CLIENT_PORT) -> None:
         if port == SERVER_PORT:
             port = CLIENT_PORT  # the server drops anything the guest writes on port 2
         try:

@@ -202,15 +202,11 @@ class Reassembler:
 
 
 #: the fixed bytes of a single-chunk MOUSE_STATE: chunk header, protocol, type (opaque varies)
-MOUSE_FRAME_PREFIX = CHUNK_HEADER.pack(SERVER_PORT, MESSAGE_HEADER.size + 13) + struct.pack(
-    "<II", PROTOCOL, 1
-)
+MOUSE_FRAME_PREFIX = CHUNK_HEADER.pack(SERVER_PORT, MESSAGE_HEADER.size + 13) + struct.pack("<II", PROTOCOL, 1)
 MOUSE_FRAME_SIZE = CHUNK_HEADER.size + MESSAGE_HEADER.size + 13
 
 
-def frame(
-    port: int, mtype: int, payload: bytes, *, opaque: int = 0, max_chunk: int = MAX_DATA_SIZE
-) -> bytes:
+def frame(port: int, mtype: int, payload: bytes, *, opaque: int = 0, max_chunk: int = MAX_DATA_SIZE) -> bytes:
     """Encode one message as consecutive chunks of at most ``max_chunk`` body bytes.
 
     Unlike spice-vdagentd 0.22.1 (one unbounded chunk), guest->host messages are split too.

@@ -1,0 +1,155 @@
+"""The whole stack for the SPICE mouse: a real ``concierge run`` (transport with a SPICE channel,
+input with a file sink, session gateway) and a real ``concierge session`` (the per-user
+supervisor: link + display actor on real Xvfb), driven by a SPICE host simulator.
+
+Checks: the geometry of the user's display reaches the root input actor through the gateway, a
+MOUSE_STATE becomes the exact input_event records, and kill -9 of a user actor restarts that
+actor alone (the root agent's pids do not change) and the mouse still works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from concierge.actors.input.events import ABS_X, ABS_Y, EV_ABS, EV_SYN, decode_events
+from concierge.testing.harness import AgentHarness, catalog
+from concierge.testing.spice_host import SpiceHost
+from concierge.testing.xservers import xvfb
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def session_cli(session_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    cmd = [sys.executable, "-m", "concierge", "--runtime-dir", str(session_dir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30, check=False)
+
+
+def wait(cond: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out: {what}")
+
+
+class Stack:
+    def __init__(self, root: Path, display: str) -> None:
+        self.sink = root / "events"
+        self.spice = root / "spice.sock"
+        actors = {
+            "transport": {"entry": "concierge.actors.hostlink.node:HostLinkNode", "essential": True},
+            "input": {"entry": "concierge.actors.input.node:InputNode"},
+            "session": {
+                "entry": "concierge.actors.session.gateway:SessionGatewayNode",
+                "settings": {"users": [os.getuid()], "scan_run_user": False, "logind_bus": ""},
+            },
+        }
+        args = (
+            "--log-format",
+            "text",
+            "--channel",
+            f"spice=unix-listen:{self.spice}",
+            "--input-sink",
+            f"file:{self.sink}",
+        )
+        self.agent = (
+            AgentHarness(root / "agent", catalog(actors), args=args) if (root / "agent").mkdir() is None else None
+        )
+        assert self.agent is not None
+        self.session_dir = root / "session"
+        self.session_log = open(root / "session.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.display = display
+        self.session: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.agent is not None
+        self.agent.start()
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        cmd = [
+            sys.executable, "-m", "concierge", "--runtime-dir", str(self.session_dir), "session",
+            "--gateway-dir", str(self.agent.runtime_dir), "--display", self.display, "--only", "display",
+            "--log-format", "text",
+        ]  # fmt: skip
+        self.session = subprocess.Popen(cmd, env=env, stdout=self.session_log, stderr=self.session_log)
+
+    def session_status(self) -> dict[str, Any]:
+        result = session_cli(self.session_dir, "--json", "status")
+        return json.loads(result.stdout) if result.stdout else {"actors": []}
+
+    def events(self) -> list[tuple[int, int, int]]:
+        return decode_events(self.sink.read_bytes()) if self.sink.exists() else []
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.terminate()
+            try:
+                self.session.wait(15)
+            except subprocess.TimeoutExpired:
+                self.session.kill()
+        self.session_log.close()
+        if self.agent is not None:
+            self.agent.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with xvfb(1280, 800) as display:
+        rig = Stack(tmp_path, display)
+        try:
+            rig.start()
+            yield rig
+        finally:
+            rig.stop()
+
+
+def mouse_lands(rig: Stack, host: SpiceHost, x: int, y: int) -> bool:
+    before = len(rig.events())
+    host.mouse(x, y, 0, 0)
+    try:
+        wait(lambda: len(rig.events()) > before, 3, "events")
+    except AssertionError:
+        return False
+    new = rig.events()[before:]
+    return (EV_ABS, ABS_X, x) in new and (EV_ABS, ABS_Y, y) in new and new[-1] == (EV_SYN, 0, 0)
+
+
+def test_mouse_through_root_agent_and_user_session(stack: Stack) -> None:
+    wait(
+        lambda: (
+            all(a["state"] == "RUNNING" for a in stack.session_status()["actors"]) and stack.session_status()["actors"]
+        ),
+        30,
+        "session actors RUNNING",
+    )
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    wait(lambda: conn.connect_ex(str(stack.spice)) == 0, 10, "spice channel")
+    host = SpiceHost(conn.fileno())
+    host.handshake()
+    assert wait(lambda: mouse_lands(stack, host, 10, 20), 30, "mouse mapped with the session's geometry")
+
+    assert stack.agent is not None
+    root_pids = {a["id"]: a["pid"] for a in stack.agent.status()["actors"]}
+    display = next(a for a in stack.session_status()["actors"] if a["id"] == "display")
+    os.kill(display["pid"], signal.SIGKILL)
+    wait(
+        lambda: (d := next(a for a in stack.session_status()["actors"] if a["id"] == "display"))["state"] == "RUNNING"
+        and d["pid"] != display["pid"],
+        30, "display actor restarted by the session supervisor",
+    )  # fmt: skip
+    assert {a["id"]: a["pid"] for a in stack.agent.status()["actors"]} == root_pids, "the root agent never notices"
+    assert wait(lambda: mouse_lands(stack, host, 700, 400), 30, "mouse still mapped")
+    conn.close()
