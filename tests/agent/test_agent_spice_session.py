@@ -66,17 +66,14 @@ class Stack:
             "--input-sink",
             f"file:{self.sink}",
         )
-        self.agent = (
-            AgentHarness(root / "agent", catalog(actors), args=args) if (root / "agent").mkdir() is None else None
-        )
-        assert self.agent is not None
+        (root / "agent").mkdir()
+        self.agent = AgentHarness(root / "agent", catalog(actors), args=args)
         self.session_dir = root / "session"
         self.session_log = open(root / "session.log", "wb")  # noqa: SIM115 - closed in stop()
         self.display = display
         self.session: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        assert self.agent is not None
         self.agent.start()
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         cmd = [
@@ -101,8 +98,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.session.kill()
         self.session_log.close()
-        if self.agent is not None:
-            self.agent.stop()
+        self.agent.stop()
 
 
 @pytest.fixture
@@ -141,7 +137,6 @@ def test_mouse_through_root_agent_and_user_session(stack: Stack) -> None:
     host.handshake()
     assert wait(lambda: mouse_lands(stack, host, 10, 20), 30, "mouse mapped with the session's geometry")
 
-    assert stack.agent is not None
     root_pids = {a["id"]: a["pid"] for a in stack.agent.status()["actors"]}
     display = next(a for a in stack.session_status()["actors"] if a["id"] == "display")
     os.kill(display["pid"], signal.SIGKILL)
