@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from spice_testkit import RecordingContext, wait_for
-from concierge.testing.xservers import xorg_dummy, xrandr, xvfb
 
 from concierge.actors.input.events import (
     ABS_X,
@@ -33,6 +32,7 @@ from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.context import FakeContext
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.spice_host import LinkNode, SpiceHost, pty_channel, unix_channel
+from concierge.testing.xservers import xorg_dummy, xrandr, xvfb
 from concierge.transport.spice.wire import MsgType
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from spice_testkit import wait_for
-from concierge.testing.xservers import xvfb
 
 from concierge.actors.input.events import EV_SYN, decode_events
 from concierge.actors.input.node import InputNode
 from concierge.testing.context import FakeContext
 from concierge.testing.peers import require_binary
 from concierge.testing.spice_host import SpiceHost
+from concierge.testing.xservers import xvfb
 
 L, M, R, U, D, S, E = (1 << i for i in range(1, 8))
 SEQUENCE = [
