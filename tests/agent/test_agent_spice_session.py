@@ -78,7 +78,7 @@ class Stack:
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         cmd = [
             sys.executable, "-m", "concierge", "--runtime-dir", str(self.session_dir), "session",
-            "--gateway-dir", str(self.agent.runtime_dir), "--display", self.display, "--only", "display",
+            "--gateway-dir", str(self.agent.runtime_dir), "--display", self.display, "--split", "--only", "display",
             "--log-format", "text",
         ]  # fmt: skip
         self.session = subprocess.Popen(cmd, env=env, stdout=self.session_log, stderr=self.session_log)

@@ -82,9 +82,9 @@ def start_qemu_ga(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
     state.mkdir(exist_ok=True)
     sock = str(tmp / "qga.sock")
     proc = subprocess.Popen(
-        [binary, "-m", "unix-listen", "-p", sock, "-t", str(state), "-f", str(state / "pid"),
-         *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [binary, "-m", "unix-listen", "-p", sock, "-t", str(state), "-f", str(state / "pid"), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while not os.path.exists(sock):
@@ -143,8 +143,7 @@ def user() -> Iterator[str]:
     name = f"cgo{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
     yield name
-    subprocess.run(["userdel", "-r", "-f", name], check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["userdel", "-r", "-f", name], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # --- log capture for the secret-leak checks ------------------------------------------------------

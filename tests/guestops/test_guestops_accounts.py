@@ -99,8 +99,7 @@ def test_ssh_keys_match_qemu_ga(qga: QgaSocketClient, ours: OurClient, user: str
     assert not any(K1 in line or "KeyMaterial" in line for line in all_log_text().splitlines())
 
 
-def test_symlinked_ssh_dir_is_refused(qga: QgaSocketClient, ours: OurClient, user: str,
-                                      tmp_path: Path) -> None:
+def test_symlinked_ssh_dir_is_refused(qga: QgaSocketClient, ours: OurClient, user: str, tmp_path: Path) -> None:
     root_dir = tmp_path / "root-owned"
     root_dir.mkdir(mode=0o755)
     (home(user) / ".ssh").symlink_to(root_dir)
@@ -114,8 +113,7 @@ def test_symlinked_ssh_dir_is_refused(qga: QgaSocketClient, ours: OurClient, use
     assert (root_dir / "authorized_keys").stat().st_uid != 0
 
 
-def test_symlinked_authorized_keys_is_refused(qga: QgaSocketClient, ours: OurClient, user: str,
-                                              tmp_path: Path) -> None:
+def test_symlinked_authorized_keys_is_refused(qga: QgaSocketClient, ours: OurClient, user: str, tmp_path: Path) -> None:
     secret = tmp_path / "root-secret"
     secret.write_text("ROOT-ONLY-LINE\n")
     secret.chmod(0o644)
@@ -123,17 +121,18 @@ def test_symlinked_authorized_keys_is_refused(qga: QgaSocketClient, ours: OurCli
     ssh.mkdir(mode=0o700)
     shutil.chown(ssh, user, user)
     (ssh / "authorized_keys").symlink_to(secret)
-    for cmd, args in (("guest-ssh-get-authorized-keys", {}),
-                      ("guest-ssh-add-authorized-keys", {"keys": [K1]}),
-                      ("guest-ssh-remove-authorized-keys", {"keys": ["ROOT-ONLY-LINE"]})):
+    for cmd, args in (
+        ("guest-ssh-get-authorized-keys", {}),
+        ("guest-ssh-add-authorized-keys", {"keys": [K1]}),
+        ("guest-ssh-remove-authorized-keys", {"keys": ["ROOT-ONLY-LINE"]}),
+    ):
         reply = ours.cmd(cmd, username=user, **args)
         assert "refusing a symbolic link" in reply["error"]["desc"], cmd
         assert "ROOT-ONLY-LINE" not in str(reply)
     assert secret.read_text() == "ROOT-ONLY-LINE\n"
     assert (ssh / "authorized_keys").is_symlink()
     # the stock agent reads the root-owned file through the link
-    assert qga.cmd("guest-ssh-get-authorized-keys", username=user) == {
-        "return": {"keys": ["ROOT-ONLY-LINE"]}}
+    assert qga.cmd("guest-ssh-get-authorized-keys", username=user) == {"return": {"keys": ["ROOT-ONLY-LINE"]}}
 
 
 def test_unreadable_target_is_unreachable_even_without_nofollow(ours: OurClient, user: str) -> None:
@@ -172,24 +171,22 @@ def test_password_errors_match_qemu_ga(qga: QgaSocketClient, ours: OurClient, us
         {"username": user, "password": "!!", "crypted": False},
     ]
     for case in cases:
-        assert qga.cmd("guest-set-user-password", **case) == ours.cmd(
-            "guest-set-user-password", **case), case
+        assert qga.cmd("guest-set-user-password", **case) == ours.cmd("guest-set-user-password", **case), case
     assert shadow_hash(user) == before
 
 
 def test_password_with_metacharacters(ours: OurClient, user: str) -> None:
-    assert ours.cmd("guest-set-user-password", username=user, password=b64(PASSWORD),
-                    crypted=False) == {"return": {}}
+    assert ours.cmd("guest-set-user-password", username=user, password=b64(PASSWORD), crypted=False) == {"return": {}}
     hashed = shadow_hash(user)
     assert crypt.crypt(PASSWORD, hashed) == hashed
     assert not os.path.exists("/tmp/cgo-pwned")
     crypted = crypt.crypt("other", crypt.mksalt(crypt.METHOD_SHA512))
-    assert ours.cmd("guest-set-user-password", username=user, password=b64(crypted),
-                    crypted=True) == {"return": {}}
+    assert ours.cmd("guest-set-user-password", username=user, password=b64(crypted), crypted=True) == {"return": {}}
     assert shadow_hash(user) == crypted
     # a NUL would make qemu-ga set a truncated password; we refuse instead
-    reply = ours.cmd("guest-set-user-password", username=user,
-                     password=base64.b64encode(b"a\0rest").decode(), crypted=False)
+    reply = ours.cmd(
+        "guest-set-user-password", username=user, password=base64.b64encode(b"a\0rest").decode(), crypted=False
+    )
     assert reply["error"]["desc"] == "forbidden characters in raw password"
     assert shadow_hash(user) == crypted
     records = [r for r in audit_lines() if r["command"] == "guest-set-user-password"]
@@ -203,13 +200,16 @@ def test_password_with_metacharacters(ours: OurClient, user: str) -> None:
 def test_password_only_on_stdin(tmp_path: Path, user: str) -> None:
     spy = tmp_path / "chpasswd-spy"
     record = tmp_path / "record"
-    spy.write_text(f"#!/bin/sh\necho \"$@\" > {record}.argv\ncat > {record}.stdin\n"
-                   f"cat /proc/$$/environ | tr '\\0' '\\n' > {record}.env\n")
+    spy.write_text(
+        f'#!/bin/sh\necho "$@" > {record}.argv\ncat > {record}.stdin\n'
+        f"cat /proc/$$/environ | tr '\\0' '\\n' > {record}.env\n"
+    )
     spy.chmod(0o755)
     ctx, client = make_ours(tmp_path / "state", chpasswd=str(spy))
     try:
-        assert client.cmd("guest-set-user-password", username=user, password=b64(PASSWORD),
-                          crypted=True) == {"return": {}}
+        assert client.cmd("guest-set-user-password", username=user, password=b64(PASSWORD), crypted=True) == {
+            "return": {}
+        }
     finally:
         ctx.close()
     assert Path(f"{record}.argv").read_text() == "-e\n"
@@ -236,8 +236,7 @@ def test_no_secret_in_any_log_line() -> None:
 def test_chpasswd_missing_is_reported(tmp_path: Path, user: str) -> None:
     ctx, client = make_ours(tmp_path / "state", chpasswd=str(tmp_path / "nope"))
     try:
-        reply = client.cmd("guest-set-user-password", username=user, password=b64("x"),
-                           crypted=False)
+        reply = client.cmd("guest-set-user-password", username=user, password=b64("x"), crypted=False)
         assert "failed to create child process" in reply["error"]["desc"]
     finally:
         ctx.close()

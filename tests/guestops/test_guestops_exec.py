@@ -19,8 +19,7 @@ from concierge.actors.guestops.execs import start_time
 pytestmark = pytest.mark.peer
 
 
-def wait_status(client: QgaSocketClient | OurClient, pid: int,
-                timeout_s: float = 20.0) -> dict[str, Any]:
+def wait_status(client: QgaSocketClient | OurClient, pid: int, timeout_s: float = 20.0) -> dict[str, Any]:
     """Poll guest-exec-status until exited (generous bound; not a timing assertion)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -36,18 +35,25 @@ CASES: list[dict[str, Any]] = [
     {"path": "sh", "arg": ["-c", "exit 7"]},
     {"path": "sh", "arg": ["-c", "echo out; echo err >&2; exit 3"], "capture-output": True},
     {"path": "sh", "arg": ["-c", "echo out; echo err >&2"], "capture-output": False},
-    {"path": "/bin/sh", "arg": ["-c", "cat; echo e >&2"], "capture-output": True,
-     "input-data": base64.b64encode(b"from stdin\n\x00\xff").decode()},
+    {
+        "path": "/bin/sh",
+        "arg": ["-c", "cat; echo e >&2"],
+        "capture-output": True,
+        "input-data": base64.b64encode(b"from stdin\n\x00\xff").decode(),
+    },
     {"path": "sh", "arg": ["-c", "cat"], "capture-output": True, "input-data": ""},
-    {"path": "sh", "arg": ["-c", "env | sort"], "env": ["FOO=bar", "A=b=c"],
-     "capture-output": True},
+    {"path": "sh", "arg": ["-c", "env | sort"], "env": ["FOO=bar", "A=b=c"], "capture-output": True},
     {"path": "sh", "arg": ["-c", "kill -TERM $$"], "capture-output": True},
     {"path": "sh", "arg": ["-c", "kill -KILL $$"]},
     {"path": "sh", "arg": ["-c", "printf x"], "capture-output": True},
     {"path": "sh", "arg": ["-c", "exec >&- 2>&-; exit 1"], "capture-output": True},
     {"path": "sh", "arg": ["-c", "head -c 300000 /dev/zero; exit 2"], "capture-output": True},
-    {"path": "sh", "arg": ["-c", "head -c 5 /dev/zero"], "capture-output": True,
-     "input-data": base64.b64encode(b"x" * 300000).decode()},  # stdin never read: EPIPE
+    {
+        "path": "sh",
+        "arg": ["-c", "head -c 5 /dev/zero"],
+        "capture-output": True,
+        "input-data": base64.b64encode(b"x" * 300000).decode(),
+    },  # stdin never read: EPIPE
 ]
 
 
@@ -64,24 +70,33 @@ def test_exec_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient, tmp_path: P
             again = client.cmd("guest-exec-status", pid=pid)
             results.append((status, again))
         assert results[0] == results[1], case
-        assert results[1][1] == {"error": {"class": "GenericError",
-                                           "desc": "Invalid parameter 'pid'"}}
+        assert results[1][1] == {"error": {"class": "GenericError", "desc": "Invalid parameter 'pid'"}}
 
 
 def test_default_output_limit_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
-    case = {"path": "sh", "arg": ["-c", "head -c 17000000 /dev/zero; echo e >&2"],
-            "capture-output": True}
+    case = {"path": "sh", "arg": ["-c", "head -c 17000000 /dev/zero; echo e >&2"], "capture-output": True}
     results = []
     for client in (qga, ours):
         status = wait_status(client, client.cmd("guest-exec", **case)["return"]["pid"])
-        results.append((len(base64.b64decode(status["out-data"])), status["out-truncated"],
-                        status["err-data"], status["err-truncated"], status["exitcode"]))
+        results.append(
+            (
+                len(base64.b64decode(status["out-data"])),
+                status["out-truncated"],
+                status["err-data"],
+                status["err-truncated"],
+                status["exitcode"],
+            )
+        )
     assert results[0] == results[1] == (16 * 1024 * 1024, True, "ZQo=", False, 0)
 
 
 def test_exec_errors_match_qemu_ga(qga: QgaSocketClient, ours: OurClient) -> None:
-    for case in ({"path": "/nonexistent/prog"}, {"path": "no-such-command-xyz"},
-                 {"path": "/tmp"}, {"path": "sh", "input-data": "!!"}):
+    for case in (
+        {"path": "/nonexistent/prog"},
+        {"path": "no-such-command-xyz"},
+        {"path": "/tmp"},
+        {"path": "sh", "input-data": "!!"},
+    ):
         assert qga.cmd("guest-exec", **case) == ours.cmd("guest-exec", **case), case
     assert qga.cmd("guest-exec-status", pid=1) == ours.cmd("guest-exec-status", pid=1)
 
@@ -108,9 +123,9 @@ def test_capture_modes_enum(ours: OurClient) -> None:
 def test_output_limit_truncates_and_drains(tmp_path: Path) -> None:
     ctx, client = make_ours(tmp_path / "state", max_output_bytes=1000)
     try:
-        pid = client.cmd("guest-exec", path="sh", arg=["-c", "head -c 3000000 /dev/zero; "
-                                                       "echo tail >&2"],
-                         **{"capture-output": True})["return"]["pid"]
+        pid = client.cmd(
+            "guest-exec", path="sh", arg=["-c", "head -c 3000000 /dev/zero; echo tail >&2"], **{"capture-output": True}
+        )["return"]["pid"]
         status = wait_status(client, pid)
         assert status["exitcode"] == 0  # the child was never blocked by a full pipe
         assert len(base64.b64decode(status["out-data"])) == 1000
@@ -141,8 +156,9 @@ def test_hanging_child_does_not_block_others(ours: OurClient, tmp_path: Path) ->
 def test_background_grandchild_keeps_exited_false(ours: OurClient, tmp_path: Path) -> None:
     fifo = tmp_path / "gate"
     os.mkfifo(fifo)
-    pid = ours.cmd("guest-exec", path="sh", arg=["-c", f"cat {fifo} & echo bg"],
-                   **{"capture-output": True})["return"]["pid"]
+    pid = ours.cmd("guest-exec", path="sh", arg=["-c", f"cat {fifo} & echo bg"], **{"capture-output": True})["return"][
+        "pid"
+    ]
     deadline = time.monotonic() + 20
     while start_time(pid) is not None and time.monotonic() < deadline:
         time.sleep(0.01)  # the shell itself has exited and been reaped
@@ -181,8 +197,9 @@ def test_leftover_children_killed_on_restart(tmp_path: Path) -> None:
         ctx2.close()
         node.execs._children.clear()  # type: ignore[attr-defined]  # reaped above by the test
         ctx.close()
-    assert any(r["command"] == "guest-exec" and r["target"] == "sleep" and r.get("child_pid") == pid
-               for r in audit_lines())
+    assert any(
+        r["command"] == "guest-exec" and r["target"] == "sleep" and r.get("child_pid") == pid for r in audit_lines()
+    )
 
 
 def test_recycled_pid_is_spared(tmp_path: Path) -> None:
@@ -250,10 +267,13 @@ def test_children_of_a_crashed_actor_are_killed_on_restart(tmp_path: Path) -> No
     assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER: orphans come to us
     state = tmp_path / "state"
     sock = str(tmp_path / "s.sock")
-    actor = subprocess.Popen([sys.executable, "-c", _SERVE, sock, str(state)],
-                             env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "src")})
+    actor = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, sock, str(state)],
+        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "src")},
+    )
     try:
         import socket
+
         conn = socket.socket(socket.AF_UNIX)
         deadline = time.monotonic() + 20
         while True:
@@ -263,8 +283,10 @@ def test_children_of_a_crashed_actor_are_killed_on_restart(tmp_path: Path) -> No
             except (FileNotFoundError, ConnectionRefusedError):
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-        conn.sendall(json.dumps({"type": "exec.start", "body": {
-            "path": "sh", "arg": ["-c", "sleep 300 & sleep 300"]}}).encode() + b"\n")
+        conn.sendall(
+            json.dumps({"type": "exec.start", "body": {"path": "sh", "arg": ["-c", "sleep 300 & sleep 300"]}}).encode()
+            + b"\n"
+        )
         pid = json.loads(conn.makefile("rb").readline())["pid"]
         time.sleep(0.2)
         actor.kill()  # a crash: no stop(), nothing cleaned up

@@ -92,8 +92,7 @@ def _run(client: QgaSocketClient | OurClient, base: Path) -> tuple[list[Any], by
     return replies, (base / "g.txt").read_bytes(), (base / "g.txt").stat().st_mode
 
 
-def test_file_commands_match_qemu_ga(qga: QgaSocketClient, ours: OurClient,
-                                     tmp_path: Path) -> None:
+def test_file_commands_match_qemu_ga(qga: QgaSocketClient, ours: OurClient, tmp_path: Path) -> None:
     theirs, their_g, their_mode = _run(qga, tmp_path / "theirs")
     mine, my_g, my_mode = _run(ours, tmp_path / "mine")
     for (cmd, args), a, b in zip(_script(tmp_path), theirs, mine, strict=True):
@@ -104,8 +103,7 @@ def test_file_commands_match_qemu_ga(qga: QgaSocketClient, ours: OurClient,
     assert their_mode == my_mode == 0o100666  # created 0666 whatever the umask
 
 
-def test_large_read_in_chunks_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,
-                                              tmp_path: Path) -> None:
+def test_large_read_in_chunks_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient, tmp_path: Path) -> None:
     data = os.urandom(5 * 1024 * 1024 + 7)
     path = tmp_path / "big.bin"
     path.write_bytes(data)
@@ -133,8 +131,7 @@ def test_handles_survive_restart(tmp_path: Path) -> None:
     ctx, client = make_ours(tmp_path / "state")
     try:
         # the old handle is gone, and never reused
-        assert client.cmd("guest-file-read", handle=1001)["error"]["desc"] == (
-            "handle '1001' has not been found")
+        assert client.cmd("guest-file-read", handle=1001)["error"]["desc"] == ("handle '1001' has not been found")
         assert client.cmd("guest-file-open", path=str(tmp_path / "f")) == {"return": 1002}
     finally:
         ctx.close()
@@ -169,14 +166,11 @@ def test_policy_paths_and_traversal(tmp_path: Path) -> None:
     secret.write_bytes(b"keep me")
     (allowed / "ok.txt").write_bytes(b"fine")
     (allowed / "link").symlink_to(secret)
-    ctx, client = make_ours(tmp_path / "state",
-                            files={"allow_paths": [f"{allowed}/*"], "deny_paths": ["*.key"]})
-    disabled = {"error": {"class": "CommandNotFound",
-                          "desc": "Command guest-file-open has been disabled"}}
+    ctx, client = make_ours(tmp_path / "state", files={"allow_paths": [f"{allowed}/*"], "deny_paths": ["*.key"]})
+    disabled = {"error": {"class": "CommandNotFound", "desc": "Command guest-file-open has been disabled"}}
     try:
         assert client.cmd("guest-file-open", path=str(allowed / "ok.txt")) == {"return": 1000}
-        for path in (str(secret), f"{allowed}/../secret.txt", str(allowed / "link"),
-                     str(allowed / "x.key")):
+        for path in (str(secret), f"{allowed}/../secret.txt", str(allowed / "link"), str(allowed / "x.key")):
             assert client.cmd("guest-file-open", path=path, mode="w") == disabled, path
         assert secret.read_bytes() == b"keep me"  # the denied "w" truncated nothing
         assert not (allowed / "x.key").exists()
@@ -186,9 +180,9 @@ def test_policy_paths_and_traversal(tmp_path: Path) -> None:
         os.unlink(allowed / "late")
         os.symlink(secret, allowed / "late")
         from concierge.actors.guestops.policy import Policy  # noqa: F401 - documents the check
+
         with pytest.raises(Exception, match="has been disabled"):
-            table.open(str(allowed / "late"), "w",
-                       lambda real: ctx.node.policy.check_opened("file.open", real))  # type: ignore[union-attr]
+            table.open(str(allowed / "late"), "w", lambda real: ctx.node.policy.check_opened("file.open", real))  # type: ignore[union-attr]
         assert secret.read_bytes() == b"keep me"
     finally:
         ctx.close()
@@ -197,15 +191,27 @@ def test_policy_paths_and_traversal(tmp_path: Path) -> None:
     assert all("duration_ms" in r and r["class"] == "files" for r in records)
 
 
-ODD_BASE64 = ["aG=sbG8=", "a", "ab", "abc", "YQ", "YQ=", "YQ===", "=YQ", "Y=Q=", "====",
-              "YWJj=ZGVm", "YW==YWJj", "////", "+/+/+w=="]
+ODD_BASE64 = [
+    "aG=sbG8=",
+    "a",
+    "ab",
+    "abc",
+    "YQ",
+    "YQ=",
+    "YQ===",
+    "=YQ",
+    "Y=Q=",
+    "====",
+    "YWJj=ZGVm",
+    "YW==YWJj",
+    "////",
+    "+/+/+w==",
+]
 _RNG = random.Random(20261130)
-ODD_BASE64 += ["".join(_RNG.choice("QWxy09+/=") for _ in range(_RNG.randrange(1, 14)))
-               for _ in range(150)]
+ODD_BASE64 += ["".join(_RNG.choice("QWxy09+/=") for _ in range(_RNG.randrange(1, 14))) for _ in range(150)]
 
 
-def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient,
-                                    tmp_path: Path) -> None:
+def test_odd_base64_matches_qemu_ga(qga: QgaSocketClient, ours: OurClient, tmp_path: Path) -> None:
     for name, client in (("theirs", qga), ("mine", ours)):
         path = tmp_path / name
         results: list[Any] = []
@@ -224,12 +230,11 @@ def test_concurrent_big_reads_share_a_budget(tmp_path: Path) -> None:
     (tmp_path / "d").write_bytes(data)
     ctx, client = make_ours(tmp_path / "state", read_budget_bytes=1024 * 1024)
     try:
-        handles = [client.cmd("guest-file-open", path=str(tmp_path / "d"))["return"]
-                   for _ in range(6)]
+        handles = [client.cmd("guest-file-open", path=str(tmp_path / "d"))["return"] for _ in range(6)]
         from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(6) as pool:
-            replies = list(pool.map(
-                lambda h: client.cmd("guest-file-read", handle=h, count=len(data)), handles))
+            replies = list(pool.map(lambda h: client.cmd("guest-file-read", handle=h, count=len(data)), handles))
         # every read completes in full, one budget holder at a time
         assert all(base64.b64decode(r["return"]["buf-b64"]) == data for r in replies)
     finally:

@@ -32,6 +32,7 @@ CALLS: dict[str, dict[str, Any]] = {
 
 def test_restricted_denies_like_blocked_qemu_ga(tmp_path: Path) -> None:
     from concierge.testing.peers import require
+
     require(os.geteuid() == 0, "needs root for qemu-ga")
     proc, sock = start_qemu_ga(tmp_path, "-b", ",".join(CALLS))
     qga = QgaSocketClient(sock)
@@ -39,8 +40,7 @@ def test_restricted_denies_like_blocked_qemu_ga(tmp_path: Path) -> None:
     try:
         for command, args in CALLS.items():
             theirs = qga.cmd(command, **args)
-            assert theirs == {"error": {"class": "CommandNotFound",
-                                        "desc": f"Command {command} has been disabled"}}
+            assert theirs == {"error": {"class": "CommandNotFound", "desc": f"Command {command} has been disabled"}}
             assert ours.cmd(command, **args) == theirs, command
             # qemu-ga refuses before looking at the arguments; so do we
             assert ours.cmd(command) == qga.cmd(command), command
@@ -67,22 +67,22 @@ def test_class_switches_are_independent(tmp_path: Path) -> None:
         assert ours.cmd("guest-exec", path="true")["error"]["class"] == "CommandNotFound"
         assert ours.cmd("guest-exec-status", pid=1)["error"]["class"] == "CommandNotFound"
         assert ours.cmd("guest-file-open", path=str(tmp_path / "f")) == {"return": 1000}
-        assert ctx.ask("policy.get", {}).body == {
-            "disabled": ["guest-exec", "guest-exec-status"]}
+        assert ctx.ask("policy.get", {}).body == {"disabled": ["guest-exec", "guest-exec-status"]}
     finally:
         ctx.close()
 
 
 def test_exec_path_rules(tmp_path: Path) -> None:
-    ctx, ours = make_ours(tmp_path / "state",
-                          exec={"allow_paths": ["/usr/bin/*", "/bin/*"], "deny_paths": ["*/sh",
-                                                                                       "*/dash",
-                                                                                       "*/bash"]})
+    ctx, ours = make_ours(
+        tmp_path / "state", exec={"allow_paths": ["/usr/bin/*", "/bin/*"], "deny_paths": ["*/sh", "*/dash", "*/bash"]}
+    )
     try:
         assert "pid" in ours.cmd("guest-exec", path="true")["return"]
         for path in ("sh", "/bin/sh", "/usr/bin/../bin/sh", "/usr/sbin/useradd"):
             assert ours.cmd("guest-exec", path=path)["error"] == {
-                "class": "CommandNotFound", "desc": "Command guest-exec has been disabled"}, path
+                "class": "CommandNotFound",
+                "desc": "Command guest-exec has been disabled",
+            }, path
     finally:
         ctx.close()
 
@@ -90,22 +90,26 @@ def test_exec_path_rules(tmp_path: Path) -> None:
 def test_account_user_rules(tmp_path: Path) -> None:
     ctx, ours = make_ours(tmp_path / "state", accounts={"deny_users": ["root", "adm*"]})
     try:
-        for command in ("guest-set-user-password", "guest-ssh-get-authorized-keys",
-                        "guest-ssh-add-authorized-keys", "guest-ssh-remove-authorized-keys"):
+        for command in (
+            "guest-set-user-password",
+            "guest-ssh-get-authorized-keys",
+            "guest-ssh-add-authorized-keys",
+            "guest-ssh-remove-authorized-keys",
+        ):
             args = dict(CALLS[command])
             for name in ("root", "admin"):
                 args["username"] = name
                 assert ours.cmd(command, **args)["error"]["class"] == "CommandNotFound", command
         # other users are not denied (this one does not exist: qemu-ga's lookup error)
         reply = ours.cmd("guest-ssh-get-authorized-keys", username="cgo-nobody-here")
-        assert reply["error"] == {"class": "GenericError",
-                                  "desc": "failed to lookup user 'cgo-nobody-here': Success"}
+        assert reply["error"] == {"class": "GenericError", "desc": "failed to lookup user 'cgo-nobody-here': Success"}
     finally:
         ctx.close()
 
 
 def test_bad_settings_are_a_config_error(tmp_path: Path) -> None:
     from concierge.errors import ConfigError
+
     with pytest.raises(ConfigError, match=r"actors\.guestops\.settings"):
         make_ours(tmp_path / "state", files={"allow": "yes please"})
     with pytest.raises(ConfigError, match=r"actors\.guestops\.settings"):
@@ -117,13 +121,17 @@ def test_bad_bodies_answer_clearly(tmp_path: Path) -> None:
     try:
         assert ours.cmd("guest-file-open")["error"]["desc"] == "Parameter 'path' is missing"
         assert ours.cmd("guest-file-read", handle="x")["error"]["desc"] == (
-            "Invalid parameter type for 'handle', expected: integer")
+            "Invalid parameter type for 'handle', expected: integer"
+        )
         assert ours.cmd("guest-exec", path="true", arg=[1])["error"]["desc"] == (
-            "Invalid parameter type for 'arg', expected: array")
+            "Invalid parameter type for 'arg', expected: array"
+        )
         assert ctx.ask("file.open", ["not", "a", "dict"]).message == "arguments must be an object"
-        for command, args in (("guest-file-open", {"path": "/etc/passwd\0.txt"}),
-                              ("guest-exec", {"path": "true", "arg": ["a\0b"]}),
-                              ("guest-ssh-get-authorized-keys", {"username": "root\0x"})):
+        for command, args in (
+            ("guest-file-open", {"path": "/etc/passwd\0.txt"}),
+            ("guest-exec", {"path": "true", "arg": ["a\0b"]}),
+            ("guest-ssh-get-authorized-keys", {"username": "root\0x"}),
+        ):
             assert "NUL" in ours.cmd(command, **args)["error"]["desc"], command
         # and the actor keeps answering
         assert ours.cmd("guest-exec-status", pid=1)["error"]["desc"] == "Invalid parameter 'pid'"

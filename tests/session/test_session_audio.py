@@ -76,9 +76,7 @@ def test_playback_volume_per_channel_and_mute(pulse: str, session_ctx: Any) -> N
 def test_record_volume_mono_on_a_stereo_source(pulse: str, session_ctx: Any) -> None:
     ctx: FakeContext = session_ctx("audio")
     ctx.run_node(AudioNode)
-    reply = ctx.ask(
-        "spice.audio_volume_sync", {"is_playback": 0, "mute": 0, "nchannels": 1, "volume": [16384]}
-    )
+    reply = ctx.ask("spice.audio_volume_sync", {"is_playback": 0, "mute": 0, "nchannels": 1, "volume": [16384]})
     assert reply.ok and reply.body["applied"]
     assert raw_volumes("source") == [to_pulse(16384)] * 2
     assert "no" in pactl("get-source-mute", "@DEFAULT_SOURCE@")
@@ -88,20 +86,14 @@ def test_lying_nchannels_is_refused(pulse: str, session_ctx: Any) -> None:
     ctx: FakeContext = session_ctx("audio")
     ctx.run_node(AudioNode)
     before = raw_volumes("sink")
-    reply = ctx.ask(
-        "spice.audio_volume_sync", {"is_playback": 1, "mute": 0, "nchannels": 200, "volume": [1, 2]}
-    )
+    reply = ctx.ask("spice.audio_volume_sync", {"is_playback": 1, "mute": 0, "nchannels": 200, "volume": [1, 2]})
     assert not reply.ok and reply.code == "BAD_REQUEST"
     assert raw_volumes("sink") == before
 
 
-def test_no_sound_server_tools_is_unsupported(
-    session_ctx: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_sound_server_tools_is_unsupported(session_ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     ctx: FakeContext = session_ctx("audio")
     ctx.run_node(AudioNode)
-    reply = ctx.ask(
-        "spice.audio_volume_sync", {"is_playback": 1, "mute": 0, "nchannels": 1, "volume": [1]}
-    )
+    reply = ctx.ask("spice.audio_volume_sync", {"is_playback": 1, "mute": 0, "nchannels": 1, "volume": [1]})
     assert reply.ok and not reply.body["applied"] and ctx.health[0] == "degraded"

@@ -53,9 +53,7 @@ class RecordingBackend:
 
 
 @pytest.fixture()
-def machine(
-    session_ctx: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[RecordingContext, RecordingBackend]]:
+def machine(session_ctx: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecordingContext, RecordingBackend]]:
     backend = RecordingBackend()
     monkeypatch.setattr(clipnode, "pick_backend", lambda settings, env: backend)
     ctx: RecordingContext = session_ctx("clipboard", {"request_timeout_s": 0.3})
@@ -69,9 +67,7 @@ def state(ctx: RecordingContext) -> dict[str, Any]:
 
 def test_serials_client_grab_wins_and_stale_grabs(machine: Any) -> None:
     ctx, backend = machine
-    ctx.tell(
-        "spice.announce_capabilities", {"request": 1, "caps": [BY_DEMAND | SELECTION | SERIAL]}
-    )
+    ctx.tell("spice.announce_capabilities", {"request": 1, "caps": [BY_DEMAND | SELECTION | SERIAL]})
     assert backend.events is not None
     backend.events.guest_grab(0, [1])
     wait_until(lambda: sent(ctx, "clipboard_grab"))
@@ -85,9 +81,7 @@ def test_serials_client_grab_wins_and_stale_grabs(machine: Any) -> None:
     ctx.tell("spice.clipboard_grab", {"selection": 0, "serial": 1, "types": [2]})
     state(ctx)
     assert ("grab", 0, [2]) in backend.commands
-    ctx.tell(
-        "spice.announce_capabilities", {"request": 1, "caps": [BY_DEMAND | SELECTION | SERIAL]}
-    )
+    ctx.tell("spice.announce_capabilities", {"request": 1, "caps": [BY_DEMAND | SELECTION | SERIAL]})
     assert state(ctx)["serial"][0] == 0 and ("release", 0) in backend.commands
 
 

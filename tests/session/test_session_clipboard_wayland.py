@@ -24,18 +24,14 @@ CAPS = [(1 << Cap.CLIPBOARD_BY_DEMAND) | (1 << Cap.CLIPBOARD_SELECTION)]
 
 
 def wl_env(sway: dict[str, str]) -> dict[str, str]:
-    env = dict(
-        os.environ, XDG_RUNTIME_DIR=sway["XDG_RUNTIME_DIR"], WAYLAND_DISPLAY=sway["WAYLAND_DISPLAY"]
-    )
+    env = dict(os.environ, XDG_RUNTIME_DIR=sway["XDG_RUNTIME_DIR"], WAYLAND_DISPLAY=sway["WAYLAND_DISPLAY"])
     env.pop("DISPLAY", None)
     return env
 
 
 @pytest.fixture()
 def wclip(sway: dict[str, str], session_ctx: Any) -> Iterator[RecordingContext]:
-    ctx: RecordingContext = session_ctx(
-        "clipboard", {"backend": "wayland", "wayland_display": sway["socket"]}
-    )
+    ctx: RecordingContext = session_ctx("clipboard", {"backend": "wayland", "wayland_display": sway["socket"]})
     ctx.run_node(ClipboardNode)
     ctx.tell("spice.announce_capabilities", {"request": 1, "caps": CAPS})
     yield ctx
@@ -43,15 +39,11 @@ def wclip(sway: dict[str, str], session_ctx: Any) -> Iterator[RecordingContext]:
 
 def types_listed(sway: dict[str, str], primary: bool = False) -> str:
     argv = ["wl-paste", "--list-types"] + (["--primary"] if primary else [])
-    return subprocess.run(
-        argv, env=wl_env(sway), capture_output=True, text=True, check=False
-    ).stdout
+    return subprocess.run(argv, env=wl_env(sway), capture_output=True, text=True, check=False).stdout
 
 
 @pytest.mark.parametrize("size", [1024, 1024 * 1024])
-def test_wayland_host_to_guest_text(
-    wclip: RecordingContext, sway: dict[str, str], size: int
-) -> None:
+def test_wayland_host_to_guest_text(wclip: RecordingContext, sway: dict[str, str], size: int) -> None:
     data = os.urandom(size // 2).hex().encode()[:size]
     wclip.tell("spice.clipboard_grab", {"selection": 0, "types": [1]})
     wait_until(lambda: "text/plain;charset=utf-8" in types_listed(sway), what="offer visible")
@@ -71,9 +63,7 @@ def test_wayland_host_to_guest_text(
 
 
 @pytest.mark.parametrize("primary", [False, True])
-def test_wayland_guest_to_host(
-    wclip: RecordingContext, sway: dict[str, str], primary: bool
-) -> None:
+def test_wayland_guest_to_host(wclip: RecordingContext, sway: dict[str, str], primary: bool) -> None:
     sel = 1 if primary else 0
     png = encode_png(20, 10, [bytes(range(80))] * 10, True)
     argv = ["wl-copy", "--foreground", "-t", "image/png"] + (["--primary"] if primary else [])
@@ -82,9 +72,7 @@ def test_wayland_guest_to_host(
     proc.stdin.write(png)
     proc.stdin.close()
     try:
-        grab = wait_until(
-            lambda: [g for g in sent(wclip, "clipboard_grab") if g["selection"] == sel], what="GRAB"
-        )[-1]
+        grab = wait_until(lambda: [g for g in sent(wclip, "clipboard_grab") if g["selection"] == sel], what="GRAB")[-1]
         assert grab["types"][:2] == [2, 3]
         wclip.tell("spice.clipboard_request", {"selection": sel, "type": 2})
         body, payload = wait_until(lambda: sent_with_blobs(wclip, "clipboard"), what="data")[-1]
@@ -94,17 +82,13 @@ def test_wayland_guest_to_host(
         proc.wait()
 
 
-def test_wayland_text_release_when_owner_clears(
-    wclip: RecordingContext, sway: dict[str, str]
-) -> None:
+def test_wayland_text_release_when_owner_clears(wclip: RecordingContext, sway: dict[str, str]) -> None:
     text = "line one\nline two\n" * 40
     proc = subprocess.Popen(["wl-copy", "--foreground"], env=wl_env(sway), stdin=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(text.encode())
     proc.stdin.close()
-    wait_until(
-        lambda: [g for g in sent(wclip, "clipboard_grab") if 1 in g["types"]], what="text GRAB"
-    )
+    wait_until(lambda: [g for g in sent(wclip, "clipboard_grab") if 1 in g["types"]], what="text GRAB")
     wclip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
     _, payload = wait_until(lambda: [d for d in sent_with_blobs(wclip, "clipboard") if d[1]])[-1]
     assert payload == text.encode()
@@ -146,9 +130,7 @@ def test_no_data_control_is_a_clear_unsupported(tmp_path: Path) -> None:
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            _fake_compositor(
-                conn, [("wl_compositor", 4), ("wl_seat", 7), ("wl_data_device_manager", 3)]
-            )
+            _fake_compositor(conn, [("wl_compositor", 4), ("wl_seat", 7), ("wl_data_device_manager", 3)])
             conn.recv(4096)
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -170,15 +152,9 @@ def test_wayland_guest_to_host_1mib_text(wclip: RecordingContext, sway: dict[str
     proc.stdin.close()
     try:
         mark = len(sent_with_blobs(wclip, "clipboard"))
-        wait_until(
-            lambda: [
-                g for g in sent(wclip, "clipboard_grab") if g["selection"] == 0 and 1 in g["types"]
-            ]
-        )
+        wait_until(lambda: [g for g in sent(wclip, "clipboard_grab") if g["selection"] == 0 and 1 in g["types"]])
         wclip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
-        body, payload = wait_until(lambda: sent_with_blobs(wclip, "clipboard")[mark:], what="data")[
-            0
-        ]
+        body, payload = wait_until(lambda: sent_with_blobs(wclip, "clipboard")[mark:], what="data")[0]
         assert body == {"selection": 0, "type": 1} and payload == data
     finally:
         proc.kill()

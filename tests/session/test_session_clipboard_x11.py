@@ -16,11 +16,7 @@ from concierge.actors.vdagent import Cap
 from concierge.testing.peers import require_binary
 
 SELS = {0: "clipboard", 1: "primary"}
-CAPS = [
-    (1 << Cap.CLIPBOARD_BY_DEMAND)
-    | (1 << Cap.CLIPBOARD_SELECTION)
-    | (1 << Cap.CLIPBOARD_GRAB_SERIAL)
-]
+CAPS = [(1 << Cap.CLIPBOARD_BY_DEMAND) | (1 << Cap.CLIPBOARD_SELECTION) | (1 << Cap.CLIPBOARD_GRAB_SERIAL)]
 
 
 def make_png(w: int = 64, h: int = 48) -> bytes:
@@ -44,9 +40,7 @@ class Owner:
         argv = ["xclip", "-d", display, "-quiet", "-i", "-selection", sel]
         if target:
             argv += ["-t", target]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
         self.proc.stdin.close()
@@ -119,9 +113,7 @@ def test_host_to_guest_png_and_bmp_conversion(clip: RecordingContext, xvfb: str)
 
 
 @pytest.mark.parametrize("size", [1024, 1024 * 1024])
-def test_guest_to_host_text_grab_request_release(
-    clip: RecordingContext, xvfb: str, size: int
-) -> None:
+def test_guest_to_host_text_grab_request_release(clip: RecordingContext, xvfb: str, size: int) -> None:
     data = (os.urandom(size // 2).hex().encode())[:size]
     grabs = len(sent(clip, "clipboard_grab"))
     owner = Owner(xvfb, "clipboard", data)
@@ -141,9 +133,7 @@ def test_guest_png_byte_exact_and_primary_separate(clip: RecordingContext, xvfb:
     png = make_png(50, 30)
     owner = Owner(xvfb, "primary", png, "image/png")
     try:
-        grab = wait_until(lambda: [g for g in sent(clip, "clipboard_grab") if g["selection"] == 1])[
-            -1
-        ]
+        grab = wait_until(lambda: [g for g in sent(clip, "clipboard_grab") if g["selection"] == 1])[-1]
         assert grab["types"][:2] == [2, 3]  # PNG, and BMP by conversion
         assert not [g for g in sent(clip, "clipboard_grab") if g["selection"] == 0]
         clip.tell("spice.clipboard_request", {"selection": 1, "type": 2})
@@ -232,12 +222,7 @@ def test_pasting_app_dying_mid_transfer_does_not_wedge(clip: RecordingContext, x
     data = b"d" * (1 << 20)
     clip.tell("spice.clipboard_grab", {"selection": 0, "serial": 0, "types": [1]})
     targets = ["xclip", "-d", xvfb, "-o", "-selection", "clipboard", "-t", "TARGETS"]
-    wait_until(
-        lambda: (
-            b"text/plain;charset=utf-8"
-            in subprocess.run(targets, capture_output=True, check=False).stdout
-        )
-    )
+    wait_until(lambda: b"text/plain;charset=utf-8" in subprocess.run(targets, capture_output=True, check=False).stdout)
     seen = len(sent(clip, "clipboard_request"))
     doomed = paste(xvfb, "clipboard", "UTF8_STRING")
     wait_until(lambda: len(sent(clip, "clipboard_request")) > seen)

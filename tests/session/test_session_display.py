@@ -17,16 +17,12 @@ USE_POS, PHYSICAL = 1, 2
 
 
 def xrandr_layout(display: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["xrandr", "-d", display, "--query"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["xrandr", "-d", display, "--query"], capture_output=True, text=True, check=True).stdout
     return dict(re.findall(r"^(\S+) connected (?:primary )?(\d+x\d+\+\d+\+\d+)", out, re.M))
 
 
 def geometry_casts(ctx: FakeContext) -> list[list[dict[str, int]]]:
-    return [
-        b["monitors"] for dst, t, b in list(ctx.casts) if dst == "input" and t == "input.geometry"
-    ]
+    return [b["monitors"] for dst, t, b in list(ctx.casts) if dst == "input" and t == "input.geometry"]
 
 
 def mon(w: int, h: int, x: int = 0, y: int = 0) -> dict[str, int]:
@@ -57,9 +53,7 @@ def test_two_monitors_layout_reply_and_geometry(xorg_node: FakeContext, xorg_dum
     ]
 
 
-def test_new_mode_physical_tail_and_negative_origin(
-    xorg_node: FakeContext, xorg_dummy: str
-) -> None:
+def test_new_mode_physical_tail_and_negative_origin(xorg_node: FakeContext, xorg_dummy: str) -> None:
     body = {
         "num_of_monitors": 2,
         "flags": USE_POS | PHYSICAL,
@@ -102,9 +96,7 @@ def test_device_info_maps_display_to_output(xorg_node: FakeContext, xorg_dummy: 
     assert xrandr_layout(xorg_dummy).get("DUMMY3") == "1280x800+0+0"
     assert geometry_casts(xorg_node)[-1] == [{"x": 0, "y": 0, "width": 1280, "height": 800}]
     xorg_node.tell("spice.graphics_device_info", {"count": 0, "display_info": []})
-    xorg_node.ask(
-        "spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]}
-    )
+    xorg_node.ask("spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]})
 
 
 def test_impossible_layout_replies_error(xorg_node: FakeContext) -> None:
@@ -115,9 +107,7 @@ def test_impossible_layout_replies_error(xorg_node: FakeContext) -> None:
 
 
 def test_malformed_config_is_refused_with_error_reply(xorg_node: FakeContext) -> None:
-    reply = xorg_node.ask(
-        "spice.monitors_config", {"num_of_monitors": 3, "monitors": [mon(10, 10)]}
-    )
+    reply = xorg_node.ask("spice.monitors_config", {"num_of_monitors": 3, "monitors": [mon(10, 10)]})
     assert not reply.ok and reply.code == "BAD_REQUEST"
     assert sent(xorg_node, "reply")[-1]["error"] == 2
 
@@ -127,9 +117,7 @@ def test_xvfb_fixed_screen(xvfb: str, session_ctx: Any) -> None:
     ctx.run_node(DisplayNode)
     first = wait_until(lambda: geometry_casts(ctx), what="initial geometry")[0]
     assert first == [{"x": 0, "y": 0, "width": 1920, "height": 1080}]
-    same = ctx.ask(
-        "spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1920, 1080)]}
-    )
+    same = ctx.ask("spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1920, 1080)]})
     assert same.ok and same.body["applied"] and sent(ctx, "reply")[-1]["error"] == 1
     two = {"num_of_monitors": 2, "flags": 0, "monitors": [mon(800, 600), mon(800, 600)]}
     reply = ctx.ask("spice.monitors_config", two)
@@ -172,14 +160,10 @@ def test_layout_parsing_rules() -> None:
 
 
 def test_external_layout_change_is_reported(xorg_node: FakeContext, xorg_dummy: str) -> None:
-    xorg_node.ask(
-        "spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]}
-    )
+    xorg_node.ask("spice.monitors_config", {"num_of_monitors": 1, "flags": 0, "monitors": [mon(1280, 800)]})
     node = xorg_node.node
     assert node is not None and node._watched is not None  # type: ignore[attr-defined]
-    subprocess.run(
-        ["xrandr", "-d", xorg_dummy, "--output", "DUMMY0", "--mode", "1024x768_60.00"], check=True
-    )
+    subprocess.run(["xrandr", "-d", xorg_dummy, "--output", "DUMMY0", "--mode", "1024x768_60.00"], check=True)
     expected = [{"x": 0, "y": 0, "width": 1024, "height": 768}]
 
     def reported() -> bool:

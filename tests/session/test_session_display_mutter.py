@@ -22,9 +22,7 @@ TEMPLATE = Path(__file__).with_name("mutter_displayconfig_template.py")
 @pytest.fixture()
 def mutter_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     daemon = require_binary("dbus-daemon", "dbus")
-    probe = subprocess.run(
-        ["/usr/bin/python3", "-c", "import dbusmock"], capture_output=True, check=False
-    )
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import dbusmock"], capture_output=True, check=False)
     require(probe.returncode == 0, "python3-dbusmock missing (apt install python3-dbusmock)")
     sock = tmp_path / "bus"
     address = f"unix:path={sock}"
@@ -74,9 +72,7 @@ def mutter_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 def test_mutter_apply_two_monitors(mutter_bus: str, session_ctx: Any) -> None:
     ctx: FakeContext = session_ctx("display", {"backend": "mutter"})
     ctx.run_node(DisplayNode)
-    first = wait_until(
-        lambda: [b for d, t, b in ctx.casts if t == "input.geometry"], what="geometry"
-    )[0]
+    first = wait_until(lambda: [b for d, t, b in ctx.casts if t == "input.geometry"], what="geometry")[0]
     assert first["monitors"] == [{"x": 0, "y": 0, "width": 1280, "height": 800}]
     body = {
         "num_of_monitors": 2,
@@ -104,9 +100,7 @@ def test_mutter_refusal_is_an_error_reply(mutter_bus: str, session_ctx: Any) -> 
     assert sent(ctx, "reply")[-1] == {"type": 2, "error": 2}
 
 
-def test_mutter_layout_changed_by_someone_else_is_reported(
-    mutter_bus: str, session_ctx: Any
-) -> None:
+def test_mutter_layout_changed_by_someone_else_is_reported(mutter_bus: str, session_ctx: Any) -> None:
     ctx: FakeContext = session_ctx("display", {"backend": "mutter"})
     node = ctx.run_node(DisplayNode)
     wait_until(lambda: [b for d, t, b in ctx.casts if t == "input.geometry"], what="geometry")

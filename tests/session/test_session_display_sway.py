@@ -17,9 +17,7 @@ from concierge.testing.peers import require_binary
 
 def outputs(sway: dict[str, str]) -> dict[str, dict[str, int]]:
     env = dict(os.environ, SWAYSOCK=sway["SWAYSOCK"])
-    raw = subprocess.run(
-        ["swaymsg", "-t", "get_outputs", "-r"], env=env, capture_output=True, check=True
-    ).stdout
+    raw = subprocess.run(["swaymsg", "-t", "get_outputs", "-r"], env=env, capture_output=True, check=True).stdout
     return {o["name"]: o["rect"] for o in json.loads(raw) if o.get("active")}
 
 
@@ -59,9 +57,7 @@ def test_sway_two_monitors_and_external_change(sway: dict[str, str], session_ctx
         return
     # someone else (the user's config, a hotplug) moves an output: the geometry follows
     name = sorted(outputs(sway))[1]
-    subprocess.run(
-        ["swaymsg", f"output {name} position 0 800"], env=env, check=True, capture_output=True
-    )
+    subprocess.run(["swaymsg", f"output {name} position 0 800"], env=env, check=True, capture_output=True)
 
     def moved() -> bool:
         ctx.fire_fd(watched)  # the bridge's poll, by hand

@@ -53,21 +53,15 @@ def session_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 def gget(schema: str, key: str) -> str:
-    return subprocess.run(
-        ["gsettings", "get", schema, key], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    return subprocess.run(["gsettings", "get", schema, key], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def user_dump() -> str:
-    return subprocess.run(
-        ["dconf", "dump", "/org/gnome/desktop/"], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["dconf", "dump", "/org/gnome/desktop/"], capture_output=True, text=True, check=True).stdout
 
 
 def test_apply_and_restore_on_disconnect(session_bus: Path, session_ctx: Any) -> None:
-    subprocess.run(
-        ["gsettings", "set", "org.gnome.desktop.interface", "font-antialiasing", "rgba"], check=True
-    )
+    subprocess.run(["gsettings", "set", "org.gnome.desktop.interface", "font-antialiasing", "rgba"], check=True)
     before = user_dump()
     ctx: RecordingContext = session_ctx("effects")
     ctx.run_node(EffectsNode)
@@ -111,9 +105,7 @@ def test_killed_agent_restores_at_next_start(session_bus: Path, session_ctx: Any
     assert user_dump() == before
 
 
-def test_no_gnome_settings_is_reported_unsupported(
-    session_ctx: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_gnome_settings_is_reported_unsupported(session_ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     ctx: RecordingContext = session_ctx("effects", {"journal": "/nonexistent/j.json"})
     ctx.run_node(EffectsNode)

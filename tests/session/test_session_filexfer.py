@@ -35,11 +35,7 @@ def xfer(tmp_path: Path, session_ctx: Any) -> FakeContext:
 
 def status(ctx: FakeContext, xfer_id: int, n: int = 1) -> list[dict[str, Any]]:
     return wait_until(
-        lambda: (
-            (s := [b for b in sent(ctx, "file_xfer_status") if b["id"] == xfer_id])
-            and len(s) >= n
-            and s
-        ),
+        lambda: (s := [b for b in sent(ctx, "file_xfer_status") if b["id"] == xfer_id]) and len(s) >= n and s,
         what=f"status of {xfer_id}",
     )
 
@@ -67,9 +63,7 @@ def test_existing_name_is_never_overwritten(xfer: FakeContext, tmp_path: Path) -
     assert (tmp_path / "dl" / "a (2).txt").read_bytes() == b"new"
 
 
-@pytest.mark.parametrize(
-    "name", ["../evil", "/etc/passwd", "..", "a/../../b", "..\\x", "x\\nname", "", "-rf"]
-)
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "..", "a/../../b", "..\\x", "x\\nname", "", "-rf"])
 def test_traversal_and_bad_names_refused(xfer: FakeContext, tmp_path: Path, name: str) -> None:
     xfer.tell("spice.file_xfer_start", {"id": 3, "data": keyfile(name, 1)})
     st = status(xfer, 3)[0]

@@ -24,9 +24,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 class NodeProcess:
     """A node in a child process, fed casts on stdin, its casts read from stdout."""
 
-    def __init__(
-        self, target: str, actor: str, settings: dict[str, Any], env: dict[str, str] | None = None
-    ):
+    def __init__(self, target: str, actor: str, settings: dict[str, Any], env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
             [sys.executable, str(RUNNER), target, actor, json.dumps(settings)],
             stdin=subprocess.PIPE,
@@ -90,17 +88,11 @@ def test_clipboard_kill9_then_restart(xvfb: str) -> None:
         node.tell("spice.clipboard_grab", {"selection": 0, "types": [1]})
         targets = ["xclip", "-d", xvfb, "-o", "-selection", "clipboard", "-t", "TARGETS"]
         wait_until(
-            lambda: (
-                b"text/plain;charset=utf-8"
-                in subprocess.run(targets, capture_output=True, check=False).stdout
-            )
+            lambda: b"text/plain;charset=utf-8" in subprocess.run(targets, capture_output=True, check=False).stdout
         )
         node.kill9()  # the client's ownership dies with the process: no stale owner in X
         wait_until(
-            lambda: (
-                b"text/plain;charset=utf-8"
-                not in subprocess.run(targets, capture_output=True, check=False).stdout
-            )
+            lambda: b"text/plain;charset=utf-8" not in subprocess.run(targets, capture_output=True, check=False).stdout
         )
         owner = subprocess.Popen(
             ["xclip", "-d", xvfb, "-quiet", "-i", "-selection", "primary"],

@@ -19,9 +19,7 @@ CLIENT = Path(__file__).with_name("spice_peer_client.py")
 class Client:
     """A stdlib client process running as ``uid`` (see spice_peer_client.py)."""
 
-    def __init__(
-        self, rundir: Path, uid: int, endpoint_uid: int, mode: str, *frames: bytes
-    ) -> None:
+    def __init__(self, rundir: Path, uid: int, endpoint_uid: int, mode: str, *frames: bytes) -> None:
         self.out = Path(tempfile.mkstemp(prefix="client-", dir=rundir)[1])
         self.out.chmod(0o666)
         sock = rundir / "users" / str(endpoint_uid) / "session.sock"
@@ -35,9 +33,7 @@ class Client:
             "/usr/bin/python3",
             str(CLIENT),
         ]
-        self.proc = subprocess.Popen(
-            [*argv, str(sock), mode, str(self.out), *(f.hex() for f in frames)]
-        )
+        self.proc = subprocess.Popen([*argv, str(sock), mode, str(self.out), *(f.hex() for f in frames)])
 
     def lines(self) -> list[str]:
         return self.out.read_text().splitlines()

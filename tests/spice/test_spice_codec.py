@@ -41,8 +41,7 @@ GOLDEN = [
             ],
         },
         None,
-        "02000000 01000000 20030000 00050000 20000000 00000000 00000000"
-        " 00030000 00040000 20000000 00050000 00000000",
+        "02000000 01000000 20030000 00050000 20000000 00000000 00000000 00030000 00040000 20000000 00050000 00000000",
     ),
     (
         MsgType.MONITORS_CONFIG,
@@ -135,9 +134,7 @@ def test_spice_golden_covers_every_type() -> None:
 
 
 @pytest.mark.parametrize(("kind", "layout", "body", "blob", "hexpayload"), GOLDEN)
-def test_spice_golden_roundtrip(
-    kind: MsgType, layout: Layout, body: dict, blob: bytes | None, hexpayload: str
-) -> None:
+def test_spice_golden_roundtrip(kind: MsgType, layout: Layout, body: dict, blob: bytes | None, hexpayload: str) -> None:
     payload = bytes.fromhex(hexpayload.replace(" ", ""))
     assert codec.decode(kind, payload, layout) == (kind, body, blob)
     assert codec.encode(kind, body, layout, blob or b"") == payload
@@ -145,15 +142,7 @@ def test_spice_golden_roundtrip(
 
 def test_spice_mouse_state_whole_frame() -> None:
     data = frame(2, MsgType.MOUSE_STATE, bytes.fromhex("0a000000140000000200000001"))
-    assert (
-        data.hex() == "02000000"
-        "21000000"
-        "01000000"
-        "01000000"
-        "0000000000000000"
-        "0d000000"
-        "0a000000140000000200000001"
-    )
+    assert data.hex() == "0200000021000000010000000100000000000000000000000d0000000a000000140000000200000001"
 
 
 def test_spice_guest_caps_are_the_stock_set_without_audio() -> None:
@@ -177,9 +166,7 @@ def test_spice_large_message_is_split_and_reassembled_from_any_split() -> None:
 
 
 def test_spice_interleaved_ports_reassemble_independently() -> None:
-    big = frame(
-        1, MsgType.CLIPBOARD, codec.encode(MsgType.CLIPBOARD, {"type": 1}, PLAIN, b"x" * 3000)
-    )
+    big = frame(1, MsgType.CLIPBOARD, codec.encode(MsgType.CLIPBOARD, {"type": 1}, PLAIN, b"x" * 3000))
     first_chunk = 8 + 2048
     mouse = frame(2, MsgType.MOUSE_STATE, bytes(13))
     msgs = list(Reassembler().feed(big[:first_chunk] + mouse + big[first_chunk:]))

@@ -74,13 +74,9 @@ def c_facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     require(HEADER.exists(), "vd_agent.h missing (apt install libspice-protocol-dev)")
     tmp = tmp_path_factory.mktemp("cstructs")
     (tmp / "probe.c").write_text(_c_source())
-    subprocess.run(
-        [gcc, "-I/usr/include/spice-1", "-o", str(tmp / "probe"), str(tmp / "probe.c")], check=True
-    )
+    subprocess.run([gcc, "-I/usr/include/spice-1", "-o", str(tmp / "probe"), str(tmp / "probe.c")], check=True)
     out = subprocess.run([str(tmp / "probe")], check=True, capture_output=True, text=True).stdout
-    return {
-        f"{kind} {key}": int(val) for kind, key, val in (line.split() for line in out.splitlines())
-    }
+    return {f"{kind} {key}": int(val) for kind, key, val in (line.split() for line in out.splitlines())}
 
 
 @pytest.mark.peer

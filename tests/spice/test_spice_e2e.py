@@ -119,9 +119,7 @@ def test_spice_e2e_xvfb_one_monitor(rig: Rig) -> None:
     with xvfb(1280, 800) as display:
         rig.start_agent(display)
         wait_for(
-            lambda: (
-                rig.monitors() == [{"x": 0, "y": 0, "width": 1280, "height": 800, "display_id": 0}]
-            ),
+            lambda: rig.monitors() == [{"x": 0, "y": 0, "width": 1280, "height": 800, "display_id": 0}],
             20,
         )
         wait_for(lambda: ("session.spice_ready", {"ready": True}) in rig.gateway.published)

@@ -63,11 +63,7 @@ def test_spice_monitors_config_with_and_without_physical_size(spice_pair: Pair) 
         {"flags": 3, "monitors": [mon], "physical_sizes": [{"height": 200, "width": 300}]},
     )
     assert host.read()[:3] == (1, MsgType.REPLY, {"type": 2, "error": 1})
-    configs = wait_for(
-        lambda: (
-            len(_casts(ctx, "spice.monitors_config")) == 2 and _casts(ctx, "spice.monitors_config")
-        )
-    )
+    configs = wait_for(lambda: len(_casts(ctx, "spice.monitors_config")) == 2 and _casts(ctx, "spice.monitors_config"))
     assert "physical_sizes" not in configs[0]
     assert configs[1]["physical_sizes"] == [{"height": 200, "width": 300}]
 
@@ -97,10 +93,7 @@ def test_spice_server_messages_and_resync_after_garbage(spice_pair: Pair) -> Non
     host.send(MsgType.GRAPHICS_DEVICE_INFO, {"display_info": [info]}, port=2)
     wait_for(lambda: _casts(ctx, "spice.graphics_device_info"))
     assert _casts(ctx, "spice.client_disconnected") == [{}]
-    assert (
-        _casts(ctx, "spice.graphics_device_info")[0]["display_info"][0]["device_address"]
-        == "pci/0000/02.0"
-    )
+    assert _casts(ctx, "spice.graphics_device_info")[0]["display_info"][0]["device_address"] == "pci/0000/02.0"
     # a bad payload loses only that message
     host.write(bytes.fromhex("010000001c0000000100000005000000000000000000000008000000") + bytes(8))
     host.send(MsgType.MAX_CLIPBOARD, {"max": 4})
@@ -160,9 +153,7 @@ def test_spice_guest_send_policy(spice_pair: Pair) -> None:
         "spice.send",
         {"type": "mouse_state", "body": {"x": 1, "y": 1, "buttons": 0, "display_id": 0}},
     )
-    ctx.tell(
-        "spice.send", {"type": "file_xfer_status", "body": {"id": 3, "result": 4, "data": bytes(8)}}
-    )
+    ctx.tell("spice.send", {"type": "file_xfer_status", "body": {"id": 3, "result": 4, "data": bytes(8)}})
     port, kind, body, _ = host.read()
     assert (port, kind, body) == (1, MsgType.FILE_XFER_STATUS, {"id": 3, "result": 2, "data": b""})
     assert ctx.counters["spice.send_refused"] == 1

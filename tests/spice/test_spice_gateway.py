@@ -69,9 +69,7 @@ def test_spice_peercred_refuses_other_uid_even_through_open_permissions(
 
 
 def test_spice_uid_in_body_is_ignored(gateway: PollingFakeContext, rundir: Path) -> None:
-    client = Client(
-        rundir, UID_B, UID_B, "hold", hello(uid=0), framing.encode("geometry", GEOMETRY)
-    )
+    client = Client(rundir, UID_B, UID_B, "hold", hello(uid=0), framing.encode("geometry", GEOMETRY))
     try:
         welcome = client.wait_frame("welcome")
         assert (welcome["uid"], welcome["session_id"]) == (UID_B, f"uid-{UID_B}")
@@ -92,9 +90,7 @@ def test_spice_pid_reuse_is_refused(gateway: PollingFakeContext, rundir: Path) -
         client.stop()
 
 
-def test_spice_second_agent_in_same_session_is_refused(
-    gateway: PollingFakeContext, rundir: Path
-) -> None:
+def test_spice_second_agent_in_same_session_is_refused(gateway: PollingFakeContext, rundir: Path) -> None:
     first = Client(rundir, UID_A, UID_A, "hold", hello(), framing.encode("geometry", GEOMETRY))
     second = None
     try:
@@ -108,9 +104,7 @@ def test_spice_second_agent_in_same_session_is_refused(
         agents = gateway.ask("session.status").unwrap()["agents"]
         assert [(a["pid"], a["active"]) for a in agents] == [(first.proc.pid, True)]
         # a restarted input actor asks the gateway for the geometry instead of waiting
-        fresh = FakeContext(
-            "input", {"sink": f"file:{rundir / 'events'}"}, peers={"session": gateway}
-        )
+        fresh = FakeContext("input", {"sink": f"file:{rundir / 'events'}"}, peers={"session": gateway})
         try:
             fresh.run_node(InputNode)
             wait_for(lambda: fresh.ask("input.status").unwrap()["monitors"] == GEOMETRY["monitors"])
@@ -130,19 +124,13 @@ def test_spice_second_agent_in_same_session_is_refused(
 
 
 def test_spice_file_transfer_without_agent_is_refused(gateway: PollingFakeContext) -> None:
-    gateway.tell(
-        "spice.file_xfer_start", {"id": 9, "data": "[vdagent-file-xfer]\nname=a\nsize=1\n"}
-    )
+    gateway.tell("spice.file_xfer_start", {"id": 9, "data": "[vdagent-file-xfer]\nname=a\nsize=1\n"})
     expect = {"type": "file_xfer_status", "body": {"id": 9, "result": 6, "data": b""}}
     wait_for(lambda: ("transport", "spice.send", expect) in gateway.casts)
 
 
-def test_spice_two_users_without_logind_means_nobody_active(
-    gateway: PollingFakeContext, rundir: Path
-) -> None:
-    paste = framing.encode(
-        "spice.send", {"type": "clipboard_request", "body": {"selection": 1, "type": 1}}
-    )
+def test_spice_two_users_without_logind_means_nobody_active(gateway: PollingFakeContext, rundir: Path) -> None:
+    paste = framing.encode("spice.send", {"type": "clipboard_request", "body": {"selection": 1, "type": 1}})
     a = Client(rundir, UID_A, UID_A, "hold", hello())
     b = Client(rundir, UID_B, UID_B, "hold", hello(), paste)
     try:
@@ -158,9 +146,7 @@ def test_spice_two_users_without_logind_means_nobody_active(
         b.stop()
 
 
-def test_spice_frames_before_hello_and_garbage_are_refused(
-    gateway: PollingFakeContext, rundir: Path
-) -> None:
+def test_spice_frames_before_hello_and_garbage_are_refused(gateway: PollingFakeContext, rundir: Path) -> None:
     early = Client(rundir, UID_A, UID_A, "plain", framing.encode("geometry", GEOMETRY))
     junk = Client(rundir, UID_B, UID_B, "plain", b"\x00\x00\x00\x03abc")
     try:

@@ -93,9 +93,7 @@ def test_spice_input_two_monitors_mapping(input_ctx: FakeContext, sink_file: Pat
     assert _events(sink_file) == [(EV_ABS, ABS_X, 1290), (EV_ABS, ABS_Y, 10), SYN]
 
 
-def test_spice_input_unknown_display_is_dropped_without_syn(
-    input_ctx: FakeContext, sink_file: Path
-) -> None:
+def test_spice_input_unknown_display_is_dropped_without_syn(input_ctx: FakeContext, sink_file: Path) -> None:
     input_ctx.tell("input.geometry", src="session", body=TWO_MONITORS)
     input_ctx.tell("input.mouse", {"x": 10, "y": 10, "buttons": 0, "display_id": 5})
     input_ctx.tell("input.mouse", {"x": 1, "y": 2, "buttons": 0})  # malformed: no display_id

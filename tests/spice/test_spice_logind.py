@@ -44,9 +44,7 @@ class Logind:
     def __init__(self, tmp: Path) -> None:
         daemon = require_binary("dbus-daemon", "dbus")
         ok = (
-            subprocess.run(
-                ["/usr/bin/python3", "-c", "import dbusmock"], check=False, capture_output=True
-            ).returncode
+            subprocess.run(["/usr/bin/python3", "-c", "import dbusmock"], check=False, capture_output=True).returncode
             == 0
         )
         require(ok, "python3-dbusmock missing (apt install python3-dbusmock)")
@@ -99,9 +97,7 @@ class Logind:
 
     def add_session(self, sid: str, uid: int, name: str) -> None:
         self.call(LOGIN1, MOCK, "AddSession", "ssusb", sid, "seat0", uid, name, True)
-        self.set(
-            f"{LOGIN1}/session/{sid}", "org.freedesktop.login1.Session", {"Type": ("s", "x11")}
-        )
+        self.set(f"{LOGIN1}/session/{sid}", "org.freedesktop.login1.Session", {"Type": ("s", "x11")})
 
     def set(self, path: str, iface: str, props: dict[str, tuple[str, Any]]) -> None:
         self.call(path, MOCK, "UpdateProperties", "sa{sv}", iface, props)
@@ -145,9 +141,7 @@ def logind() -> Iterator[Logind]:
 
 
 @pytest.fixture(params=[0.1, 60.0], ids=["poll", "signals"])
-def gateway(
-    logind: Logind, request: pytest.FixtureRequest
-) -> Iterator[tuple[PollingFakeContext, Path]]:
+def gateway(logind: Logind, request: pytest.FixtureRequest) -> Iterator[tuple[PollingFakeContext, Path]]:
     """poll_s 60: only logind's signals can make the gateway notice changes in time."""
     rundir = Path(tempfile.mkdtemp(prefix="cc-spice-gwl-"))
     rundir.chmod(0o755)
@@ -169,9 +163,7 @@ def _status(ctx: PollingFakeContext) -> dict[str, Any]:
 
 
 @pytest.mark.peer
-def test_spice_logind_active_session_and_switch(
-    logind: Logind, gateway: tuple[PollingFakeContext, Path]
-) -> None:
+def test_spice_logind_active_session_and_switch(logind: Logind, gateway: tuple[PollingFakeContext, Path]) -> None:
     ctx, rundir = gateway
     logind.add_session("c1", UID_A, "alice")
     logind.add_session("c2", UID_B, "bob")  # the last added session is seat0's active one
@@ -202,9 +194,7 @@ def test_spice_logind_locked_and_greeter_refuse_transfers(
     iface = "org.freedesktop.login1.Session"
 
     def refused_with(result: int, xid: int) -> None:
-        ctx.tell(
-            "spice.file_xfer_start", {"id": xid, "data": "[vdagent-file-xfer]\nname=a\nsize=1\n"}
-        )
+        ctx.tell("spice.file_xfer_start", {"id": xid, "data": "[vdagent-file-xfer]\nname=a\nsize=1\n"})
         expect = {"type": "file_xfer_status", "body": {"id": xid, "result": result, "data": b""}}
         try:
             wait_for(lambda: ("transport", "spice.send", expect) in ctx.casts)

@@ -71,9 +71,7 @@ def _xserver(argv: list[str]) -> Iterator[str]:
 def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
     """Xvfb with one screen of ``width``x``height``; yields the DISPLAY name."""
     binary = require_binary("Xvfb", "xvfb")
-    with _xserver(
-        [binary, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"]
-    ) as name:
+    with _xserver([binary, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"]) as name:
         yield name
 
 

@@ -57,6 +57,8 @@ class LinkSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     display: str = ""
     #: seconds between connection attempts while the gateway is absent
     retry_s: float = 1.0
+    #: the user actors share this process (the compact session group): route to ourselves
+    grouped: bool = False
 
 
 class SessionLinkNode(Node):
@@ -149,15 +151,20 @@ class SessionLinkNode(Node):
             active = bool((body or {}).get("active")) if isinstance(body, dict) else False
             if active != self.active:
                 self.active = active
-                for actor in SESSION_EVENT_TARGETS:
+                for actor in self._targets(SESSION_EVENT_TARGETS):
                     self.ctx.cast(actor, "session.activated" if active else "session.deactivated", body)
         else:
             targets = ROUTES.get(type_)
             if targets is None:
                 self.ctx.count("session.unrouted")
                 return
-            for actor in targets:
+            for actor in self._targets(targets):
                 self.ctx.cast(actor, type_, body, blobs=blobs)
+
+    def _targets(self, actors: tuple[str, ...]) -> tuple[str, ...]:
+        """Where a message for ``actors`` goes: them, or this very process when grouped (the
+        composite then hands it to every part that accepts the type)."""
+        return (self.ctx.actor_id,) if self.settings.grouped else actors
 
     def _lost(self, why: str) -> None:
         log.warning("gateway link lost: %s", why, extra={"event": "session.link_down"})
@@ -167,7 +174,7 @@ class SessionLinkNode(Node):
             self.sock = None
         if self.active:
             self.active = False
-            for actor in SESSION_EVENT_TARGETS:
+            for actor in self._targets(SESSION_EVENT_TARGETS):
                 self.ctx.cast(actor, "session.deactivated", {"active": False})
         self.ctx.set_health("degraded", why)
         if self._retry is None:
