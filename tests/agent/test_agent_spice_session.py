@@ -3,8 +3,8 @@ input with a file sink, session gateway) and a real ``concierge session`` (the p
 supervisor: link + display actor on real Xvfb), driven by a SPICE host simulator.
 
 Checks: the geometry of the user's display reaches the root input actor through the gateway, a
-MOUSE_STATE becomes the exact input_event records, and kill -9 of a user actor restarts that
-actor alone (the root agent's pids do not change) and the mouse still works.
+MOUSE_STATE becomes the exact input_event records, and kill -9 of a user actor (or of the
+whole compact session group) restarts it alone (the root agent's pids do not change) and the mouse still works.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def wait(cond: Any, timeout_s: float, what: str) -> Any:
 
 
 class Stack:
-    def __init__(self, root: Path, display: str) -> None:
+    def __init__(self, root: Path, display: str, layout: tuple[str, ...]) -> None:
+        self.layout = layout
         self.sink = root / "events"
         self.spice = root / "spice.sock"
         actors = {
@@ -72,13 +73,14 @@ class Stack:
         self.session_log = open(root / "session.log", "wb")  # noqa: SIM115 - closed in stop()
         self.display = display
         self.session: subprocess.Popen[bytes] | None = None
+        self.victim = "display"
 
     def start(self) -> None:
         self.agent.start()
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         cmd = [
             sys.executable, "-m", "concierge", "--runtime-dir", str(self.session_dir), "session",
-            "--gateway-dir", str(self.agent.runtime_dir), "--display", self.display, "--split", "--only", "display",
+            "--gateway-dir", str(self.agent.runtime_dir), "--display", self.display, *self.layout,
             "--log-format", "text",
         ]  # fmt: skip
         self.session = subprocess.Popen(cmd, env=env, stdout=self.session_log, stderr=self.session_log)
@@ -101,10 +103,15 @@ class Stack:
         self.agent.stop()
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+#: (concierge session options, the user actor killed in the test)
+LAYOUTS = {"split": (("--split", "--only", "display"), "display"), "group": ((), "session")}
+
+
+@pytest.fixture(params=sorted(LAYOUTS))
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     with xvfb(1280, 800) as display:
-        rig = Stack(tmp_path, display)
+        rig = Stack(tmp_path, display, LAYOUTS[request.param][0])
+        rig.victim = LAYOUTS[request.param][1]
         try:
             rig.start()
             yield rig
@@ -138,10 +145,11 @@ def test_mouse_through_root_agent_and_user_session(stack: Stack) -> None:
     assert wait(lambda: mouse_lands(stack, host, 10, 20), 30, "mouse mapped with the session's geometry")
 
     root_pids = {a["id"]: a["pid"] for a in stack.agent.status()["actors"]}
-    display = next(a for a in stack.session_status()["actors"] if a["id"] == "display")
+    display = next(a for a in stack.session_status()["actors"] if a["id"] == stack.victim)
     os.kill(display["pid"], signal.SIGKILL)
     wait(
-        lambda: (d := next(a for a in stack.session_status()["actors"] if a["id"] == "display"))["state"] == "RUNNING"
+        lambda: (d := next(a for a in stack.session_status()["actors"] if a["id"] == stack.victim))["state"]
+        == "RUNNING"
         and d["pid"] != display["pid"],
         30, "display actor restarted by the session supervisor",
     )  # fmt: skip

@@ -72,13 +72,14 @@ def session_config(args: argparse.Namespace) -> AgentConfig:
     link: dict[str, Any] = {"gateway_dir": str(args.gateway_dir), "display": args.display}
     agent = msgspec.structs.replace(AgentSection(), log_format=args.log_format)
     if not args.split:
-        group = ActorSection(entry=GROUP_ENTRY, essential=True, settings={"session": {**link, "grouped": True}})
+        parts = {"session": {**link, "grouped": True}, "display": {"geometry_to": "session"}}
+        group = ActorSection(entry=GROUP_ENTRY, essential=True, settings=parts)
         return AgentConfig(agent=agent, actors={"session": group})
     actors: dict[str, ActorSection] = {}
     for actor_id, entry in SESSION_CATALOG.items():
         if args.only and actor_id != "session" and actor_id not in args.only:
             continue
-        settings = link if actor_id == "session" else {}
+        settings = link if actor_id == "session" else {"geometry_to": "session"} if actor_id == "display" else {}
         actors[actor_id] = ActorSection(entry=entry, essential=actor_id == "session", settings=settings)
     return AgentConfig(agent=agent, actors=actors)
 

@@ -158,3 +158,14 @@ class UnavailableNode(EchoNode):
     def on_start(self) -> None:
         """Fail like a missing virtio port would."""
         raise UnavailableError("device not there yet")
+
+
+class InlineEchoNode(EchoNode):
+    """Answers ``echo`` on the bridge thread itself (no pykka hop): the runtime's floor."""
+
+    def handle(self, msg: Incoming) -> None:
+        """Reply at once for ``echo``; everything else goes the usual way."""
+        if msg.type == "echo" and msg.reply is not None:
+            msg.reply.ok(msg.body)
+            return
+        super().handle(msg)

@@ -15,8 +15,9 @@ class DisplaySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sway_socket: str = ""
     #: X display to use; empty = $DISPLAY
     x11_display: str = ""
-    #: actor that receives ``input.geometry`` (the session link relays it to the root gateway)
-    geometry_to: str = "session"
+    #: actor that receives ``input.geometry``; ``concierge session`` sets "session" (its link,
+    #: which relays it to the root gateway and so to the input actor)
+    geometry_to: str = "input"
     #: refresh rate of modes the actor creates (X11)
     refresh_hz: int = 60
     #: dots per inch used to derive the screen's millimetre size when the client sends none
