@@ -73,12 +73,18 @@ def pair(tmp_path_factory: pytest.TempPathFactory, loop_mount: Path) -> Iterator
     }
     agent = AgentHarness(root, catalog(actors), args=("--log-format", "text", "--channel", f"qga=unix-listen:{sock}"))
     agent.start()
-    wait_for_socket(sock)
-    with QemuGa() as stock, RawClient(sock, timeout_s=30) as ours, RawClient(stock.socket_path, timeout_s=30) as theirs:
-        ours.resync()
-        theirs.resync()
-        yield Pair(ours, theirs)
-    agent.stop()
+    try:
+        wait_for_socket(sock)
+        with (
+            QemuGa() as stock,
+            RawClient(sock, timeout_s=30) as ours,
+            RawClient(stock.socket_path, timeout_s=30) as theirs,
+        ):
+            ours.resync()
+            theirs.resync()
+            yield Pair(ours, theirs)
+    finally:
+        agent.stop()
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,13 @@ class AgentHarness:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env)
         if wait:
-            self.wait_for(lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), timeout_s, "all actors RUNNING")
+            try:
+                self.wait_for(
+                    lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), timeout_s, "all actors RUNNING"
+                )
+            except BaseException:
+                self.stop()  # never leave an agent behind when a test's set-up fails
+                raise
 
     def cli(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run the real ``concierge`` CLI against this agent."""
