@@ -22,7 +22,7 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1735689600}"   # 2025-01-01T00:00
 PACKAGES=(
   systemd-sysv udev kmod initramfs-tools linux-image-amd64 e2fsprogs util-linux procps
   qemu-guest-agent
-  python3 python3-zmq python3-psutil python3-serial python3-jeepney python3-evdev python3-xlib
+  python3 python3-cffi-backend python3-zmq python3-psutil python3-serial python3-jeepney python3-evdev python3-xlib
   dbus
 )
 VENDOR_WHEELS=(msgspec==0.23.0 pykka==4.5.0)
