@@ -64,10 +64,11 @@ def fake_sys(tmp_path: Path, ports: dict[str, str]) -> HostView:
         node.mkdir(parents=True)
         (node / "name").write_text(name + "\n")
         devroot.mkdir(exist_ok=True)
-        if not target:  # a node nobody has open
-            target = str(tmp_path / f"free{vport}")
-            Path(target).write_bytes(b"")
-        (devroot / f"vport1p{vport + 1}").symlink_to(target)
+        node_target = target
+        if not node_target:  # a node nobody has open
+            node_target = str(tmp_path / f"free{vport}")
+            Path(node_target).write_bytes(b"")
+        (devroot / f"vport1p{vport + 1}").symlink_to(node_target)
     (sysroot / "class" / "virtio-ports").mkdir(parents=True, exist_ok=True)
     return HostView(sys_root=sysroot, dev_root=devroot, systemctl=None)
 

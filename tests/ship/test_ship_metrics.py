@@ -26,7 +26,9 @@ STATUS = {
             "health": "ok",
             "rss_bytes": 31457280,
             "counters": {"msgs_in": 10, "msgs_out": 9},
-            "latency": {"guest-ping": {"count": 9, "sum_s": 0.0045, "p50_s": 0.0004, "p99_s": 0.001}},
+            "latency": {
+                "guest-ping": {"count": 9, "sum_s": 0.0045, "p50_s": 0.0004, "p99_s": 0.001}
+            },
         },
         {
             "id": 'we"ird\\actor\n',
@@ -63,10 +65,12 @@ def test_ship_metrics_render_parses_with_reference_parser() -> None:
     assert got[("concierge_actor_healthy", t)] == 1
     assert got[("concierge_actor_state", (("actor", "transport"), ("state", "RUNNING")))] == 1
     assert got[("concierge_actor_state", (("actor", "transport"), ("state", "FATAL")))] == 0
-    assert got[("concierge_actor_messages_total", (("actor", "transport"), ("counter", "msgs_in")))] == 10
+    msgs_in = (("actor", "transport"), ("counter", "msgs_in"))
+    assert got[("concierge_actor_messages_total", msgs_in)] == 10
     lat = (("actor", "transport"), ("quantile", "0.99"), ("type", "guest-ping"))
     assert got[("concierge_actor_request_latency_seconds", lat)] == 0.001
-    assert got[("concierge_actor_request_latency_seconds_count", (("actor", "transport"), ("type", "guest-ping")))] == 9
+    ping = (("actor", "transport"), ("type", "guest-ping"))
+    assert got[("concierge_actor_request_latency_seconds_count", ping)] == 9
 
 
 def test_ship_metrics_escapes_labels_and_skips_absent_values() -> None:
