@@ -93,7 +93,8 @@ class GuestVM:
             *(["-accel", "tcg,thread=multi"] if accel == "tcg" else []),
             "-cpu", "host" if accel == "kvm" else "max",
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
-            "-display", "none", "-no-reboot", "-nic", "none",
+            # -nodefaults: no CD-ROM, VGA or NIC to probe (the SATA CD-ROM alone costs seconds).
+            "-nodefaults", "-display", "none", "-no-reboot",
             "-kernel", str(CACHE / "vmlinuz"), "-initrd", str(CACHE / "initrd.img"),
             "-append", " ".join(append),
             "-drive", f"file={self.workdir / 'overlay.qcow2'},if=virtio,format=qcow2",
