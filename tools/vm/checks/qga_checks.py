@@ -139,3 +139,32 @@ def check_qga_frozen_refuses(qga: QgaClient) -> None:
         assert "frozen" in str(err), err
     else:
         raise AssertionError("guest-exec accepted while frozen")
+
+
+DOCTOR = ("import json, io, sys; from concierge.supervisor.doctor import run_doctor; "
+          "out = io.StringIO(); code = run_doctor(as_json=True, out=out); "
+          "doc = json.loads(out.getvalue()); doc['exit'] = code; print(json.dumps(doc))")
+
+
+def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
+    """`concierge doctor` inside the guest sees the three ports, and qemu-ga holding its port
+    (by process, by open file and by systemd unit) as a conflict."""
+    import json
+
+    with QgaClient(ctx.qga, timeout=30) as qga:
+        qga.sync()
+        code, out, err = qga.run(["/usr/bin/env", "PYTHONPATH=/opt/concierge/src",
+                                  "/usr/bin/python3", "-c", DOCTOR], timeout=60)
+    assert code == 0, err[-500:]
+    doc = json.loads(out)
+    found = {f["name"]: f for f in doc["findings"]}
+    for port in ("org.qemu.guest_agent.0", "com.redhat.spice.0", "ovirt-guest-agent.0"):
+        assert found[port]["present"], found[port]
+    qga_port = found["org.qemu.guest_agent.0"]
+    if ctx.label == "stock":
+        assert qga_port["status"] == "fail" and "qemu-ga" in qga_port["detail"], qga_port
+        agent = found["qemu-ga"]
+        assert agent["status"] == "fail" and "qemu-guest-agent.service" in agent["active_units"]
+        assert doc["exit"] == 2
+    return {"exit": doc["exit"], "status": doc["status"],
+            "qga_port": qga_port["detail"], "logind": found["logind"]["detail"]}
