@@ -74,7 +74,7 @@ def test_ship_vm_qemu_command_line(tmp_path: Path) -> None:
     for name, (chardev, dev_id, sock) in PORTS.items():
         assert f"socket,id={chardev},path={tmp_path / sock},server=on,wait=off" in text
         assert f"chardev={chardev},name={name},id={dev_id}" in text
-    assert "tcg,thread=multi" in text and "-nodefaults" in cmd
+    assert "tcg,thread=multi" in text and "-nodefaults" in cmd and "qemu64" in cmd
     assert "systemd.mask=e2e-agent.service" in text
     custom = GuestVM(workdir=tmp_path, agent="custom", accel="tcg")._cmdline()
     assert "systemd.mask=qemu-guest-agent.service" in " ".join(custom)

@@ -153,6 +153,9 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
 
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
+        # The source share is mounted by e2e-agent; under the stock agent, mount it here.
+        qga.run(["/bin/sh", "-c", "mountpoint -q /opt/concierge || mount -t 9p -o "
+                 "trans=virtio,version=9p2000.L,ro concierge /opt/concierge"])
         code, out, err = qga.run(["/usr/bin/env", "PYTHONPATH=/opt/concierge/src",
                                   "/usr/bin/python3", "-c", DOCTOR], timeout=60)
     assert code == 0, err[-500:]
