@@ -27,4 +27,9 @@ udevadm control --reload-rules
 # and its Conflicts= stops qemu-guest-agent.service.
 udevadm trigger --subsystem-match=virtio-ports --action=add
 udevadm settle --timeout=30
-echo "concierge-unit: $(systemctl is-active concierge.service) after udev trigger" >/dev/console
+for _ in $(seq 60); do
+    state=$(systemctl is-active concierge.service || true)
+    [ "$state" = inactive ] || break
+    sleep 0.5
+done
+echo "concierge-unit: concierge.service $state after the udev trigger" >/dev/console

@@ -83,6 +83,30 @@ def check_freeze_lease(ctx: E2EContext) -> dict[str, Any]:
     raise AssertionError(f"still frozen {lease * 3 + 10:.0f} s after the host left")
 
 
+def check_unit_activation(ctx: E2EContext) -> dict[str, Any]:
+    """Through the packaged unit: udev's rule pulled concierge.service in from the port device,
+    it is an active Type=notify service with a watchdog, and qemu-guest-agent was stopped by its
+    Conflicts= (run-e2e did not stop it in this mode)."""
+    from checks.concierge_checks import CheckSkippedError
+
+    if not ctx.options.get("unit_mode"):
+        raise CheckSkippedError("agent not started through the packaged unit "
+                                "(--agent concierge-unit)")
+    device = r"dev-virtio\x2dports-org.qemu.guest_agent.0.device"
+    with QgaClient(ctx.qga, timeout=30) as qga:
+        qga.sync()
+        _, wants, _ = qga.run(["systemctl", "show", "-p", "Wants", "--value", device])
+        _, props, _ = qga.run(["systemctl", "show", "concierge.service", "-p",
+                               "ActiveState,Type,WatchdogUSec,NRestarts,Restart"])
+        _, stock, _ = qga.run(["systemctl", "is-active", "qemu-guest-agent.service"])
+    state = dict(line.split("=", 1) for line in props.split())
+    assert "concierge.service" in wants.split(), f"port device wants {wants!r}"
+    assert state["ActiveState"] == "active" and state["Type"] == "notify", state
+    assert state["Restart"] == "on-failure" and state["WatchdogUSec"] != "0", state
+    assert stock.strip() == "inactive", f"qemu-guest-agent.service is {stock.strip()}"
+    return {"wanted_by_device": True, **state, "qemu-guest-agent": stock.strip()}
+
+
 def check_guest_shutdown(ctx: E2EContext) -> dict[str, Any]:
     """guest-shutdown (no reply on success) powers the VM off: QEMU reports SHUTDOWN and exits."""
     with QgaClient(ctx.qga) as qga:
