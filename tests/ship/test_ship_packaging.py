@@ -11,6 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from concierge.testing.peers import require_binary
@@ -211,21 +212,80 @@ def test_ship_fsfreeze_hook_failures(tmp_path: Path) -> None:
     assert log.read_text().splitlines() == ["30-c thaw", "20-fails thaw", "10-a thaw"]
 
 
-def test_ship_default_config_in_sync_and_complete() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "tools/ship/gen_config.py"), "--check"],
-                            capture_output=True, text=True, timeout=60, check=False,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert result.returncode == 0, result.stdout + result.stderr
-    shipped = (PKG / "etc/concierge.toml").read_text()
-    assert tomllib.loads(shipped)["agent"] == {}  # every key is commented out
-    uncommented = re.sub(r"^# ([A-Za-z0-9_]+ = )", r"\1", shipped, flags=re.M)
+def _uncomment(text: str) -> dict:
+    return tomllib.loads(re.sub(r"^# ([A-Za-z0-9_]+ = )", r"\1", text, flags=re.M))
+
+
+def _assert_covers_defaults(text: str) -> dict:
+    assert tomllib.loads(text)["agent"] == {}  # every key is commented out
     defaults = tomllib.loads(DEFAULTS.read_text())
-    parsed = tomllib.loads(uncommented)
+    parsed = _uncomment(text)
     for section in ("agent", "supervisor"):
         assert parsed[section] == defaults[section]
     for actor, spec in defaults["actors"].items():
         for key, value in spec.items():
             assert parsed["actors"][actor][key] == value
+    return parsed
+
+
+def test_ship_default_config_generated_covers_every_key() -> None:
+    sys.path.insert(0, str(ROOT / "tools/ship"))
+    try:
+        import gen_config
+    finally:
+        sys.path.remove(str(ROOT / "tools/ship"))
+    import msgspec
+
+    text = gen_config.generate()
+    parsed = _assert_covers_defaults(text)
+    defaults = tomllib.loads(DEFAULTS.read_text())
+    for actor, spec in defaults["actors"].items():
+        cls = gen_config.settings_struct(spec["entry"])
+        if cls is None:
+            continue
+        rendered = parsed["actors"][actor]["settings"]
+        for field in msgspec.structs.fields(cls):
+            nodefault = msgspec.NODEFAULT
+            required = field.default is nodefault and field.default_factory is nodefault
+            assert required or field.encode_name in rendered, (actor, field.name)
+
+
+def test_ship_default_config_snapshot_parses_and_covers_defaults() -> None:
+    _assert_covers_defaults((PKG / "etc/concierge.toml").read_text())
+
+
+class ChannelSettings(msgspec.Struct):
+    name: str
+
+class DemoSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """Demo settings.
+
+    Second paragraph is not copied."""
+
+    #: seconds between "probes"
+    interval_s: float = 0.5
+    names: list[str] = msgspec.field(default_factory=lambda: ["a", "b"])
+    channels: list[ChannelSettings] = msgspec.field(default_factory=list)
+    table: dict[str, int] = msgspec.field(default_factory=lambda: {"x": 1})
+    flag: bool = False
+
+
+def test_ship_config_generator_renders_settings_structs() -> None:
+    sys.path.insert(0, str(ROOT / "tools/ship"))
+    try:
+        import gen_config
+    finally:
+        sys.path.remove(str(ROOT / "tools/ship"))
+
+    assert gen_config._outermost([ChannelSettings, DemoSettings]) is DemoSettings
+    lines = gen_config.render_settings("demo", DemoSettings)
+    text = "\n".join(lines)
+    assert lines[0] == "[actors.demo.settings]"
+    assert "Second paragraph" not in text
+    assert '## seconds between "probes"' in text
+    parsed = _uncomment(text)["actors"]["demo"]["settings"]
+    assert parsed == {"interval_s": 0.5, "names": ["a", "b"], "channels": [],
+                      "table": {"x": 1}, "flag": False}
 
 
 def test_ship_debian_control_declares_the_replaced_agents() -> None:

@@ -3,8 +3,10 @@
 Sources: ``src/concierge/config/defaults.toml`` (agent, supervisor and the actor catalog, copied
 line by line so its comments stay next to the keys) and, for each actor in the catalog, the
 ``msgspec.Struct`` in ``concierge.actors.<package>.settings`` when that module exists (rendered
-as a commented ``[actors.<id>.settings]`` table). Run it after changing either; the test
-``tests/ship/test_ship_config.py`` fails while the shipped file is out of date.
+as a commented ``[actors.<id>.settings]`` table, with the ``#:`` comments above each field).
+The Debian build regenerates the installed file (debian/rules), so it always matches the code
+it ships with; the copy in packaging/etc/ is a snapshot for reading: refresh it after changing
+defaults or settings.
 
 Usage: ``PYTHONPATH=src python tools/ship/gen_config.py [--check]``.
 """
@@ -91,17 +93,49 @@ def settings_struct(entry: str) -> type | None:
     return candidates[0] if len(candidates) == 1 else _outermost(candidates)
 
 
+def _struct_types(annotation: Any) -> set[type]:
+    """Struct classes mentioned anywhere in a field's type (``list[ChannelSettings]`` too)."""
+    import typing
+
+    import msgspec
+
+    found: set[type] = set()
+    if inspect.isclass(annotation) and issubclass(annotation, msgspec.Struct):
+        found.add(annotation)
+    for arg in typing.get_args(annotation):
+        found |= _struct_types(arg)
+    return found
+
+
 def _outermost(candidates: list[type]) -> type | None:
     import msgspec
 
-    nested = {
-        f.type
-        for cls in candidates
-        for f in msgspec.structs.fields(cls)  # type: ignore[arg-type]
-        if inspect.isclass(f.type)
-    }
+    nested: set[type] = set()
+    for cls in candidates:
+        for f in msgspec.structs.fields(cls):  # type: ignore[arg-type]
+            nested |= _struct_types(f.type)
     top = [c for c in candidates if c not in nested]
     return top[0] if top else None
+
+
+def field_comments(cls: type) -> dict[str, list[str]]:
+    """``#:`` comment lines written just above each field in the class source."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for line in source.splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            pending.append(stripped[2:].strip())
+            continue
+        match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\s*:", stripped)
+        if match and pending:
+            comments[match.group(1)] = pending
+        pending = []
+    return comments
 
 
 def render_settings(actor: str, cls: type) -> list[str]:
@@ -109,9 +143,11 @@ def render_settings(actor: str, cls: type) -> list[str]:
     import msgspec
 
     lines = [f"[actors.{actor}.settings]"]
-    doc = inspect.getdoc(cls) or ""
-    lines += [f"# {d}".rstrip() for d in doc.splitlines()[:3]]
+    doc = (inspect.getdoc(cls) or "").split("\n\n", 1)[0]
+    lines += [f"# {d}".rstrip() for d in doc.splitlines()]
+    notes = field_comments(cls)
     for field in msgspec.structs.fields(cls):  # type: ignore[arg-type]
+        lines += [f"## {note}" for note in notes.get(field.name, [])]
         if field.default is not msgspec.NODEFAULT:
             value = field.default
         elif field.default_factory is not msgspec.NODEFAULT:
@@ -119,8 +155,7 @@ def render_settings(actor: str, cls: type) -> list[str]:
         else:
             lines.append(f"# {field.encode_name} = (required)")
             continue
-        if isinstance(value, msgspec.Struct):
-            value = msgspec.to_builtins(value)
+        value = msgspec.to_builtins(value)
         try:
             lines.append(f"# {field.encode_name} = {toml_literal(value)}")
         except TypeError:
@@ -167,17 +202,19 @@ def main() -> int:
     """Write (or with --check, compare) packaging/etc/concierge.toml."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    parser.add_argument("--output", type=Path, default=TARGET, help=f"default {TARGET}")
     args = parser.parse_args()
     text = generate()
     tomllib.loads(text)  # the shipped file must parse as it is
     if args.check:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{TARGET} is stale: run PYTHONPATH=src python tools/ship/gen_config.py")
+            print(f"{args.output} is stale: run PYTHONPATH=src python tools/ship/gen_config.py")
             return 1
         return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
     return 0
 
 
