@@ -90,6 +90,27 @@ def test_ship_metrics_each_family_declared_once() -> None:
     assert "# TYPE concierge_actor_restarts_total counter" in types
 
 
+def test_ship_metrics_process_samples_from_the_metrics_reply() -> None:
+    reply = {
+        "supervisor": {"rss_bytes": 20_000_000, "pss_bytes": 9_000_000, "cpu_s": 1.5},
+        "forkserver": {},
+        "total_pss_bytes": 50_000_000,
+        "uptime_s": 3.0,
+        "actors": [{"id": "monitor", "state": "RUNNING", "pid": 7, "restarts": 0,
+                    "health": "degraded", "counters": {"msgs_in": 1}, "rss_bytes": 1,
+                    "pss_bytes": 2, "cpu_s": 0.25, "threads": 4, "fds": 9}],
+    }
+    got = samples(to_prometheus(reply))
+    m = (("actor", "monitor"),)
+    assert got[("concierge_actor_pss_bytes", m)] == 2
+    assert got[("concierge_actor_cpu_seconds_total", m)] == 0.25
+    assert got[("concierge_actor_threads", m)] == 4
+    assert got[("concierge_actor_open_fds", m)] == 9
+    assert got[("concierge_actor_healthy", m)] == 0
+    assert got[("concierge_process_pss_bytes", (("process", "supervisor"),))] == 9_000_000
+    assert got[("concierge_pss_bytes", ())] == 50_000_000
+
+
 def test_ship_metrics_empty_and_minimal_status() -> None:
     got = samples(to_prometheus({}))
     assert got[("concierge_actors", ())] == 0

@@ -10,8 +10,11 @@ Input is the cached status the CLI already has (``concierge status --json`` shap
                                             "p50_s": 0.0004, "p99_s": 0.001}}}]}
 
 ``latency`` is optional (request type -> summary); ``pid``, ``rss_bytes`` and ``health`` may be
-``None`` for an actor that is not running. Output follows the Prometheus text exposition format
-0.0.4 (HELP/TYPE once per family, escaped label values, counters end in ``_total``).
+``None`` for an actor that is not running. The ``concierge metrics`` reply adds per-process
+samples (``pss_bytes``, ``cpu_s``, ``threads``, ``fds``) per actor, ``supervisor`` and
+``forkserver`` samples and ``total_pss_bytes``; each is rendered when present.
+Output follows the Prometheus text exposition format 0.0.4 (HELP/TYPE once per family,
+escaped label values, counters end in ``_total``).
 Standard library only; must not import the runtime, ZeroMQ or any actor.
 """
 
@@ -37,12 +40,30 @@ _HELP: dict[str, tuple[str, str]] = {
     "concierge_actor_restarts_total": ("counter", "Restarts of the actor's process."),
     "concierge_actor_pid": ("gauge", "Process id of the actor (absent when not running)."),
     "concierge_actor_rss_bytes": ("gauge", "Resident memory of the actor's process."),
+    "concierge_actor_pss_bytes": ("gauge", "Proportional set size of the actor's process."),
+    "concierge_actor_cpu_seconds_total": ("counter", "CPU time (user + system) of the actor."),
+    "concierge_actor_threads": ("gauge", "Threads in the actor's process."),
+    "concierge_actor_open_fds": ("gauge", "Open file descriptors of the actor's process."),
+    "concierge_process_rss_bytes": ("gauge", "Resident memory of the supervisor processes."),
+    "concierge_process_pss_bytes": ("gauge", "Proportional set size of the supervisor processes."),
+    "concierge_process_cpu_seconds_total": ("counter", "CPU time of the supervisor processes."),
+    "concierge_pss_bytes": ("gauge", "PSS of the whole agent (supervisor, forkserver, actors)."),
     "concierge_actor_messages_total": ("counter", "Per-actor message counters, by name."),
     "concierge_actor_request_latency_seconds": (
         "summary",
         "Time to answer a request, by request type.",
     ),
 }
+
+
+_PROCESS_FIELDS = (
+    ("pid", "concierge_actor_pid"),
+    ("rss_bytes", "concierge_actor_rss_bytes"),
+    ("pss_bytes", "concierge_actor_pss_bytes"),
+    ("cpu_s", "concierge_actor_cpu_seconds_total"),
+    ("threads", "concierge_actor_threads"),
+    ("fds", "concierge_actor_open_fds"),
+)
 
 
 class StatusFormatError(ValueError):
@@ -138,7 +159,7 @@ def _add_actor(out: _Families, actor: Mapping[str, Any]) -> None:
         out.add("concierge_actor_healthy", int(healthy), who)
     restarts = _number(name, "restarts", actor.get("restarts", 0))
     out.add("concierge_actor_restarts_total", restarts or 0, who)
-    for key, family in (("pid", "concierge_actor_pid"), ("rss_bytes", "concierge_actor_rss_bytes")):
+    for key, family in _PROCESS_FIELDS:
         value = _number(name, key, actor.get(key))
         if value is not None:
             out.add(family, value, who)
@@ -177,6 +198,18 @@ def to_prometheus(status: Mapping[str, Any]) -> str:
     uptime = status.get("uptime_s")
     if uptime is not None:
         out.add("concierge_uptime_seconds", _number("(supervisor)", "uptime_s", uptime) or 0.0)
+    for process in ("supervisor", "forkserver"):
+        sample = status.get(process)
+        if isinstance(sample, Mapping):
+            for key, family in (("rss_bytes", "concierge_process_rss_bytes"),
+                                ("pss_bytes", "concierge_process_pss_bytes"),
+                                ("cpu_s", "concierge_process_cpu_seconds_total")):
+                value = _number(process, key, sample.get(key))
+                if value is not None:
+                    out.add(family, value, {"process": process})
+    total = status.get("total_pss_bytes")
+    if total is not None:
+        out.add("concierge_pss_bytes", _number("(supervisor)", "total_pss_bytes", total) or 0)
     actors = list(_actors(status))
     out.add("concierge_actors", len(actors))
     for actor in sorted(actors, key=lambda a: str(a["id"])):
