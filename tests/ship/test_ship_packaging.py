@@ -164,9 +164,11 @@ def complete(line: str) -> list[str]:
 
 def test_ship_bash_completion() -> None:
     assert complete("concierge st") == ["start", "status", "stop"]
-    assert complete("concierge --log-format t") == ["text"]
+    assert complete("concierge run --log-format t") == ["text"]
     assert complete("concierge metrics --format p") == ["prometheus"]
     assert "--wait" in complete("concierge restart ")
+    assert "monitor" in complete("concierge restart ")  # fallback list without a running agent
+    assert complete("concierge config ") == ["--config", "check"]
 
 
 def make_hook(directory: Path, name: str, log: Path, status: int = 0) -> Path:

@@ -3,8 +3,8 @@
 Reports which host ports exist (and who holds them), which stock agents run or are active as
 units (each one contends for a port), whether uinput, logind and a display are usable, and what
 the configuration disables. Human table by default, ``--json`` for scripts. Exit status:
-0 nothing wrong, 1 warnings (a facility is unusable), 2 failures (a conflict that stops an
-actor from working, e.g. qemu-ga holding the QGA port).
+0 nothing wrong, 1 warnings (a facility is unusable), 4 failures (a conflict that stops an
+actor from working, e.g. qemu-ga holding the QGA port; 4 is the CLI's "not healthy").
 Must not import the runtime, ZeroMQ or any actor: it has to work when the agent does not.
 """
 
@@ -56,14 +56,21 @@ def collect(view: HostView, config: Mapping[str, Any] | None) -> list[Finding]:
     return findings
 
 
-def exit_code(findings: Iterable[Finding]) -> int:
-    """0 all fine, 1 at least one warning, 2 at least one failure."""
+EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 4
+
+
+def _worst(findings: Iterable[Finding]) -> int:
     return max((SEVERITY[f.status] for f in findings), default=0)
+
+
+def exit_code(findings: Iterable[Finding]) -> int:
+    """0 all fine, 1 at least one warning, 4 at least one failure."""
+    return (EXIT_OK, EXIT_WARN, EXIT_FAIL)[_worst(findings)]
 
 
 def render_json(findings: list[Finding]) -> str:
     """One JSON document: overall status plus every finding."""
-    worst = exit_code(findings)
+    worst = _worst(findings)
     doc = {
         "status": {0: OK, 1: WARN, 2: FAIL}[worst],
         "findings": [
@@ -88,7 +95,7 @@ def _rows(findings: list[Finding], colour: bool) -> Iterator[str]:
 def render_table(findings: list[Finding], *, colour: bool = False) -> str:
     """A table for people; coloured status when writing to a terminal."""
     lines = list(_rows(findings, colour))
-    worst = exit_code(findings)
+    worst = _worst(findings)
     summary = {0: "no problems found", 1: "warnings: some features will be unavailable",
                2: "problems found: concierge cannot serve every port"}[worst]
     return "\n".join([*lines, "", summary]) + "\n"
@@ -101,7 +108,7 @@ def run_doctor(
     view: HostView | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Probe the guest, print the report and return the exit status (0/1/2).
+    """Probe the guest, print the report and return the exit status (0/1/4).
 
     ``config`` is the merged configuration mapping (for the policy section); ``view`` and
     ``out`` exist for tests and default to the real machine and stdout.

@@ -22,6 +22,8 @@ OVIRT = "ovirt-guest-agent.0"
 SPICE = "com.redhat.spice.0"
 VDP_CLIENT_PORT = 1
 VD_AGENT_ANNOUNCE_CAPABILITIES = 6
+STATUS = ("PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/vendor "
+          "python3 -m concierge --json status")
 CHUNK = struct.Struct("<II")          # VDIChunkHeader: port, size
 MESSAGE = struct.Struct("<IIQI")      # VDAgentMessage: protocol, type, opaque, size
 
@@ -131,9 +133,7 @@ def check_kill9_actors(ctx: E2EContext) -> dict[str, Any]:
     """kill -9 each non-transport actor (then the transport) while a host client pings."""
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
-        code, out, err = qga.run(["/bin/sh", "-c",
-                                  "PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/vendor "
-                                  "python3 -m concierge status --json"])
+        code, out, err = qga.run(["/bin/sh", "-c", STATUS])
     assert code == 0, f"concierge status failed: {err[-300:]}"
     actors = {a["id"]: a for a in json.loads(out)["actors"]}
     victims = [a for a in actors if a != "transport" and actors[a].get("pid")]
@@ -156,9 +156,7 @@ def check_kill9_actors(ctx: E2EContext) -> dict[str, Any]:
                 try:
                     with QgaClient(ctx.qga, timeout=10) as qga:
                         qga.sync(timeout=10)
-                        _, out, _ = qga.run(["/bin/sh", "-c",
-                                             "PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/"
-                                             "vendor python3 -m concierge status --json"])
+                        _, out, _ = qga.run(["/bin/sh", "-c", STATUS])
                     now = {a["id"]: a for a in json.loads(out)["actors"]}
                 except (OSError, TimeoutError, ValueError):
                     continue

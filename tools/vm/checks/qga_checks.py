@@ -168,6 +168,6 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
         assert qga_port["status"] == "fail" and "qemu-ga" in qga_port["detail"], qga_port
         agent = found["qemu-ga"]
         assert agent["status"] == "fail" and "qemu-guest-agent.service" in agent["active_units"]
-        assert doc["exit"] == 2
+        assert doc["exit"] == 4
     return {"exit": doc["exit"], "status": doc["status"],
             "qga_port": qga_port["detail"], "logind": found["logind"]["detail"]}
