@@ -2,8 +2,9 @@
 
 One :class:`GuestVM` per boot: a throw-away qcow2 overlay over ``cache/base.img``, the guest's
 own kernel and initrd, serial console to ``console.log``, QMP on a unix socket (``qemu.qmp``),
-the source tree shared read-only over 9p (tag ``concierge``) and a per-boot control share (tag
-``e2e``) holding ``agent.sh``, the command the guest's ``e2e-agent.service`` runs.
+the source tree under test shared read-only over 9p (tag ``concierge``, ``$CONCIERGE_VM_SRC`` or
+this checkout), this checkout (tag ``e2etools``: harness scripts and packaging/) and a per-boot
+control share (tag ``e2e``) holding ``agent.sh``, the command ``e2e-agent.service`` runs.
 KVM only when the CPU advertises vmx/svm and /dev/kvm opens; software emulation otherwise.
 """
 
@@ -23,6 +24,8 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CACHE = Path(os.environ.get("CONCIERGE_VM_CACHE", HERE / "cache"))
+# The tree shared read-only with the guest as /opt/concierge (default: this checkout).
+SOURCE = Path(os.environ.get("CONCIERGE_VM_SRC", ROOT))
 
 # port name -> (chardev id, device id used in QMP VSERPORT_CHANGE events, socket file name)
 PORTS: dict[str, tuple[str, str, str]] = {
@@ -102,7 +105,9 @@ class GuestVM:
             "-serial", f"file:{self.console}",
             "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
             "-device", "virtio-serial-pci,id=vser0",
-            "-virtfs", f"local,path={ROOT},mount_tag=concierge,security_model=none,readonly=on",
+            "-virtfs", f"local,path={SOURCE},mount_tag=concierge,security_model=none,readonly=on",
+            # This checkout (harness scripts, packaging/), even when SOURCE is another tree.
+            "-virtfs", f"local,path={ROOT},mount_tag=e2etools,security_model=none,readonly=on",
             "-virtfs", f"local,path={self.workdir / 'ctl'},mount_tag=e2e,security_model=none",
         ]
         for name, (chardev, dev_id, sock) in PORTS.items():

@@ -8,10 +8,11 @@
 #   concierge-unit.sh 'CMD'           # stand-in ExecStart, e.g. the notify-standin.py beside
 #                                     # this file (tests the unit and udev plumbing itself)
 set -eu
-SRC=/opt/concierge
+SRC=/opt/concierge          # the tree under test (its src/ runs)
+TOOLS=/opt/e2e-tools        # this checkout (packaging/), mounted by run-e2e's agent.sh
 EXEC="${1:-/usr/bin/python3 -m concierge run}"
 mkdir -p /run/systemd/system/concierge.service.d /run/udev/rules.d
-install -m 0644 "$SRC/packaging/systemd/concierge.service" /run/systemd/system/concierge.service
+install -m 0644 "$TOOLS/packaging/systemd/concierge.service" /run/systemd/system/concierge.service
 {
     echo "[Service]"
     echo "Environment=PYTHONPATH=$SRC/src:/usr/lib/concierge/vendor"
@@ -20,7 +21,7 @@ install -m 0644 "$SRC/packaging/systemd/concierge.service" /run/systemd/system/c
     echo "ExecReload="
     echo "ExecReload=/usr/bin/python3 -m concierge reload"
 } >/run/systemd/system/concierge.service.d/e2e.conf
-install -m 0644 "$SRC/packaging/udev/60-concierge.rules" /run/udev/rules.d/60-concierge.rules
+install -m 0644 "$TOOLS/packaging/udev/60-concierge.rules" /run/udev/rules.d/60-concierge.rules
 systemctl daemon-reload
 udevadm control --reload-rules
 # As the package's postinst does: re-announce the existing ports; the rule starts the service,

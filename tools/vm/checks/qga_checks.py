@@ -153,10 +153,10 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
 
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
-        # The source share is mounted by e2e-agent; under the stock agent, mount it here.
-        qga.run(["/bin/sh", "-c", "mountpoint -q /opt/concierge || mount -t 9p -o "
-                 "trans=virtio,version=9p2000.L,ro concierge /opt/concierge"])
-        code, out, err = qga.run(["/usr/bin/env", "PYTHONPATH=/opt/concierge/src",
+        # This checkout's doctor (mounted by agent.sh in agent modes; mount it under stock).
+        qga.run(["/bin/sh", "-c", "mkdir -p /opt/e2e-tools; mountpoint -q /opt/e2e-tools || "
+                 "mount -t 9p -o trans=virtio,version=9p2000.L,ro e2etools /opt/e2e-tools"])
+        code, out, err = qga.run(["/usr/bin/env", "PYTHONPATH=/opt/e2e-tools/src",
                                   "/usr/bin/python3", "-c", DOCTOR], timeout=60)
     assert code == 0, err[-500:]
     doc = json.loads(out)
