@@ -6,6 +6,7 @@ be compared without comparing values that legitimately differ (times, counters, 
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import time
@@ -127,7 +128,8 @@ def check_qga_differential(ctx: E2EContext) -> dict[str, Any]:
     diffs = {k: {"stock": stock[k], ctx.label: other.get(k)}
              for k in stock if other.get(k) != stock[k]}
     ctx.results["qga-differential"] = diffs
-    assert not diffs, f"{len(diffs)} differences: {sorted(diffs)}"
+    (ctx.vm.workdir / "qga-differential.json").write_text(json.dumps(diffs, indent=1))
+    assert not diffs, f"{len(diffs)} differences: {json.dumps(diffs, sort_keys=True)}"
     return {"compared": len(stock), "differences": 0}
 
 
@@ -149,8 +151,6 @@ DOCTOR = ("import json, io, sys; from concierge.supervisor.doctor import run_doc
 def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
     """`concierge doctor` inside the guest sees the three ports, and qemu-ga holding its port
     (by process, by open file and by systemd unit) as a conflict."""
-    import json
-
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
         # This checkout's doctor (mounted by agent.sh in agent modes; mount it under stock).
