@@ -90,3 +90,10 @@ def test_ship_vm_client_timeout_on_silent_peer(tmp_path: Path) -> None:
             qga.sync()
     finally:
         server.close()
+
+
+def test_ship_vm_differential_allows_newer_schema_members() -> None:
+    from checks.qga_checks import without_newer
+
+    agent = [{"name": "str", "total-bytes-privileged": "number", "disk": [{"bus": "number"}]}]
+    assert without_newer(agent) == [{"name": "str", "disk": [{"bus": "number"}]}]
