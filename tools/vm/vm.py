@@ -139,24 +139,42 @@ class GuestVM:
         self.qmp.connect()
 
     def poll_events(self, wait: float = 0.0) -> list[dict[str, Any]]:
-        """Collect QMP events (port open/close, SHUTDOWN), tracking port state."""
+        """Collect QMP events (port open/close, SHUTDOWN), tracking port state.
+
+        ``get_events(wait)`` returns one event when it had to wait for it; the rest stay queued
+        and are drained with non-waiting calls (never ``clear_events``, which would drop them).
+        """
         assert self.qmp is not None
+        new: list[dict[str, Any]] = []
         try:
-            new = self.qmp.get_events(wait=wait) if wait else self.qmp.get_events()
-        except Exception:  # noqa: BLE001 - a QMP timeout or a closed QMP both mean "nothing new"
-            new = []
-        self.qmp.clear_events()
+            new += self.qmp.get_events(wait=wait) if wait else self.qmp.get_events()
+            while batch := self.qmp.get_events():
+                new += batch
+        except Exception:  # noqa: BLE001, S110 - a QMP timeout or a closed QMP: nothing new
+            pass
         for event in new:
             self.events.append(event)
             if event.get("event") == "VSERPORT_CHANGE":
                 self.port_open[event["data"]["id"]] = bool(event["data"]["open"])
         return new
 
-    def wait_port(self, port: str, *, open_: bool = True, timeout: float = 60.0) -> float:
-        """Wait until the guest opens (or closes) ``port``; returns seconds since QEMU started."""
+    def wait_port(self, port: str, *, open_: bool = True, timeout: float = 60.0,
+                  since: int | None = None) -> float:
+        """Wait until the guest opens (or closes) ``port``; returns seconds since QEMU started.
+
+        With ``since`` (an index into :attr:`events`), any such change after that point counts,
+        even if the port flipped back before we looked (a close quickly followed by a reopen).
+        """
         dev_id = PORTS[port][1]
         deadline = time.monotonic() + timeout
-        while self.port_open.get(dev_id, False) != open_:
+
+        def seen() -> bool:
+            if since is None:
+                return self.port_open.get(dev_id, False) == open_
+            return any(e.get("event") == "VSERPORT_CHANGE" and e["data"]["id"] == dev_id
+                       and bool(e["data"]["open"]) == open_ for e in self.events[since:])
+
+        while not seen():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{port} not {'opened' if open_ else 'closed'} in {timeout} s")
             if self.proc is not None and self.proc.poll() is not None:
