@@ -230,3 +230,22 @@ def test_reload_applies_added_changed_removed(agent_factory: Any) -> None:
     by_id = {a["id"]: a["pid"] for a in status["actors"]}
     assert by_id["keep"] == keep_pid, agent.log_tail(60)
     assert by_id["change"] != change_pid
+
+
+def test_prometheus_metrics_and_textfile(agent_factory: Any, tmp_path: Path) -> None:
+    agent = agent_factory({"one": ECHO}, extra=FAST)
+    agent.start()
+    textfile = tmp_path / "concierge.prom"
+    result = agent.cli("metrics", "--format", "prometheus", "--textfile", str(textfile))
+    assert result.returncode == 0, result.stderr
+    assert 'concierge_actor_state{actor="one",state="RUNNING"} 1' in result.stdout
+    assert textfile.read_text() == result.stdout
+
+
+def test_doctor_reports_and_exits_with_a_status(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "concierge", "--json", "doctor"], capture_output=True, text=True, check=False, timeout=60
+    )
+    report = json.loads(result.stdout)
+    assert result.returncode in (0, 1, 4)
+    assert {f["area"] for f in report["findings"]} >= {"ports", "stock-agents", "devices", "services", "policy"}

@@ -16,25 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_binary("dpkg-buildpackage", "dpkg-dev")
-    require(Path("/usr/share/perl5/Debian/Debhelper/Buildsystem/pybuild.pm").exists()
-            or Path("/usr/bin/pybuild").exists(), "pybuild missing (apt install dh-python)")
+    require(
+        Path("/usr/share/perl5/Debian/Debhelper/Buildsystem/pybuild.pm").exists() or Path("/usr/bin/pybuild").exists(),
+        "pybuild missing (apt install dh-python)",
+    )
     out = tmp_path_factory.mktemp("deb")
-    result = subprocess.run([str(ROOT / "tools/ship/build-deb.sh"), str(out)], capture_output=True,
-                            text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [str(ROOT / "tools/ship/build-deb.sh"), str(out)], capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (package,) = out.glob("concierge_*_*.deb")
     yield package
 
 
 def field(deb: Path, name: str) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.mark.slow
 def test_ship_deb_contents(deb: Path) -> None:
-    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
     paths = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
     for expected in (
         "/usr/bin/concierge",
@@ -55,8 +56,7 @@ def test_ship_deb_contents(deb: Path) -> None:
         assert expected in paths, expected
     assert any(p.startswith("/usr/lib/concierge/vendor/msgspec/") for p in paths)
     assert any(p.startswith("/usr/lib/concierge/vendor/pykka/") for p in paths)
-    assert not any("/tests/" in p or p.startswith("/usr/lib/python3/dist-packages/tests")
-                   for p in paths)
+    assert not any("/tests/" in p or p.startswith("/usr/lib/python3/dist-packages/tests") for p in paths)
 
 
 @pytest.mark.slow
@@ -84,11 +84,17 @@ def test_ship_deb_payload_imports_with_debian_python(deb: Path, tmp_path: Path) 
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
     site = tmp_path / "usr/lib/python3/dist-packages"
     vendor = tmp_path / "usr/lib/concierge/vendor"
-    code = ("import concierge, msgspec, pykka, importlib.metadata as m; "
-            "print(concierge.__version__, msgspec.__version__, m.version('pykka'), pykka.__file__)")
-    result = subprocess.run([str(python), "-I", "-c", f"import sys; sys.path[:0]=[{str(site)!r},"
-                             f"{str(vendor)!r}]; {code}"], capture_output=True, text=True,
-                            timeout=60, check=False)
+    code = (
+        "import concierge, msgspec, pykka, importlib.metadata as m; "
+        "print(concierge.__version__, msgspec.__version__, m.version('pykka'), pykka.__file__)"
+    )
+    result = subprocess.run(
+        [str(python), "-I", "-c", f"import sys; sys.path[:0]=[{str(site)!r},{str(vendor)!r}]; {code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     version, _, pykka_version, pykka_file = result.stdout.split()
     assert pykka_file.startswith(str(vendor))

@@ -83,9 +83,21 @@ def qemu_ga_on_pty(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
     state = tmp_path / "qga-state"
     state.mkdir()
     proc = subprocess.Popen(
-        [qga, "-m", "isa-serial", "-p", path, "-t", str(state), "-f", str(tmp_path / "qga.pid"),
-         "-l", str(tmp_path / "qga.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            qga,
+            "-m",
+            "isa-serial",
+            "-p",
+            path,
+            "-t",
+            str(state),
+            "-f",
+            str(tmp_path / "qga.pid"),
+            "-l",
+            str(tmp_path / "qga.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         yield path, proc
@@ -133,13 +145,16 @@ def test_ship_doctor_uinput(tmp_path: Path) -> None:
 @pytest.fixture
 def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     daemon = require_binary("dbus-daemon", "dbus")
-    require(shutil.which("python3") is not None and Path(
-        "/usr/lib/python3/dist-packages/dbusmock").exists(), "python3-dbusmock not installed")
+    require(
+        shutil.which("python3") is not None and Path("/usr/lib/python3/dist-packages/dbusmock").exists(),
+        "python3-dbusmock not installed",
+    )
     sock = tmp_path / "system_bus_socket"
     conf = tmp_path / "system.conf"
     conf.write_text(BUS_CONF.format(sock=sock))
-    bus = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bus = subprocess.Popen(
+        [daemon, f"--config-file={conf}", "--nofork"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         assert wait_for(sock.exists)
         address = f"unix:path={sock}"
@@ -153,16 +168,21 @@ def test_ship_doctor_logind_via_dbusmock(system_bus: str) -> None:
     view = HostView(systemctl=None)
     # Bus up but no logind yet: a clear warning, not a hang.
     assert [f.status for f in probe_logind(view)] == [WARN]
-    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--template", "logind"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus})
+    mock = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "dbusmock", "--template", "logind"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus},
+    )
     try:
         assert wait_for(lambda: [f.status for f in probe_logind(view)] == [OK], timeout=20)
-        mock_api = DBusAddress("/org/freedesktop/login1", bus_name="org.freedesktop.login1",
-                               interface="org.freedesktop.DBus.Mock")
+        mock_api = DBusAddress(
+            "/org/freedesktop/login1", bus_name="org.freedesktop.login1", interface="org.freedesktop.DBus.Mock"
+        )
         with open_dbus_connection(bus="SYSTEM") as conn:
-            conn.send_and_get_reply(new_method_call(
-                mock_api, "AddSession", "ssusb", ("c1", "seat0", 1000, "alice", True)), timeout=5)
+            conn.send_and_get_reply(
+                new_method_call(mock_api, "AddSession", "ssusb", ("c1", "seat0", 1000, "alice", True)), timeout=5
+            )
         (finding,) = probe_logind(view)
         assert finding.status == OK
         assert finding.data["sessions"] == 1 and finding.data["users"] == ["alice"]
@@ -179,9 +199,12 @@ def test_ship_doctor_no_system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_ship_doctor_finds_real_xvfb(tmp_path: Path) -> None:
     xvfb = require_binary("Xvfb", "xvfb")
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_fd), "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write_fd)
     try:
         with os.fdopen(read_fd) as pipe:
@@ -197,12 +220,15 @@ def test_ship_doctor_finds_real_xvfb(tmp_path: Path) -> None:
 
 
 def test_ship_doctor_policy() -> None:
-    config = {"actors": {
-        "input": {"entry": "x:Y", "enabled": False},
-        "sso": {"entry": ""},
-        "transport": {"settings": {"block_rpcs": ["guest-exec", "guest-file-open"],
-                                   "allow_users": ["alice"], "port": "x"}},
-    }}
+    config = {
+        "actors": {
+            "input": {"entry": "x:Y", "enabled": False},
+            "sso": {"entry": ""},
+            "transport": {
+                "settings": {"block_rpcs": ["guest-exec", "guest-file-open"], "allow_users": ["alice"], "port": "x"}
+            },
+        }
+    }
     findings = {f.name: f for f in probe_policy(config)}
     assert findings["actors"].data["disabled"] == ["input", "sso"]
     assert findings["transport.block_rpcs"].data["blocked"] == ["guest-exec", "guest-file-open"]

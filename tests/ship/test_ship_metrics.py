@@ -26,9 +26,7 @@ STATUS = {
             "health": "ok",
             "rss_bytes": 31457280,
             "counters": {"msgs_in": 10, "msgs_out": 9},
-            "latency": {
-                "guest-ping": {"count": 9, "sum_s": 0.0045, "p50_s": 0.0004, "p99_s": 0.001}
-            },
+            "latency": {"guest-ping": {"count": 9, "sum_s": 0.0045, "p50_s": 0.0004, "p99_s": 0.001}},
         },
         {
             "id": 'we"ird\\actor\n',
@@ -96,9 +94,21 @@ def test_ship_metrics_process_samples_from_the_metrics_reply() -> None:
         "forkserver": {},
         "total_pss_bytes": 50_000_000,
         "uptime_s": 3.0,
-        "actors": [{"id": "monitor", "state": "RUNNING", "pid": 7, "restarts": 0,
-                    "health": "degraded", "counters": {"msgs_in": 1}, "rss_bytes": 1,
-                    "pss_bytes": 2, "cpu_s": 0.25, "threads": 4, "fds": 9}],
+        "actors": [
+            {
+                "id": "monitor",
+                "state": "RUNNING",
+                "pid": 7,
+                "restarts": 0,
+                "health": "degraded",
+                "counters": {"msgs_in": 1},
+                "rss_bytes": 1,
+                "pss_bytes": 2,
+                "cpu_s": 0.25,
+                "threads": 4,
+                "fds": 9,
+            }
+        ],
     }
     got = samples(to_prometheus(reply))
     m = (("actor", "monitor"),)

@@ -36,8 +36,9 @@ def unit(path: Path) -> configparser.ConfigParser:
 
 def verify(path: Path, *extra: str, env: dict[str, str] | None = None) -> list[str]:
     tool = require_binary("systemd-analyze", "systemd")
-    result = subprocess.run([tool, *extra, "verify", str(path)], capture_output=True, text=True,
-                            timeout=60, env=env, check=False)
+    result = subprocess.run(
+        [tool, *extra, "verify", str(path)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
     lines = (result.stdout + result.stderr).splitlines()
     return [line for line in lines if not _VERIFY_NOISE.search(line)]
 
@@ -52,9 +53,19 @@ def test_ship_system_unit_keys_and_verify() -> None:
     assert set(svc["RestartPreventExitStatus"].split()) == {"64", "78"}
     assert svc["KillMode"] == "mixed"
     # Hardening that would break a host's requests (see the unit's header) must stay off.
-    for forbidden in ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
-                      "NoNewPrivileges", "ProtectClock", "ProtectKernelTunables", "User",
-                      "SystemCallArchitectures", "DynamicUser", "CapabilityBoundingSet"):
+    for forbidden in (
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateDevices",
+        "NoNewPrivileges",
+        "ProtectClock",
+        "ProtectKernelTunables",
+        "User",
+        "SystemCallArchitectures",
+        "DynamicUser",
+        "CapabilityBoundingSet",
+    ):
         assert forbidden not in svc, forbidden
     conflicts = unit(path)["Unit"]["Conflicts"].split()
     assert "qemu-guest-agent.service" in conflicts and "spice-vdagentd.service" in conflicts
@@ -79,7 +90,7 @@ def test_ship_user_unit(tmp_path: Path) -> None:
 
 
 _UDEV_KEY = re.compile(
-    r'(ACTION|SUBSYSTEM|KERNEL|ATTR\{[a-z_]+\}|ENV\{[A-Z_]+\}|TAG|OPTIONS)'
+    r"(ACTION|SUBSYSTEM|KERNEL|ATTR\{[a-z_]+\}|ENV\{[A-Z_]+\}|TAG|OPTIONS)"
     r'(==|!=|\+=|=|:=)"([^"]*)"$'
 )
 
@@ -95,18 +106,16 @@ def test_ship_udev_rules() -> None:
             match = _UDEV_KEY.match(token)
             assert match, f"bad udev token {token!r} in {line!r}"
             fields[match.group(1) + match.group(2)] = match.group(3)
-        assert fields['SUBSYSTEM=='] == "virtio-ports"
-        assert fields['ACTION=='] == "add"
-        assert fields['ENV{SYSTEMD_WANTS}+='] == "concierge.service"
-        assert fields['TAG+='] == "systemd"
-        names.add(fields['ATTR{name}=='])
-    assert names == {"org.qemu.guest_agent.0", "com.redhat.spice.0", "ovirt-guest-agent.0",
-                     "com.redhat.rhevm.vdsm"}
+        assert fields["SUBSYSTEM=="] == "virtio-ports"
+        assert fields["ACTION=="] == "add"
+        assert fields["ENV{SYSTEMD_WANTS}+="] == "concierge.service"
+        assert fields["TAG+="] == "systemd"
+        names.add(fields["ATTR{name}=="])
+    assert names == {"org.qemu.guest_agent.0", "com.redhat.spice.0", "ovirt-guest-agent.0", "com.redhat.rhevm.vdsm"}
     udevadm = require_binary("udevadm", "udev")
     probe = subprocess.run([udevadm, "verify", "--help"], capture_output=True, check=False)
     if probe.returncode == 0:  # systemd >= 253
-        result = subprocess.run([udevadm, "verify", str(path)], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run([udevadm, "verify", str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -123,8 +132,14 @@ def test_ship_autostart_entry() -> None:
 def test_ship_man_pages_render_cleanly(page: str) -> None:
     man = require_binary("man", "man-db")
     env = {**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"}
-    result = subprocess.run([man, "--warnings", "-l", str(PKG / "man" / page)],
-                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    result = subprocess.run(
+        [man, "--warnings", "-l", str(PKG / "man" / page)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0
     assert result.stderr == "", result.stderr
     assert "NAME" in result.stdout and "SEE ALSO" in result.stdout
@@ -132,12 +147,21 @@ def test_ship_man_pages_render_cleanly(page: str) -> None:
 
 def test_ship_man_page_lists_every_command() -> None:
     man = require_binary("man", "man-db")
-    rendered = subprocess.run([man, "-l", str(PKG / "man/concierge.1")], capture_output=True,
-                              text=True, env={**os.environ, "MANWIDTH": "80"}, timeout=60,
-                              check=True).stdout
+    rendered = subprocess.run(
+        [man, "-l", str(PKG / "man/concierge.1")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MANWIDTH": "80"},
+        timeout=60,
+        check=True,
+    ).stdout
     section = rendered.split("COMMANDS", 1)[1].split("GLOBAL OPTIONS", 1)[0]
-    entries = {w for line in section.splitlines() if line.startswith("       ") and
-               not line.startswith("        ") for w in re.split(r"[ |\[\]]+", line.strip())}
+    entries = {
+        w
+        for line in section.splitlines()
+        if line.startswith("       ") and not line.startswith("        ")
+        for w in re.split(r"[ |\[\]]+", line.strip())
+    }
     completion = (PKG / "completion/concierge").read_text()
     commands = re.search(r'local commands="([^"]+)"', completion)
     assert commands
@@ -157,8 +181,14 @@ def complete(line: str) -> list[str]:
         f"COMP_LINE={line!r}; COMP_POINT={len(line)}; _concierge; "
         "printf '%s\\n' \"${COMPREPLY[@]}\""
     )
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                            check=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+    )
     return sorted(w for w in result.stdout.splitlines() if w)
 
 
@@ -179,9 +209,14 @@ def make_hook(directory: Path, name: str, log: Path, status: int = 0) -> Path:
 
 
 def run_hook(directory: Path, action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PKG / "etc/fsfreeze-hook"), action], capture_output=True,
-                          text=True, timeout=30, check=False,
-                          env={**os.environ, "CONCIERGE_FSFREEZE_HOOK_DIR": str(directory)})
+    return subprocess.run(
+        [str(PKG / "etc/fsfreeze-hook"), action],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "CONCIERGE_FSFREEZE_HOOK_DIR": str(directory)},
+    )
 
 
 def test_ship_fsfreeze_hook_order_and_skips(tmp_path: Path) -> None:
@@ -194,8 +229,7 @@ def test_ship_fsfreeze_hook_order_and_skips(tmp_path: Path) -> None:
     (hooks / "40-not-exec").write_text("#!/bin/sh\nexit 1\n")
     assert run_hook(hooks, "freeze").returncode == 0
     assert run_hook(hooks, "thaw").returncode == 0
-    assert log.read_text().splitlines() == ["10-db freeze", "20-app freeze", "20-app thaw",
-                                            "10-db thaw"]
+    assert log.read_text().splitlines() == ["10-db freeze", "20-app freeze", "20-app thaw", "10-db thaw"]
     assert run_hook(hooks, "bogus").returncode == 2
     assert run_hook(tmp_path / "missing", "freeze").returncode == 0
 
@@ -259,6 +293,7 @@ def test_ship_default_config_snapshot_parses_and_covers_defaults() -> None:
 class ChannelSettings(msgspec.Struct):
     name: str
 
+
 class DemoSettings(msgspec.Struct, forbid_unknown_fields=True):
     """Demo settings.
 
@@ -286,15 +321,13 @@ def test_ship_config_generator_renders_settings_structs() -> None:
     assert "Second paragraph" not in text
     assert '## seconds between "probes"' in text
     parsed = _uncomment(text)["actors"]["demo"]["settings"]
-    assert parsed == {"interval_s": 0.5, "names": ["a", "b"], "channels": [],
-                      "table": {"x": 1}, "flag": False}
+    assert parsed == {"interval_s": 0.5, "names": ["a", "b"], "channels": [], "table": {"x": 1}, "flag": False}
 
 
 def test_ship_debian_control_declares_the_replaced_agents() -> None:
     control = (ROOT / "debian/control").read_text()
     fields = {}
-    for match in re.finditer(r"^(Conflicts|Replaces|Provides):((?:.*\n)(?:[ \t].*\n)*)", control,
-                             re.M):
+    for match in re.finditer(r"^(Conflicts|Replaces|Provides):((?:.*\n)(?:[ \t].*\n)*)", control, re.M):
         fields[match.group(1)] = {p.strip() for p in match.group(2).split(",") if p.strip()}
     expected = {"qemu-guest-agent", "spice-vdagent", "ovirt-guest-agent"}
     assert fields == {"Conflicts": expected, "Replaces": expected, "Provides": expected}

@@ -29,9 +29,11 @@ def qga_socket(tmp_path: Path) -> Iterator[Path]:
     sock = tmp_path / "qga.sock"
     state = tmp_path / "state"
     state.mkdir()
-    proc = subprocess.Popen([qga, "-m", "unix-listen", "-p", str(sock), "-t", str(state),
-                             "-f", str(tmp_path / "pid")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [qga, "-m", "unix-listen", "-p", str(sock), "-t", str(state), "-f", str(tmp_path / "pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while not sock.exists():
@@ -63,7 +65,11 @@ def test_ship_vm_client_guest_exec(qga_socket: Path) -> None:
 
 def test_ship_vm_shape_ignores_values() -> None:
     assert shape({"b": [{"x": 1}, {"x": 2}], "a": "s", "c": None, "d": True}) == {
-        "a": "str", "b": [{"x": "number"}], "c": "null", "d": "bool"}
+        "a": "str",
+        "b": [{"x": "number"}],
+        "c": "null",
+        "d": "bool",
+    }
     assert shape([]) == []
 
 

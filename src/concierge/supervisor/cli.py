@@ -43,10 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     metrics = sub.add_parser("metrics", help="memory, CPU and counters per actor")
     metrics.add_argument("actors", nargs="*")
     metrics.add_argument("--format", choices=("table", "json", "prometheus"), default="table")
+    metrics.add_argument("--textfile", type=Path, help="also write Prometheus text atomically here (node_exporter)")
     sub.add_parser("health", help="exit 0 when every actor is RUNNING and healthy")
     sub.add_parser("reload", help="re-read the configuration and apply it")
     sub.add_parser("shutdown", help="stop the agent")
     sub.add_parser("version", help="versions of the CLI and the running agent")
+    doctor = sub.add_parser("doctor", help="ports, conflicting stock agents, uinput/logind/display, policy")
+    doctor.add_argument("--config", type=Path)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the configuration files")
@@ -155,11 +158,15 @@ def _dispatch(client: Any, args: argparse.Namespace) -> int:
         print(f"concierge: {reply['error']['message']}", file=sys.stderr)
         return EXIT_ERROR
     result = reply["result"]
-    if cmd == "metrics" and args.format == "prometheus":
-        from concierge.supervisor.metrics_format import to_prometheus  # noqa: PLC0415
+    if cmd == "metrics" and (args.format == "prometheus" or args.textfile):
+        from concierge.supervisor.metrics_format import to_prometheus, write_textfile  # noqa: PLC0415
 
-        print(to_prometheus(result), end="")
-        return 0
+        text = to_prometheus(result)
+        if args.textfile:
+            write_textfile(args.textfile, text)
+        if args.format == "prometheus":
+            print(text, end="")
+            return 0
     if args.json or (cmd == "metrics" and args.format == "json"):
         print(json.dumps(result, indent=2, sort_keys=True))
     elif cmd == "status":
@@ -210,6 +217,21 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import msgspec  # noqa: PLC0415
+
+    from concierge.config.loader import load_config  # noqa: PLC0415
+    from concierge.errors import ConfigError  # noqa: PLC0415
+    from concierge.supervisor.doctor import run_doctor  # noqa: PLC0415
+
+    try:
+        config = msgspec.to_builtins(load_config(args.config, explicit=args.config is not None)[0])
+    except ConfigError as err:
+        print(f"concierge: config error: {err}", file=sys.stderr)
+        config = None
+    return run_doctor(as_json=args.json, config=config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``concierge`` command."""
     args = _parser().parse_args(argv)
@@ -221,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         from concierge.supervisor.session_main import run_session  # noqa: PLC0415
 
         return run_session(args, args.runtime_dir)
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "config":
         return _config_check(args)
     return _operate(args)

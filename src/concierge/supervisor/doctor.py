@@ -74,8 +74,7 @@ def render_json(findings: list[Finding]) -> str:
     doc = {
         "status": {0: OK, 1: WARN, 2: FAIL}[worst],
         "findings": [
-            {"area": f.area, "name": f.name, "status": f.status, "detail": f.detail, **dict(f.data)}
-            for f in findings
+            {"area": f.area, "name": f.name, "status": f.status, "detail": f.detail, **dict(f.data)} for f in findings
         ],
     }
     return json.dumps(doc, indent=2, sort_keys=False, default=str)
@@ -96,8 +95,11 @@ def render_table(findings: list[Finding], *, colour: bool = False) -> str:
     """A table for people; coloured status when writing to a terminal."""
     lines = list(_rows(findings, colour))
     worst = _worst(findings)
-    summary = {0: "no problems found", 1: "warnings: some features will be unavailable",
-               2: "problems found: concierge cannot serve every port"}[worst]
+    summary = {
+        0: "no problems found",
+        1: "warnings: some features will be unavailable",
+        2: "problems found: concierge cannot serve every port",
+    }[worst]
     return "\n".join([*lines, "", summary]) + "\n"
 
 

@@ -97,15 +97,24 @@ def probe_ports(view: HostView) -> Iterator[Finding]:
     for name, protocol in PORTS.items():
         if name not in seen:
             if name != "com.redhat.rhevm.vdsm":
-                yield Finding("ports", name, INFO, f"absent ({protocol} host not attached)",
-                              {"present": False, "protocol": protocol})
+                yield Finding(
+                    "ports",
+                    name,
+                    INFO,
+                    f"absent ({protocol} host not attached)",
+                    {"present": False, "protocol": protocol},
+                )
             continue
         device = view.dev_root / seen[name]
         holders = [h for h in _holders(view, device) if h[0] != os.getpid()]
         # Our actor processes are Python interpreters (or carry the concierge name).
         ours = [h for h in holders if h[1].startswith(("concierge", "python"))]
-        data = {"present": True, "protocol": protocol, "device": str(device),
-                "holders": [{"pid": p, "name": n} for p, n in holders]}
+        data = {
+            "present": True,
+            "protocol": protocol,
+            "device": str(device),
+            "holders": [{"pid": p, "name": n} for p, n in holders],
+        }
         if holders and not ours:
             who = ", ".join(f"{n} (pid {p})" for p, n in holders)
             yield Finding("ports", name, FAIL, f"{device} held by {who}", data)
@@ -123,8 +132,11 @@ def _unit_state(view: HostView, unit: str) -> str | None:
         return None
     try:
         result = subprocess.run(
-            [view.systemctl, "is-active", unit], capture_output=True, text=True,
-            timeout=view.bus_timeout_s, check=False,
+            [view.systemctl, "is-active", unit],
+            capture_output=True,
+            text=True,
+            timeout=view.bus_timeout_s,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -150,8 +162,9 @@ def probe_stock_agents(view: HostView) -> Iterator[Finding]:
         if pids or active:
             where = ", ".join([*(f"pid {p}" for p in pids), *active])
             level = WARN if agent == "spice-vdagent" else FAIL
-            yield Finding("stock-agents", agent, level,
-                          f"running ({where}): conflicts with concierge; stop and disable it", data)
+            yield Finding(
+                "stock-agents", agent, level, f"running ({where}): conflicts with concierge; stop and disable it", data
+            )
         else:
             yield Finding("stock-agents", agent, OK, "not running", data)
 
@@ -172,8 +185,9 @@ def probe_uinput(view: HostView) -> Iterator[Finding]:
 
 
 def _list_sessions(timeout_s: float) -> list[tuple[Any, ...]]:
-    login1 = DBusAddress("/org/freedesktop/login1", bus_name="org.freedesktop.login1",
-                         interface="org.freedesktop.login1.Manager")
+    login1 = DBusAddress(
+        "/org/freedesktop/login1", bus_name="org.freedesktop.login1", interface="org.freedesktop.login1.Manager"
+    )
     with open_dbus_connection(bus="SYSTEM") as conn:
         reply = conn.send_and_get_reply(new_method_call(login1, "ListSessions"), timeout=timeout_s)
     if reply.header.message_type.name == "error":
@@ -193,9 +207,13 @@ def probe_logind(view: HostView) -> Iterator[Finding]:
         yield Finding("services", "logind", WARN, f"unusable: {type(err).__name__}: {err}"[:200])
         return
     users = sorted({str(s[2]) for s in sessions})
-    yield Finding("services", "logind", OK,
-                  f"{len(sessions)} session(s)" + (f" ({', '.join(users)})" if users else ""),
-                  {"sessions": len(sessions), "users": users})
+    yield Finding(
+        "services",
+        "logind",
+        OK,
+        f"{len(sessions)} session(s)" + (f" ({', '.join(users)})" if users else ""),
+        {"sessions": len(sessions), "users": users},
+    )
 
 
 def _connectable(path: Path) -> bool:
@@ -222,8 +240,7 @@ def probe_displays(view: HostView) -> Iterator[Finding]:
     if found:
         yield Finding("services", "display", OK, ", ".join(found), {"displays": found})
     else:
-        yield Finding("services", "display", INFO, "no display server (headless guest)",
-                      {"displays": []})
+        yield Finding("services", "display", INFO, "no display server (headless guest)", {"displays": []})
 
 
 def probe_policy(config: Mapping[str, Any]) -> Iterator[Finding]:
@@ -233,13 +250,17 @@ def probe_policy(config: Mapping[str, Any]) -> Iterator[Finding]:
         yield Finding("policy", "actors", FAIL, "config 'actors' is not a table")
         return
     disabled = sorted(
-        str(name) for name, spec in actors.items()
-        if isinstance(spec, Mapping)
-        and (spec.get("enabled") is False or spec.get("entry", None) in ("", False))
+        str(name)
+        for name, spec in actors.items()
+        if isinstance(spec, Mapping) and (spec.get("enabled") is False or spec.get("entry", None) in ("", False))
     )
-    yield Finding("policy", "actors", INFO if disabled else OK,
-                  "disabled: " + ", ".join(disabled) if disabled else "all actors enabled",
-                  {"disabled": disabled})
+    yield Finding(
+        "policy",
+        "actors",
+        INFO if disabled else OK,
+        "disabled: " + ", ".join(disabled) if disabled else "all actors enabled",
+        {"disabled": disabled},
+    )
     for name, spec in sorted(actors.items()):
         settings = spec.get("settings", {}) if isinstance(spec, Mapping) else {}
         if not isinstance(settings, Mapping):
@@ -249,8 +270,10 @@ def probe_policy(config: Mapping[str, Any]) -> Iterator[Finding]:
             if not isinstance(value, list) or not value:
                 continue
             if lowered.startswith(("block", "deny", "disable")):
-                yield Finding("policy", f"{name}.{key}", INFO,
-                              "blocked: " + ", ".join(map(str, value)), {"blocked": value})
+                yield Finding(
+                    "policy", f"{name}.{key}", INFO, "blocked: " + ", ".join(map(str, value)), {"blocked": value}
+                )
             elif lowered.startswith("allow"):
-                yield Finding("policy", f"{name}.{key}", INFO,
-                              "only allowed: " + ", ".join(map(str, value)), {"allowed": value})
+                yield Finding(
+                    "policy", f"{name}.{key}", INFO, "only allowed: " + ", ".join(map(str, value)), {"allowed": value}
+                )

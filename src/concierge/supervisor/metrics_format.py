@@ -108,13 +108,10 @@ class _Families:
     def __init__(self) -> None:
         self._samples: dict[str, list[str]] = {name: [] for name in _HELP}
 
-    def add(self, family: str, value: float, labels: Mapping[str, str] | None = None,
-            suffix: str = "") -> None:
+    def add(self, family: str, value: float, labels: Mapping[str, str] | None = None, suffix: str = "") -> None:
         label_text = ""
         if labels:
-            label_text = "{" + ",".join(
-                f'{k}="{escape_label(v)}"' for k, v in labels.items()
-            ) + "}"
+            label_text = "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items()) + "}"
         self._samples[family].append(f"{family}{suffix}{label_text} {format_value(value)}")
 
     def render(self) -> str:
@@ -181,8 +178,7 @@ def _add_actor(out: _Families, actor: Mapping[str, Any]) -> None:
         for key, quantile in QUANTILES:
             value = _number(name, f"latency[{rtype!r}].{key}", summary.get(key))
             if value is not None:
-                out.add("concierge_actor_request_latency_seconds", value,
-                        {**labels, "quantile": quantile})
+                out.add("concierge_actor_request_latency_seconds", value, {**labels, "quantile": quantile})
         for key, suffix in (("sum_s", "_sum"), ("count", "_count")):
             value = _number(name, f"latency[{rtype!r}].{key}", summary.get(key))
             if value is not None:
@@ -201,9 +197,11 @@ def to_prometheus(status: Mapping[str, Any]) -> str:
     for process in ("supervisor", "forkserver"):
         sample = status.get(process)
         if isinstance(sample, Mapping):
-            for key, family in (("rss_bytes", "concierge_process_rss_bytes"),
-                                ("pss_bytes", "concierge_process_pss_bytes"),
-                                ("cpu_s", "concierge_process_cpu_seconds_total")):
+            for key, family in (
+                ("rss_bytes", "concierge_process_rss_bytes"),
+                ("pss_bytes", "concierge_process_pss_bytes"),
+                ("cpu_s", "concierge_process_cpu_seconds_total"),
+            ):
                 value = _number(process, key, sample.get(key))
                 if value is not None:
                     out.add(family, value, {"process": process})
