@@ -3,7 +3,6 @@ the commands the local qemu-ga 7.2 lacks (guest-network-get-route, guest-get-loa
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from monitor_peers import monitor_node
 
+from concierge.testing import qapi
 from concierge.testing.reference import reference_file
 from concierge.transport.qga.commands.monitor import ROUTES, qdict_order, tdb_hash
 
@@ -18,24 +18,8 @@ _INTS = {"int", "uint64", "int64", "uint16", "uint32", "int32", "uint8", "int8",
 
 
 def load_schema(path: Path) -> dict[str, dict[str, Any]]:
-    """QAPI definitions by name (types and commands)."""
-    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
-    defs: dict[str, dict[str, Any]] = {}
-    depth, start = 0, 0
-    for i, char in enumerate(text):
-        if char == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                chunk = text[start : i + 1].replace(": true", ": True")
-                expr = ast.literal_eval(chunk.replace(": false", ": False"))
-                for kind in ("struct", "union", "enum", "command", "alternate"):
-                    if kind in expr:
-                        defs[expr[kind]] = {"kind": kind, **expr}
-    return defs
+    """QAPI definitions by name, each with its ``kind`` (struct, union, enum, command ...)."""
+    return {name: {"kind": d["meta"], **d} for name, d in qapi.load_schema(path).items()}
 
 
 def _members(data: dict[str, Any]) -> dict[str, tuple[Any, bool]]:

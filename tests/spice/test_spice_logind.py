@@ -15,25 +15,10 @@ from spice_gwclient import UID_A, UID_B, Client, hello
 from spice_testkit import wait_for
 
 from concierge.actors.session.gateway import SessionGatewayNode
+from concierge.testing.dbus import SYSTEM_LIKE
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.peers import require, require_binary
 
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <keep_umask/>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-"""
 LOGIN1 = "/org/freedesktop/login1"
 MOCK = "org.freedesktop.DBus.Mock"
 
@@ -49,7 +34,7 @@ class Logind:
         )
         require(ok, "python3-dbusmock missing (apt install python3-dbusmock)")
         sock = tmp / "system_bus_socket"
-        (tmp / "bus.conf").write_text(BUS_CONF.format(sock=sock))
+        (tmp / "bus.conf").write_text(SYSTEM_LIKE.format(path=sock))
         self.address = f"unix:path={sock}"
         self.bus = subprocess.Popen(
             [daemon, f"--config-file={tmp / 'bus.conf'}", "--nofork"], stderr=subprocess.DEVNULL

@@ -2,7 +2,7 @@
 per-user session actors: message names, capability bits, clipboard types, file-transfer results.
 
 Also the one helper every session actor needs to read the client's capability words.
-Standard library only (imported by ``messages.py`` files).
+Standard library and the SPICE wire constants only (imported by ``messages.py`` files).
 """
 
 from __future__ import annotations
@@ -11,49 +11,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from concierge.transport.spice.wire import Cap, MsgType
 
-class Cap(enum.IntEnum):
-    """``VD_AGENT_CAP_*`` bit numbers."""
-
-    MOUSE_STATE = 0
-    MONITORS_CONFIG = 1
-    REPLY = 2
-    CLIPBOARD = 3
-    DISPLAY_CONFIG = 4
-    CLIPBOARD_BY_DEMAND = 5
-    CLIPBOARD_SELECTION = 6
-    SPARSE_MONITORS_CONFIG = 7
-    GUEST_LINEEND_LF = 8
-    GUEST_LINEEND_CRLF = 9
-    MAX_CLIPBOARD = 10
-    AUDIO_VOLUME_SYNC = 11
-    MONITORS_CONFIG_POSITION = 12
-    FILE_XFER_DISABLED = 13
-    FILE_XFER_DETAILED_ERRORS = 14
-    GRAPHICS_DEVICE_INFO = 15
-    CLIPBOARD_NO_RELEASE_ON_REGRAB = 16
-    CLIPBOARD_GRAB_SERIAL = 17
-
-
-class MsgType(enum.IntEnum):
-    """``VD_AGENT_*`` message numbers (the REPLY body names the type it answers)."""
-
-    MOUSE_STATE = 1
-    MONITORS_CONFIG = 2
-    REPLY = 3
-    CLIPBOARD = 4
-    DISPLAY_CONFIG = 5
-    ANNOUNCE_CAPABILITIES = 6
-    CLIPBOARD_GRAB = 7
-    CLIPBOARD_REQUEST = 8
-    CLIPBOARD_RELEASE = 9
-    FILE_XFER_START = 10
-    FILE_XFER_STATUS = 11
-    FILE_XFER_DATA = 12
-    CLIENT_DISCONNECTED = 13
-    MAX_CLIPBOARD = 14
-    AUDIO_VOLUME_SYNC = 15
-    GRAPHICS_DEVICE_INFO = 16
+__all__ = ["Cap", "ClipType", "MsgType", "Selection", "XferResult", "caps_from_body", "has_cap", "send"]
 
 
 #: ``VD_AGENT_SUCCESS`` / ``VD_AGENT_ERROR`` in a REPLY
