@@ -156,3 +156,56 @@ def test_mouse_through_root_agent_and_user_session(stack: Stack) -> None:
     assert {a["id"]: a["pid"] for a in stack.agent.status()["actors"]} == root_pids, "the root agent never notices"
     assert wait(lambda: mouse_lands(stack, host, 700, 400), 30, "mouse still mapped")
     conn.close()
+
+
+def test_kill_input_and_transport_the_mouse_comes_back(stack: Stack) -> None:
+    wait(
+        lambda: (
+            stack.session_status()["actors"] and all(a["state"] == "RUNNING" for a in stack.session_status()["actors"])
+        ),
+        30,
+        "session RUNNING",
+    )
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    wait(lambda: conn.connect_ex(str(stack.spice)) == 0, 10, "spice channel")
+    host = SpiceHost(conn.fileno())
+    host.handshake()
+    assert wait(lambda: mouse_lands(stack, host, 30, 40), 30, "mouse mapped")
+    session_pids = {a["id"]: a["pid"] for a in stack.session_status()["actors"]}
+
+    def pids() -> dict[str, int]:
+        return {a["id"]: a["pid"] for a in stack.agent.status()["actors"]}
+
+    before = pids()
+    os.kill(before["input"], signal.SIGKILL)
+    wait(
+        lambda: pids()["input"] not in (None, before["input"]) and stack.agent.actor("input")["state"] == "RUNNING",
+        30,
+        "input back",
+    )
+    assert {k: v for k, v in pids().items() if k != "input"} == {k: v for k, v in before.items() if k != "input"}
+    assert wait(lambda: mouse_lands(stack, host, 50, 60), 30, "mouse back after the input actor restarted")
+
+    before = pids()
+    os.kill(before["transport"], signal.SIGKILL)
+    wait(
+        lambda: (
+            pids()["transport"] not in (None, before["transport"])
+            and stack.agent.actor("transport")["state"] == "RUNNING"
+        ),
+        30,
+        "transport back",
+    )
+    assert {k: v for k, v in pids().items() if k != "transport"} == {
+        k: v for k, v in before.items() if k != "transport"
+    }
+    conn.close()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # the SPICE server re-opens its chardev
+    wait(lambda: conn.connect_ex(str(stack.spice)) == 0, 10, "spice channel again")
+    host = SpiceHost(conn.fileno())
+    host.handshake()
+    assert wait(lambda: mouse_lands(stack, host, 70, 80), 30, "mouse back after the transport actor restarted")
+    assert {a["id"]: a["pid"] for a in stack.session_status()["actors"]} == session_pids, (
+        "the user session never noticed"
+    )
+    conn.close()

@@ -354,7 +354,12 @@ class Supervisor:
         return self.exit_code
 
     def _timeout_ms(self) -> int:
-        return 50
+        """Wake for the next backoff restart on time (else every 50 ms for the watchdogs)."""
+        now = self.clock.monotonic()
+        due = [c.next_start for c in self.children.values() if c.state == State.BACKOFF and c.wanted]
+        if not due:
+            return 50
+        return max(0, min(50, int((min(due) - now) * 1000) + 1))
 
     def _tick(self) -> None:
         now = self.clock.monotonic()

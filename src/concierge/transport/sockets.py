@@ -37,8 +37,10 @@ def dealer(
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     if immediate:
         sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.RECONNECT_IVL, 20)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+    # a restarted actor rebinds within milliseconds: retry every 10 ms without exponential
+    # growth (ipc to an absent path is a cheap failed connect), so a peer serves again at once
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
     sock.connect(url)
     return sock
 
