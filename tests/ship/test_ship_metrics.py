@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from concierge.supervisor.metrics_format import (
     StatusFormatError,
@@ -41,12 +41,41 @@ STATUS = {
 }
 
 
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), value)
+
+
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Strict parse of the text exposition format (every line must be a comment or a sample).
+
+    With prometheus-client installed the reference parser must agree (see the test below).
+    """
     out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    for line in text.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        labels = match.group(2) or ""
+        pairs = _LABEL.findall(labels)
+        assert "".join(f'{k}="{v}",' for k, v in pairs).rstrip(",") == labels.rstrip(","), line
+        key = (match.group(1), tuple(sorted((k, _unescape(v)) for k, v in pairs)))
+        out[key] = float(match.group(3))
     return out
+
+
+def test_ship_metrics_reference_parser_agrees() -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    text = to_prometheus(STATUS)
+    reference = {}
+    for family in parser.text_string_to_metric_families(text):
+        for s in family.samples:
+            reference[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert reference == samples(text)
 
 
 def test_ship_metrics_render_parses_with_reference_parser() -> None:
