@@ -285,6 +285,9 @@ class Bridge:
     def run(self) -> int:
         """Poll until stopped; returns the process exit code."""
         self._thread_id = threading.get_ident()
+        # the node's start may have taken seconds on a slow guest: the supervisor's silence is
+        # measured from now, not from when the bridge was built
+        self._last_supervisor = self.clock.monotonic()
         self.call_later(0.0, self._heartbeat)
         while self._running:
             timeout_ms = 1000

@@ -34,7 +34,7 @@ class SupervisorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     backoff_cap_s: float = 30.0
     stable_after_s: float = 10.0
     parole_s: float = 300.0
-    start_timeout_s: float = 10.0
+    start_timeout_s: float = 30.0
     shutdown_timeout_s: float = 3.0
 
 

@@ -23,7 +23,7 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     #: ... and stays away this long (per-command clients such as Proxmox reconnect quickly)
     disconnect_grace_s: float = 5.0
     #: the qemu-ga compatible hook, called with freeze / thaw / freezefail; absent file = no hook
-    fsfreeze_hook: str = "/etc/qemu/fsfreeze-hook"
+    fsfreeze_hook: str = "/etc/concierge/fsfreeze-hook"
     #: optional directory of hook scripts run directly (hook.d protocol), "" = none
     hook_dir: str = ""
     #: a hook running longer than this is killed and the freeze fails (freezefail path)
