@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pykka
 import zmq
@@ -351,11 +351,8 @@ class Bridge:
         return True
 
     def _drain_inbox(self) -> None:
-        while True:
-            try:
-                frames = self._inbox.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while _readable(self._inbox):  # no exception per drain
+            frames = self._inbox.recv_multipart(zmq.NOBLOCK)
             self._counters["msg.in"] += 1
             route, rest = frames[0], frames[1:]
             try:
@@ -386,11 +383,8 @@ class Bridge:
                 msg.reply.error(ErrorCode.INTERNAL, f"{msg.type} failed: {type(err).__name__}")
 
     def _drain_dealer(self, sock: zmq.Socket[bytes]) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while _readable(sock):  # no exception per drain
+            frames = sock.recv_multipart(zmq.NOBLOCK)
             try:
                 header, body, blobs = envelope.decode(frames)
             except ProtocolError:
@@ -429,11 +423,8 @@ class Bridge:
 
     def _drain_events(self) -> None:
         assert self._sub is not None
-        while True:
-            try:
-                frames = self._sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while _readable(self._sub):  # no exception per drain
+            frames = self._sub.recv_multipart(zmq.NOBLOCK)
             try:
                 header, body, blobs = envelope.decode(frames[1:])
             except ProtocolError:
@@ -443,11 +434,8 @@ class Bridge:
 
     # --- control plane -------------------------------------------------------------------------
     def _drain_control(self) -> None:
-        while True:
-            try:
-                verb, *rest = self._control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while _readable(self._control):  # no exception per drain
+            verb, *rest = self._control.recv_multipart(zmq.NOBLOCK)
             self._last_supervisor = self.clock.monotonic()
             if verb == b"stop":
                 log.info("stop requested", extra={"event": "actor.stopping"})
@@ -496,6 +484,11 @@ class Bridge:
             if sock is not None:
                 sock.close(0)
         os.close(self._wake_fd)
+
+
+def _readable(sock: zmq.Socket[bytes]) -> bool:
+    """True while a message is waiting (cheaper than ending each drain on a zmq.Again)."""
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 def _to_zmq(events: int) -> int:
