@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        agent = AgentHarness(Path(tmp), catalog({"a": ECHO, "b": ECHO}, extra="[agent]\nlog_level='warning'\n[supervisor]\nintensity = 1000\nstable_after_s = 0.5\n"))
+        extra = "[agent]\nlog_level='warning'\n[supervisor]\nintensity = 1000\nstable_after_s = 0.5\n"
+        agent = AgentHarness(Path(tmp), catalog({"a": ECHO, "b": ECHO}, extra=extra))
         agent.start()
         try:
             with ActorClient(agent.runtime_dir, "bench") as client:

@@ -52,8 +52,11 @@ def serve(sock_path: str, state_dir: str) -> None:
                     continue
                 route = routes[req["execute"]]
                 reply = ctx.ask(route.request, req.get("arguments", {}), timeout_s=60)
-                out: Any = ({"return": route.render(reply.body)} if reply.ok else
-                            {"error": {"class": "GenericError", "desc": reply.message}})
+                out: Any = (
+                    {"return": route.render(reply.body)}
+                    if reply.ok
+                    else {"error": {"class": "GenericError", "desc": reply.message}}
+                )
                 conn.sendall(json.dumps(out).encode() + b"\n")
 
 
@@ -146,20 +149,24 @@ def main() -> int:
         if os.path.exists(qga):
             (tmp / "qga").mkdir()
             qsock = str(tmp / "qga.sock")
-            procs.append(subprocess.Popen([qga, "-m", "unix-listen", "-p", qsock, "-t",
-                                           str(tmp / "qga"), "-f", str(tmp / "qga" / "pid")]))
+            procs.append(
+                subprocess.Popen(
+                    [qga, "-m", "unix-listen", "-p", qsock, "-t", str(tmp / "qga"), "-f", str(tmp / "qga" / "pid")]
+                )
+            )
             time.sleep(0.2)
             results.append(measure("qemu-ga", qsock, procs[-1].pid, str(data_path), args.runs))
         if args.socket:
             pid = args.agent_pid or 0
-            results.append(measure("concierge agent", args.socket, pid, str(data_path),
-                                   args.runs))
+            results.append(measure("concierge agent", args.socket, pid, str(data_path), args.runs))
         else:
             osock = str(tmp / "ours.sock")
-            procs.append(subprocess.Popen([sys.executable, __file__, "--serve", osock,
-                                           str(tmp / "ours")], env=dict(os.environ)))
-            results.append(measure("concierge guestops (node + QGA line shim)", osock,
-                                   procs[-1].pid, str(data_path), args.runs))
+            procs.append(
+                subprocess.Popen([sys.executable, __file__, "--serve", osock, str(tmp / "ours")], env=dict(os.environ))
+            )
+            results.append(
+                measure("concierge guestops (node + QGA line shim)", osock, procs[-1].pid, str(data_path), args.runs)
+            )
             Client(osock).sock.sendall(b'{"execute": "quit"}\n')
     finally:
         for proc in procs:
@@ -171,17 +178,19 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     anchor = next((r for r in results if r["name"] == "qemu-ga"), None)
     base = statistics.median(anchor["rates"]) if anchor else None
-    print(f"guest-file-read, {SIZE >> 20} MiB file, {CHUNK >> 20} MiB chunks, "
-          f"{args.runs} runs, median (min-max)\n")
-    print("| agent | MiB/s | ratio vs qemu-ga | CPU s per 32 MiB | RSS before kB | RSS after kB "
-          "| peak RSS (VmHWM) kB |")
+    print(f"guest-file-read, {SIZE >> 20} MiB file, {CHUNK >> 20} MiB chunks, {args.runs} runs, median (min-max)\n")
+    print(
+        "| agent | MiB/s | ratio vs qemu-ga | CPU s per 32 MiB | RSS before kB | RSS after kB | peak RSS (VmHWM) kB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         med = statistics.median(r["rates"])
         ratio = f"{med / base:.2f}" if base else "-"
-        print(f"| {r['name']} | {med:.1f} ({min(r['rates']):.1f}-{max(r['rates']):.1f}) | {ratio} "
-              f"| {r['cpu']:.2f} | {r['before'].get('VmRSS', 0):,} | "
-              f"{r['after'].get('VmRSS', 0):,} | {r['after'].get('VmHWM', 0):,} |")
+        print(
+            f"| {r['name']} | {med:.1f} ({min(r['rates']):.1f}-{max(r['rates']):.1f}) | {ratio} "
+            f"| {r['cpu']:.2f} | {r['before'].get('VmRSS', 0):,} | "
+            f"{r['after'].get('VmRSS', 0):,} | {r['after'].get('VmHWM', 0):,} |"
+        )
     return 0
 
 

@@ -38,8 +38,9 @@ def loop_fs(fstype: str) -> Iterator[Path]:
             fh.truncate(SIZES_MB[fstype] * 1024 * 1024)
         flags = ["-q", "-F"] if fstype == "ext4" else ["-q", "-f"]
         subprocess.run([f"mkfs.{fstype}", *flags, str(image)], check=True, capture_output=True)
-        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                                capture_output=True, text=True).stdout.strip()
+        device = subprocess.run(
+            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         subprocess.run(["mount", device, str(mnt)], check=True, capture_output=True)
         yield mnt
     finally:
@@ -77,8 +78,10 @@ def qemu_ga() -> Iterator[tuple[Qga, subprocess.Popen[bytes]]]:
     """The stock agent on a private socket and state dir."""
     base = Path(tempfile.mkdtemp(prefix="cc-bench-qga-"))
     sock = base / "qga.sock"
-    proc = subprocess.Popen(["qemu-ga", "-m", "unix-listen", "-p", str(sock), "-t", str(base),
-                             "-f", str(base / "pid")], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["qemu-ga", "-m", "unix-listen", "-p", str(sock), "-t", str(base), "-f", str(base / "pid")],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(200):
             if sock.exists():
@@ -137,8 +140,9 @@ def main() -> None:
     for fstype in ("ext4", "xfs"):
         with loop_fs(fstype) as mnt, qemu_ga() as (qga, _proc):
             state = Path(tempfile.mkdtemp(prefix="cc-bench-state-"))
-            ctx = FakeContext("lifecycle", {"only_mountpoints": [str(mnt)], "fsfreeze_hook": "",
-                                            "state_dir": str(state)})
+            ctx = FakeContext(
+                "lifecycle", {"only_mountpoints": [str(mnt)], "fsfreeze_hook": "", "state_dir": str(state)}
+            )
             ctx.run_node(LifecycleNode)
             try:
                 results = run_rounds(qga, ctx, mnt, rounds)
@@ -155,8 +159,7 @@ def main() -> None:
 
     print(f"Freeze/thaw of one loop-mounted filesystem, {rounds} rounds each, interleaved.")
     print("qemu-ga: unix socket + JSON; concierge: in-process FakeContext (no transport hop).\n")
-    print("| fs | op | qemu-ga p50 ms | p90 | max | concierge p50 ms | p90 | max "
-          "| ratio p50 (ours/qemu-ga) |")
+    print("| fs | op | qemu-ga p50 ms | p90 | max | concierge p50 ms | p90 | max | ratio p50 (ours/qemu-ga) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)

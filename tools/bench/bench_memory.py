@@ -56,10 +56,15 @@ def pss_mb(pids: list[int]) -> float:
 
 
 def name(pid: int) -> str:
+    """The process name (actors call themselves cc-<id>; the supervisors keep python's)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:70]
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "?"
+    if comm.startswith("cc-"):
+        return comm
+    return " ".join(part.decode() for part in cmd[:2] + cmd[-6:-4])
 
 
 def main() -> None:

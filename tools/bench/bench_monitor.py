@@ -38,13 +38,10 @@ COMMANDS = [
     "guest-get-diskstats",
     "guest-get-cpustats",
 ]
-EXTRA = [("monitor.memory", None), ("monitor.applications", None),
-         ("monitor.interfaces", {"profile": "default"})]
+EXTRA = [("monitor.memory", None), ("monitor.applications", None), ("monitor.interfaces", {"profile": "default"})]
 
 
-def _caller(node: MonitorNode, kind: str, body: Any, render: Callable[[Any], Any]) -> Callable[
-    [], str
-]:
+def _caller(node: MonitorNode, kind: str, body: Any, render: Callable[[Any], Any]) -> Callable[[], str]:
     func, _ = node._handlers[kind]  # the benchmark drives the handler directly
 
     def call() -> str:
@@ -131,14 +128,14 @@ def main() -> None:
                 cold = (time.perf_counter_ns() - started) / 1000
                 cold_ctx.close()
                 p50, p99 = _timeit(_caller(node, kind, body, lambda b: b), args.n)
-                rows.append(f"| {kind} {json.dumps(body) if body else ''} | {cold:,.0f} | "
-                            f"{p50:,.0f} | {p99:,.0f} | - | - | - |")
+                rows.append(
+                    f"| {kind} {json.dumps(body) if body else ''} | {cold:,.0f} | {p50:,.0f} | {p99:,.0f} | - | - | - |"
+                )
         finally:
             qga.close()
             ctx.close()
     print(f"monitor probes, n={args.n} warm samples each, microseconds\n")
-    print("| probe | ours cold | ours warm p50 | ours warm p99 | qemu-ga p50 | qemu-ga p99 "
-          "| warm p50 ratio |")
+    print("| probe | ours cold | ours warm p50 | ours warm p99 | qemu-ga p50 | qemu-ga p99 | warm p50 ratio |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 

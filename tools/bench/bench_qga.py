@@ -40,10 +40,7 @@ COMMANDS = [
 
 #: blocks qemu-ga's main loop in its fsfreeze hook; the mountpoint matches nothing, so nothing
 #: is ever frozen (qemu-ga only freezes listed mountpoints)
-SLOW_THEIRS = (
-    b'{"execute":"guest-fsfreeze-freeze-list",'
-    b'"arguments":{"mountpoints":["/nonexistent/concierge-bench"]}}'
-)
+SLOW_THEIRS = b'{"execute":"guest-fsfreeze-freeze-list","arguments":{"mountpoints":["/nonexistent/concierge-bench"]}}'
 
 
 def pct(values: list[float], q: float) -> float:
@@ -82,9 +79,7 @@ def pipelined(path: Path, total: int = 20000, batch: int = 100) -> float:
         return total / (time.perf_counter() - start)
 
 
-def ping_while_slow(
-    path: Path, slow_request: bytes, release: Callable[[], None], rounds: int
-) -> list[float]:
+def ping_while_slow(path: Path, slow_request: bytes, release: Callable[[], None], rounds: int) -> list[float]:
     """Latency of a ping sent right after a slow command, per round (microseconds)."""
     samples = []
     with RawClient(path, timeout_s=30) as client:
@@ -110,9 +105,7 @@ def start_to_first_ping(cmd: list[str], sock: Path, runs: int) -> float:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_socket(sock, timeout_s=30)
             with RawClient(sock) as client:
@@ -156,10 +149,7 @@ def ours(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[Path, list[str] 
 def row(label: str, theirs: tuple[float, float], ours_: tuple[float, float], note: str) -> str:
     """One markdown row with p50/p99 and the concierge/qemu-ga ratios."""
     (t50, t99), (o50, o99) = theirs, ours_
-    return (
-        f"| {label} | {t50:.1f} | {t99:.1f} | {o50:.1f} | {o99:.1f} "
-        f"| {o50 / t50:.3f} | {o99 / t99:.3f} | {note} |"
-    )
+    return f"| {label} | {t50:.1f} | {t99:.1f} | {o50:.1f} | {o99:.1f} | {o50 / t50:.3f} | {o99 / t99:.3f} | {note} |"
 
 
 def theirs_while_slow(path: Path, rounds: int) -> list[float]:
@@ -179,9 +169,7 @@ def theirs_while_slow(path: Path, rounds: int) -> list[float]:
 
 def main() -> int:
     """Run every phase and print the table."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--socket", help="socket of an already running agent")
     parser.add_argument("--agent-cmd", help="command starting our agent; {sock} is replaced")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")

@@ -102,10 +102,7 @@ def p50(values: list[float]) -> float:
 
 def fmt(values: list[float], unit: str = "ms") -> str:
     ordered = sorted(values)
-    return (
-        f"p50 {p50(values):.2f} {unit} (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, "
-        f"n={len(values)})"
-    )
+    return f"p50 {p50(values):.2f} {unit} (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, n={len(values)})"
 
 
 class ConciergeHost:
@@ -118,9 +115,7 @@ class ConciergeHost:
 
         self.ctx = BenchContext("clipboard", {"backend": "x11", "x11_display": display})
         self.ctx.run_node(ClipboardNode)
-        self.ctx.deliver(
-            "spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]}
-        )
+        self.ctx.deliver("spice.announce_capabilities", {"request": 1, "caps": [(1 << 5) | (1 << 6)]})
 
     def mark(self) -> int:
         return len(self.ctx.log)
@@ -158,9 +153,7 @@ class ConciergeHost:
         self.ctx.close()
 
 
-def bench_clipboard(
-    hosts: list[Any], display: str, reps: dict[int, int]
-) -> dict[str, dict[str, list[float]]]:
+def bench_clipboard(hosts: list[Any], display: str, reps: dict[int, int]) -> dict[str, dict[str, list[float]]]:
     """The same scenario for every host, interleaved rep by rep (so machine load hits all
     alike): client->app pastes (each host re-grabs before its paste), then app->client
     requests against one xclip owner that every agent has seen."""
@@ -363,8 +356,7 @@ def host_main(display: str, ready: str, which: str = "all") -> None:
         data = b"y" * (1 << 20)
         clip.deliver("spice.clipboard_grab", {"selection": 0, "types": [1]})
         clip.on_cast = lambda kind, inner: (
-            kind == "clipboard_request"
-            and clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))
+            kind == "clipboard_request" and clip.deliver("spice.clipboard", {"selection": 0, "type": 1}, (data,))
         )
         time.sleep(0.3)
         for _ in range(3):
@@ -399,10 +391,7 @@ def hosted_memory(display: str, which: str) -> tuple[tuple[float, float], tuple[
 
 
 XFER_MIB = 8
-XFER_ROW = (
-    "file transfer 8 MiB in 64 KiB DATA → SUCCESS "
-    "(MB/s, higher is better; ours without port or IPC hop)"
-)
+XFER_ROW = "file transfer 8 MiB in 64 KiB DATA → SUCCESS (MB/s, higher is better; ours without port or IPC hop)"
 
 
 def xfer_ours(count: int) -> list[float]:
@@ -499,18 +488,14 @@ def main() -> None:
     parser.add_argument("--reps-small", type=int, default=20)
     parser.add_argument("--reps-large", type=int, default=5)
     parser.add_argument("--display-reps", type=int, default=10)
-    parser.add_argument(
-        "--host", nargs=3, metavar=("DISPLAY", "READY", "WHICH"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--host", nargs=3, metavar=("DISPLAY", "READY", "WHICH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.host:
         host_main(*args.host)
         return
     reps = {1024: args.reps_small, 1 << 20: args.reps_large}
     xvfb_n, xorg_n = 190, 191
-    xvfb = start_x(
-        ["Xvfb", f":{xvfb_n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"], xvfb_n
-    )
+    xvfb = start_x(["Xvfb", f":{xvfb_n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"], xvfb_n)
     ours: dict[str, list[float]] = {}
     stock: dict[str, list[float]] = {}
     stock_mem: tuple[tuple[float, float], tuple[float, float]] | None = None
@@ -524,9 +509,7 @@ def main() -> None:
             ours.update(results["concierge"])
             if len(hosts) > 1:
                 stock.update(results["stock"])
-                stock["monitors config → REPLY at host"] = stock_reply_times(
-                    hosts[1], args.display_reps
-                )
+                stock["monitors config → REPLY at host"] = stock_reply_times(hosts[1], args.display_reps)
                 stock_mem = (fresh, hosts[1].agent.memory())
                 stock[XFER_ROW] = xfer_stock(hosts[1], 3)
         finally:
@@ -558,8 +541,7 @@ def main() -> None:
                 stop(xorg)
         idle, worked = hosted_memory(f":{xvfb_n}", "all")
         separate = [
-            hosted_memory(f":{xvfb_n}", name)[0]
-            for name in ("display", "clipboard", "effects", "filexfer", "audio")
+            hosted_memory(f":{xvfb_n}", name)[0] for name in ("display", "clipboard", "effects", "filexfer", "audio")
         ]
     finally:
         stop(xvfb)

@@ -208,9 +208,7 @@ def cpu_ns(pid: int) -> int:
 
 def memory(pid: int) -> str:
     rss = next(
-        line.split()[1]
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS")
+        line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS")
     )
     pss = next(
         line.split()[1]
@@ -220,9 +218,7 @@ def memory(pid: int) -> str:
     return f"RSS {int(rss) / 1024:.1f} MB, PSS {int(pss) / 1024:.1f} MB"
 
 
-def run_mode(
-    host: SpiceHost, syn_fd: int, mode: str, count: int, pids: list[int]
-) -> dict[str, float]:
+def run_mode(host: SpiceHost, syn_fd: int, mode: str, count: int, pids: list[int]) -> dict[str, float]:
     """Send ``count`` MOUSE_STATEs (paced 1 kHz or closed loop); return latency stats in µs."""
     for i in range(200):  # warm-up, not measured
         host.mouse(1 + i, 500, 0, 0)
@@ -277,9 +273,7 @@ def start_reader(tmp: Path, name: str) -> tuple[str, int, mp.Process]:
     return fifo, r, proc
 
 
-def bench_concierge(
-    tmp: Path, modes: list[str], count: int
-) -> tuple[dict[str, dict[str, float]], str]:
+def bench_concierge(tmp: Path, modes: list[str], count: int) -> tuple[dict[str, dict[str, float]], str]:
     fifo, syn_fd, rproc = start_reader(tmp, "concierge")
     endpoint = f"ipc://{tmp}/input.ipc"
     host_sock, guest_sock = socket.socketpair()
@@ -299,6 +293,77 @@ def bench_concierge(
         for p in (tr, inp, rproc):
             p.kill()
     return results, mem
+
+
+def bench_real_agent(tmp: Path, modes: list[str], count: int, *, flood: bool) -> dict[str, dict[str, float]]:
+    """The real thing: ``concierge run`` (transport, input, session gateway, monitor as separate
+    supervised processes) plus ``concierge session`` on Xvfb; with ``flood``, a client hammers
+    the monitor actor with inventory requests during the run."""
+    import threading
+
+    from concierge.testing.harness import AgentHarness, catalog
+    from concierge.testing.rpc import ActorClient
+    from concierge.testing.xservers import xvfb
+
+    name = "flood" if flood else "agent"
+    fifo, syn_fd, rproc = start_reader(tmp, name)
+    root = tmp / name
+    root.mkdir()
+    spice = root / "spice.sock"
+    actors = {
+        "transport": {"entry": "concierge.actors.hostlink.node:HostLinkNode", "essential": True},
+        "input": {"entry": "concierge.actors.input.node:InputNode"},
+        "monitor": {"entry": "concierge.actors.monitor.node:MonitorNode"},
+        "session": {
+            "entry": "concierge.actors.session.gateway:SessionGatewayNode",
+            "settings": {"users": [os.getuid()], "scan_run_user": False, "logind_bus": ""},
+        },
+    }
+    args = ("--log-format", "text", "--channel", f"spice=unix-listen:{spice}", "--input-sink", f"file:{fifo}")
+    agent = AgentHarness(root, catalog(actors, extra="[agent]\nlog_level='warning'\n"), args=args)
+    stop = threading.Event()
+    with xvfb(1920, 1080) as display:
+        agent.start()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+        session = subprocess.Popen(
+            [sys.executable, "-m", "concierge", "--runtime-dir", str(root / "sess"), "session",
+             "--gateway-dir", str(agent.runtime_dir), "--display", display, "--split", "--only", "display"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        conn = socket.socket(socket.AF_UNIX)
+        try:
+            deadline = time.monotonic() + 20
+            while conn.connect_ex(str(spice)) != 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            host = SpiceHost(conn.fileno())
+            host.handshake()
+            while True:  # until the session's geometry reached the input actor
+                host.mouse(5, 5, 0, 0)
+                if select.select([syn_fd], [], [], 0.5)[0]:
+                    os.read(syn_fd, 4096)
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the session never mapped the mouse")
+
+            def hammer() -> None:
+                with ActorClient(agent.runtime_dir, "flooder") as client:
+                    while not stop.is_set():
+                        client.request("monitor", "monitor.interfaces", {}, timeout_s=5)
+                        client.request("monitor", "monitor.filesystems", {}, timeout_s=5)
+
+            threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4 if flood else 0)]
+            for thread in threads:
+                thread.start()
+            pids = [a["pid"] for a in agent.status()["actors"] if a["id"] in ("transport", "input") and a["pid"]]
+            results = {m: run_mode(host, syn_fd, m, count, pids) for m in modes}
+        finally:
+            stop.set()
+            conn.close()
+            session.terminate()
+            session.wait(10)
+            agent.stop()
+            rproc.kill()
+    return results
 
 
 def bench_dgram(tmp: Path, modes: list[str], count: int) -> dict[str, dict[str, float]]:
@@ -389,9 +454,9 @@ def main() -> None:
     modes = ["paced", "pingpong"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-spice-"))
     try:
-        stock, stock_mem = (
-            bench_stock(tmp, modes, args.count) if shutil.which("spice-vdagentd") else ({}, "-")
-        )
+        stock, stock_mem = bench_stock(tmp, modes, args.count) if shutil.which("spice-vdagentd") else ({}, "-")
+        real = bench_real_agent(tmp, modes, args.count, flood=False)
+        flooded = bench_real_agent(tmp, modes, args.count, flood=True)
         ours, our_mem = bench_concierge(tmp, modes, args.count)
         inproc = bench_inprocess(tmp, modes, args.count)
         dgram = bench_dgram(tmp, modes, args.count)
@@ -402,6 +467,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     rows = (
         ("spice-vdagentd 0.22.1", stock),
+        ("concierge, real agent (supervised transport + input + session)", real),
+        ("concierge, real agent, monitor flooded with inventory requests", flooded),
         ("concierge (2 processes, ZeroMQ)", ours),
         ("concierge code in 1 process (no hop)", inproc),
         ("concierge, 2 processes, unix datagram lane", dgram),
@@ -413,9 +480,14 @@ def main() -> None:
                 f" | {r['cpu']:.1f} | {int(r['bad'])} |"
             )
     if stock:
-        print(
-            "\n| mode | p50 ratio 2 proc/stock | p99 ratio | p50 ratio 1 proc/stock | p99 ratio |"
-        )
+        print("\n| mode | real agent p50 / stock | p99 / stock | flooded p50 / stock | flooded p99 / stock |")
+        print("|---|---|---|---|---|")
+        for m in modes:
+            print(
+                f"| {m} | {real[m]['p50'] / stock[m]['p50']:.2f} | {real[m]['p99'] / stock[m]['p99']:.2f}"
+                f" | {flooded[m]['p50'] / stock[m]['p50']:.2f} | {flooded[m]['p99'] / stock[m]['p99']:.2f} |"
+            )
+        print("\n| mode | p50 ratio 2 proc/stock | p99 ratio | p50 ratio 1 proc/stock | p99 ratio |")
         print("|---|---|---|---|---|")
         for m in modes:
             print(

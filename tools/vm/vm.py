@@ -84,37 +84,67 @@ class GuestVM:
         accel = self.accel
         if accel == "auto":
             accel = "kvm" if kvm_usable() else "tcg"
-        append = ["root=/dev/vda", "rw", "console=ttyS0", "quiet", "loglevel=3",
-                  "systemd.show_status=0", "net.ifnames=0"]
+        append = [
+            "root=/dev/vda",
+            "rw",
+            "console=ttyS0",
+            "quiet",
+            "loglevel=3",
+            "systemd.show_status=0",
+            "net.ifnames=0",
+        ]
         if self.agent == STOCK:
             append.append("systemd.mask=e2e-agent.service")
         else:
             append.append("systemd.mask=qemu-guest-agent.service")
         cmd = [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
-            "-name", "concierge-e2e",
-            "-machine", "q35" + (",accel=kvm" if accel == "kvm" else ""),
+            "-name",
+            "concierge-e2e",
+            "-machine",
+            "q35" + (",accel=kvm" if accel == "kvm" else ""),
             *(["-accel", "tcg,thread=multi"] if accel == "tcg" else []),
-            "-cpu", "host" if accel == "kvm" else self.cpu_model,
-            "-smp", str(self.cpus), "-m", str(self.memory_mb),
+            "-cpu",
+            "host" if accel == "kvm" else self.cpu_model,
+            "-smp",
+            str(self.cpus),
+            "-m",
+            str(self.memory_mb),
             # -nodefaults: no CD-ROM, VGA or NIC to probe (the SATA CD-ROM alone costs seconds).
-            "-nodefaults", "-display", "none", "-no-reboot",
-            "-kernel", str(CACHE / "vmlinuz"), "-initrd", str(CACHE / "initrd.img"),
-            "-append", " ".join(append),
-            "-drive", f"file={self.workdir / 'overlay.qcow2'},if=virtio,format=qcow2",
-            "-serial", f"file:{self.console}",
-            "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
-            "-device", "virtio-serial-pci,id=vser0",
-            "-virtfs", f"local,path={SOURCE},mount_tag=concierge,security_model=none,readonly=on",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(CACHE / "vmlinuz"),
+            "-initrd",
+            str(CACHE / "initrd.img"),
+            "-append",
+            " ".join(append),
+            "-drive",
+            f"file={self.workdir / 'overlay.qcow2'},if=virtio,format=qcow2",
+            "-serial",
+            f"file:{self.console}",
+            "-qmp",
+            f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
+            "-device",
+            "virtio-serial-pci,id=vser0",
+            "-virtfs",
+            f"local,path={SOURCE},mount_tag=concierge,security_model=none,readonly=on",
             # This checkout (harness scripts, packaging/), even when SOURCE is another tree.
-            "-virtfs", f"local,path={ROOT},mount_tag=e2etools,security_model=none,readonly=on",
-            "-virtfs", f"local,path={self.workdir / 'ctl'},mount_tag=e2e,security_model=none",
+            "-virtfs",
+            f"local,path={ROOT},mount_tag=e2etools,security_model=none,readonly=on",
+            "-virtfs",
+            f"local,path={self.workdir / 'ctl'},mount_tag=e2e,security_model=none",
         ]
         for name, (chardev, dev_id, sock) in PORTS.items():
             path = self.workdir / sock
-            cmd += ["-chardev", f"socket,id={chardev},path={path},server=on,wait=off",
-                    "-device",
-                    f"virtserialport,bus=vser0.0,chardev={chardev},name={name},id={dev_id}"]
+            cmd += [
+                "-chardev",
+                f"socket,id={chardev},path={path},server=on,wait=off",
+                "-device",
+                f"virtserialport,bus=vser0.0,chardev={chardev},name={name},id={dev_id}",
+            ]
         return cmd
 
     def start(self) -> None:
@@ -124,12 +154,13 @@ class GuestVM:
         (self.workdir / "ctl" / "agent.sh").write_text(self.agent_script or "exit 0\n")
         overlay = self.workdir / "overlay.qcow2"
         overlay.unlink(missing_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                        str(CACHE / "base.img"), str(overlay)], check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(CACHE / "base.img"), str(overlay)],
+            check=True,
+        )
         self.started_at = time.monotonic()
         log = (self.workdir / "qemu.log").open("wb")
-        self.proc = subprocess.Popen(self._cmdline(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self._cmdline(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not (self.workdir / "qmp.sock").exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -158,8 +189,7 @@ class GuestVM:
                 self.port_open[event["data"]["id"]] = bool(event["data"]["open"])
         return new
 
-    def wait_port(self, port: str, *, open_: bool = True, timeout: float = 60.0,
-                  since: int | None = None) -> float:
+    def wait_port(self, port: str, *, open_: bool = True, timeout: float = 60.0, since: int | None = None) -> float:
         """Wait until the guest opens (or closes) ``port``; returns seconds since QEMU started.
 
         With ``since`` (an index into :attr:`events`), any such change after that point counts,
@@ -171,8 +201,10 @@ class GuestVM:
         def seen() -> bool:
             if since is None:
                 return self.port_open.get(dev_id, False) == open_
-            return any(e.get("event") == "VSERPORT_CHANGE" and e["data"]["id"] == dev_id
-                       and bool(e["data"]["open"]) == open_ for e in self.events[since:])
+            return any(
+                e.get("event") == "VSERPORT_CHANGE" and e["data"]["id"] == dev_id and bool(e["data"]["open"]) == open_
+                for e in self.events[since:]
+            )
 
         while not seen():
             if time.monotonic() > deadline:

@@ -9,6 +9,7 @@ Children die with their supervisor (PR_SET_PDEATHSIG plus a heartbeat timeout).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
 import os
@@ -32,6 +33,13 @@ from concierge.transport.endpoints import RuntimeLayout
 log = logging.getLogger("concierge.runner")
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+
+
+def _name_process(actor_id: str) -> None:
+    """Show ``cc-<actor>`` in ps/top (forked actors share the supervisor's command line)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, f"cc-{actor_id}"[:15].encode(), 0, 0, 0)
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -80,6 +88,7 @@ def _load_node(entry: str) -> type[Node]:
 def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
     """Run one actor process to completion; returns its exit code."""
     _die_with_parent(parent_pid)
+    _name_process(actor_id)
     handler = setup_logging(actor_id)
     layout = RuntimeLayout(runtime_dir)
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -21,10 +21,9 @@ OVIRT = "ovirt-guest-agent.0"
 SPICE = "com.redhat.spice.0"
 VDP_CLIENT_PORT = 1
 VD_AGENT_ANNOUNCE_CAPABILITIES = 6
-STATUS = ("PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/vendor "
-          "python3 -m concierge --json status")
-CHUNK = struct.Struct("<II")          # VDIChunkHeader: port, size
-MESSAGE = struct.Struct("<IIQI")      # VDAgentMessage: protocol, type, opaque, size
+STATUS = "PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/vendor python3 -m concierge --json status"
+CHUNK = struct.Struct("<II")  # VDIChunkHeader: port, size
+MESSAGE = struct.Struct("<IIQI")  # VDAgentMessage: protocol, type, opaque, size
 
 
 class CheckSkippedError(Exception):
@@ -108,8 +107,7 @@ def check_spice_handshake(ctx: E2EContext) -> dict[str, Any]:
                 seen.append(request)
                 if request == 0:
                     caps = struct.unpack_from(f"<{(msize - 4) // 4}I", payload, MESSAGE.size + 4)
-                    return {"reply_s": round(time.monotonic() - start, 4),
-                            "caps": [hex(c) for c in caps]}
+                    return {"reply_s": round(time.monotonic() - start, 4), "caps": [hex(c) for c in caps]}
     raise AssertionError(f"no request=0 capability reply (saw requests {seen})")
 
 
@@ -131,8 +129,7 @@ def check_kill9_actors(ctx: E2EContext) -> dict[str, Any]:
     qga = QgaClient(ctx.qga, timeout=30)
     qga.sync()
     actors = _status(qga)
-    victims = [a for a in actors if a != "transport" and actors[a].get("pid")
-               and actors[a].get("state") == "RUNNING"]
+    victims = [a for a in actors if a != "transport" and actors[a].get("pid") and actors[a].get("state") == "RUNNING"]
     victims += ["transport"] if actors.get("transport", {}).get("pid") else []
     stats = {"ok": 0, "errors": 0}
     recovered: dict[str, float] = {}

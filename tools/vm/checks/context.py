@@ -14,7 +14,7 @@ class E2EContext:
     """Shared by the checks of one run-e2e invocation."""
 
     vm: GuestVM
-    label: str = "stock"                    # which agent currently owns the ports
+    label: str = "stock"  # which agent currently owns the ports
     results: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 

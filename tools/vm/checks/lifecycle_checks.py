@@ -13,9 +13,11 @@ from checks.qga_client import QgaClient
 PROBE = "/var/tmp/e2e-freeze-probe"
 # A writer in its own transient unit (outside the agent's cgroup): one timestamp per 50 ms,
 # each written with O_SYNC semantics (dd conv=fsync) so it blocks while / is frozen.
-WRITER = (f"rm -f {PROBE}; i=0; while [ $i -lt 400 ]; do date +%s.%N | "
-          f"dd of={PROBE} oflag=append conv=notrunc,fsync status=none; sleep 0.05; "
-          "i=$((i+1)); done")
+WRITER = (
+    f"rm -f {PROBE}; i=0; while [ $i -lt 400 ]; do date +%s.%N | "
+    f"dd of={PROBE} oflag=append conv=notrunc,fsync status=none; sleep 0.05; "
+    "i=$((i+1)); done"
+)
 
 
 def _stamps(qga: QgaClient) -> list[float]:
@@ -39,8 +41,7 @@ def check_freeze_thaw(ctx: E2EContext) -> dict[str, Any]:
     hold = float(ctx.options.get("freeze_hold_s", 3.0))
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
-        code, _, err = qga.run(["systemd-run", "--quiet", "--unit=e2e-writer", "--collect",
-                                "/bin/sh", "-c", WRITER])
+        code, _, err = qga.run(["systemd-run", "--quiet", "--unit=e2e-writer", "--collect", "/bin/sh", "-c", WRITER])
         assert code == 0, err
         before = len(_wait_stamps(qga, 5))
         start = time.monotonic()
@@ -59,8 +60,13 @@ def check_freeze_thaw(ctx: E2EContext) -> dict[str, Any]:
         qga.run(["systemctl", "stop", "e2e-writer"])
     gap = max(b - a for a, b in itertools.pairwise(stamps))
     assert gap >= hold * 0.8, f"writer never stalled (largest gap {gap:.2f} s): / was not frozen"
-    return {"filesystems": frozen, "freeze_s": round(freeze_s, 3), "thaw_s": round(thaw_s, 3),
-            "writer_stall_s": round(gap, 2), "hold_s": hold}
+    return {
+        "filesystems": frozen,
+        "freeze_s": round(freeze_s, 3),
+        "thaw_s": round(thaw_s, 3),
+        "writer_stall_s": round(gap, 2),
+        "hold_s": hold,
+    }
 
 
 def check_freeze_lease(ctx: E2EContext) -> dict[str, Any]:
@@ -91,16 +97,15 @@ def check_unit_activation(ctx: E2EContext) -> dict[str, Any]:
     from checks.concierge_checks import CheckSkippedError
 
     if not ctx.options.get("unit_mode"):
-        raise CheckSkippedError("agent not started through the packaged unit "
-                                "(--agent concierge-unit)")
+        raise CheckSkippedError("agent not started through the packaged unit (--agent concierge-unit)")
     device = "/dev/virtio-ports/org.qemu.guest_agent.0"  # systemctl maps a path to its unit
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
         _, wants, _ = qga.run(["systemctl", "show", "-p", "Wants", "--value", device])
-        _, props, _ = qga.run(["systemctl", "show", "concierge.service", "-p",
-                               "ActiveState,Type,WatchdogUSec,NRestarts,Restart"])
-        _, wanted_by, _ = qga.run(["systemctl", "show", "-p", "WantedBy", "--value",
-                                   "concierge.service"])
+        _, props, _ = qga.run(
+            ["systemctl", "show", "concierge.service", "-p", "ActiveState,Type,WatchdogUSec,NRestarts,Restart"]
+        )
+        _, wanted_by, _ = qga.run(["systemctl", "show", "-p", "WantedBy", "--value", "concierge.service"])
         _, stock, _ = qga.run(["systemctl", "is-active", "qemu-guest-agent.service"])
     state = dict(line.split("=", 1) for line in props.split())
     assert "concierge.service" in wants.split() or ".device" in wanted_by, (wants, wanted_by)
@@ -123,5 +128,8 @@ def check_guest_shutdown(ctx: E2EContext) -> dict[str, Any]:
         exit_s = ctx.vm.wait_exit(timeout=5)
     shutdown_events = [e for e in ctx.vm.events if e.get("event") == "SHUTDOWN"]
     assert ctx.vm.proc.returncode == 0, ctx.vm.proc.returncode
-    return {"poweroff_s": round(time.monotonic() - start, 2), "qemu_exit_s": round(exit_s, 2),
-            "guest_initiated": any(e["data"].get("guest") for e in shutdown_events)}
+    return {
+        "poweroff_s": round(time.monotonic() - start, 2),
+        "qemu_exit_s": round(exit_s, 2),
+        "guest_initiated": any(e["data"].get("guest") for e in shutdown_events),
+    }

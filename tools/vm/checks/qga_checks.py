@@ -16,10 +16,21 @@ from checks.context import E2EContext
 from checks.qga_client import QgaClient, QgaError
 
 READ_ONLY = [
-    "guest-ping", "guest-info", "guest-get-osinfo", "guest-get-host-name", "guest-get-timezone",
-    "guest-get-time", "guest-get-fsinfo", "guest-get-vcpus", "guest-get-memory-block-info",
-    "guest-network-get-interfaces", "guest-fsfreeze-status", "guest-get-users",
-    "guest-get-disks", "guest-get-diskstats", "guest-get-cpustats",
+    "guest-ping",
+    "guest-info",
+    "guest-get-osinfo",
+    "guest-get-host-name",
+    "guest-get-timezone",
+    "guest-get-time",
+    "guest-get-fsinfo",
+    "guest-get-vcpus",
+    "guest-get-memory-block-info",
+    "guest-network-get-interfaces",
+    "guest-fsfreeze-status",
+    "guest-get-users",
+    "guest-get-disks",
+    "guest-get-diskstats",
+    "guest-get-cpustats",
 ]
 
 
@@ -48,8 +59,11 @@ def check_qga_ping(ctx: E2EContext) -> dict[str, Any]:
             assert qga.execute("guest-ping") == {}
             samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return {"pings": len(samples), "p50_ms": round(statistics.median(samples), 3),
-            "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3)}
+    return {
+        "pings": len(samples),
+        "p50_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3),
+    }
 
 
 def check_qga_info(ctx: E2EContext) -> dict[str, Any]:
@@ -58,8 +72,15 @@ def check_qga_info(ctx: E2EContext) -> dict[str, Any]:
         qga.sync()
         info = qga.execute("guest-info")
     enabled = {c["name"] for c in info["supported_commands"] if c["enabled"]}
-    for needed in ("guest-ping", "guest-sync-delimited", "guest-shutdown", "guest-fsfreeze-freeze",
-                   "guest-fsfreeze-thaw", "guest-exec", "guest-get-osinfo"):
+    for needed in (
+        "guest-ping",
+        "guest-sync-delimited",
+        "guest-shutdown",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-thaw",
+        "guest-exec",
+        "guest-get-osinfo",
+    ):
         assert needed in enabled, f"{needed} missing from guest-info"
     no_reply = {c["name"] for c in info["supported_commands"] if not c["success-response"]}
     assert "guest-shutdown" in no_reply
@@ -73,8 +94,7 @@ def check_qga_suite(ctx: E2EContext) -> dict[str, Any]:
         qga.sync()
         for command in READ_ONLY:
             reply = qga.execute_raw(command)
-            record[command] = ({"error": reply["error"]["class"]} if "error" in reply
-                               else shape(reply["return"]))
+            record[command] = {"error": reply["error"]["class"]} if "error" in reply else shape(reply["return"])
         osinfo = qga.execute("guest-get-osinfo")
         assert osinfo["id"] == "debian" and osinfo["version-id"] == "12", osinfo
         assert qga.execute("guest-get-host-name") == {"host-name": "concierge-e2e"}
@@ -141,8 +161,7 @@ def check_qga_differential(ctx: E2EContext) -> dict[str, Any]:
     assert ctx.label in suites and ctx.label != "stock", "run the suite against the agent too"
     stock = suites["stock"]
     other = {k: without_newer(v) for k, v in suites[ctx.label].items()}
-    diffs = {k: {"stock": stock[k], ctx.label: other.get(k)}
-             for k in stock if other.get(k) != stock[k]}
+    diffs = {k: {"stock": stock[k], ctx.label: other.get(k)} for k in stock if other.get(k) != stock[k]}
     ctx.results["qga-differential"] = diffs
     (ctx.vm.workdir / "qga-differential.json").write_text(json.dumps(diffs, indent=1))
     assert not diffs, f"{len(diffs)} differences: {json.dumps(diffs, sort_keys=True)}"
@@ -159,9 +178,11 @@ def check_qga_frozen_refuses(qga: QgaClient) -> None:
         raise AssertionError("guest-exec accepted while frozen")
 
 
-DOCTOR = ("import json, io, sys; from concierge.supervisor.doctor import run_doctor; "
-          "out = io.StringIO(); code = run_doctor(as_json=True, out=out); "
-          "doc = json.loads(out.getvalue()); doc['exit'] = code; print(json.dumps(doc))")
+DOCTOR = (
+    "import json, io, sys; from concierge.supervisor.doctor import run_doctor; "
+    "out = io.StringIO(); code = run_doctor(as_json=True, out=out); "
+    "doc = json.loads(out.getvalue()); doc['exit'] = code; print(json.dumps(doc))"
+)
 
 
 def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
@@ -170,10 +191,17 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
     with QgaClient(ctx.qga, timeout=30) as qga:
         qga.sync()
         # This checkout's doctor (mounted by agent.sh in agent modes; mount it under stock).
-        qga.run(["/bin/sh", "-c", "mkdir -p /opt/e2e-tools; mountpoint -q /opt/e2e-tools || "
-                 "mount -t 9p -o trans=virtio,version=9p2000.L,ro e2etools /opt/e2e-tools"])
-        code, out, err = qga.run(["/usr/bin/env", "PYTHONPATH=/opt/e2e-tools/src",
-                                  "/usr/bin/python3", "-c", DOCTOR], timeout=60)
+        qga.run(
+            [
+                "/bin/sh",
+                "-c",
+                "mkdir -p /opt/e2e-tools; mountpoint -q /opt/e2e-tools || "
+                "mount -t 9p -o trans=virtio,version=9p2000.L,ro e2etools /opt/e2e-tools",
+            ]
+        )
+        code, out, err = qga.run(
+            ["/usr/bin/env", "PYTHONPATH=/opt/e2e-tools/src", "/usr/bin/python3", "-c", DOCTOR], timeout=60
+        )
     assert code == 0, err[-500:]
     doc = json.loads(out)
     found = {f["name"]: f for f in doc["findings"]}
@@ -185,5 +213,9 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
         agent = found["qemu-ga"]
         assert agent["status"] == "fail" and "qemu-guest-agent.service" in agent["active_units"]
         assert doc["exit"] == 4
-    return {"exit": doc["exit"], "status": doc["status"],
-            "qga_port": qga_port["detail"], "logind": found["logind"]["detail"]}
+    return {
+        "exit": doc["exit"],
+        "status": doc["status"],
+        "qga_port": qga_port["detail"],
+        "logind": found["logind"]["detail"],
+    }

@@ -60,8 +60,9 @@ class QgaClient:
         """guest-sync-delimited handshake: discard everything up to our id's reply."""
         ident = random.randrange(1, 2**31)
         deadline = time.monotonic() + (timeout or self.timeout)
-        self.sock.sendall(b"\xff" + json.dumps(
-            {"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode())
+        self.sock.sendall(
+            b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": ident}}).encode()
+        )
         while True:
             line = self._line(deadline)
             if b"\xff" in line:
@@ -85,8 +86,9 @@ class QgaClient:
                 reply: dict[str, Any] = json.loads(line)
                 return reply
 
-    def execute_raw(self, command: str, arguments: dict[str, Any] | None = None,
-                    timeout: float | None = None) -> dict[str, Any]:
+    def execute_raw(
+        self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send one command; return the whole reply object (``return`` or ``error``)."""
         request: dict[str, Any] = {"execute": command}
         if arguments is not None:
@@ -94,8 +96,7 @@ class QgaClient:
         self.sock.sendall(json.dumps(request).encode() + b"\n")
         return self.read_reply(timeout)
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Send one command; return its ``return`` value or raise :class:`QgaError`."""
         reply = self.execute_raw(command, arguments, timeout)
         if "error" in reply:
@@ -113,8 +114,7 @@ class QgaClient:
         """guest-exec a command and wait for it: (exit code, stdout, stderr)."""
         import base64
 
-        pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:],
-                                          "capture-output": True})["pid"]
+        pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True})["pid"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.execute("guest-exec-status", {"pid": pid})
