@@ -80,6 +80,12 @@ class _Ctx:
     def publish(self, *_: Any) -> None:
         pass
 
+    def set_health(self, *_: Any) -> None:
+        pass
+
+    def request(self, *_: Any, **__: Any) -> None:
+        pass
+
 
 def transport_proc(guest_fd: int, endpoint: str) -> None:
     import zmq
