@@ -7,6 +7,7 @@ commands, never their arguments (``login`` carries a password). Must not import 
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,25 +20,30 @@ from concierge.transport.ovirt.settings import OvirtSettings
 log = logging.getLogger(__name__)
 
 
-class HostCommands:
-    """The ``_on_<command>(msg, stale)`` handlers; the front-end provides the state below."""
+class HostCommands(abc.ABC):
+    """The ``_on_<command>(msg, stale)`` handlers; the front-end provides the state and the
+    primitives declared abstract below (a mixin: the split keeps each module small)."""
 
     ctx: NodeContext
     settings: OvirtSettings
     version: int
     _generation: int
 
+    @abc.abstractmethod
     def _send(self, name: str, args: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Provided by the front-end."""
 
+    @abc.abstractmethod
     def _full_refresh(self) -> None:
-        raise NotImplementedError
+        """Provided by the front-end."""
 
+    @abc.abstractmethod
     def _collect(self, name: str) -> None:
-        raise NotImplementedError
+        """Provided by the front-end."""
 
+    @abc.abstractmethod
     def _poll_user(self, *, force: bool) -> None:
-        raise NotImplementedError
+        """Provided by the front-end."""
 
     def _ask(
         self,
