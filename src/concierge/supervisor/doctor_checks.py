@@ -107,8 +107,8 @@ def probe_ports(view: HostView) -> Iterator[Finding]:
             continue
         device = view.dev_root / seen[name]
         holders = [h for h in _holders(view, device) if h[0] != os.getpid()]
-        # Our actor processes are Python interpreters (or carry the concierge name).
-        ours = [h for h in holders if h[1].startswith(("concierge", "python"))]
+        # Our actor processes are Python interpreters named cc-<actor> (or carry the concierge name).
+        ours = [h for h in holders if h[1].startswith(("concierge", "python", "cc-"))]
         data = {
             "present": True,
             "protocol": protocol,
