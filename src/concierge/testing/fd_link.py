@@ -1,6 +1,6 @@
 """Test glue: a HostLink over a plain fd (pty slave, socket) and a node hosting one front-end.
 
-Stands in for the transport actor's channels (built by another helper) so a front-end can be
+Stands in for the transport actor's channels (a component test needs no supervisor) so a front-end can be
 driven end to end: ``FrontEndHostNode`` reads settings ``fd`` and ``frontend`` ("module:Class"),
 watches the fd with a reader thread (FakeContext has no poll loop) and calls
 connected/received/disconnected on the bridge thread. Events (``kind="evt"``) are forwarded to

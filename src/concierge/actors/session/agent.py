@@ -1,11 +1,10 @@
-"""The per-user session process: ``python -m concierge.actors.session.agent``.
+"""The minimal session agent: ``python -m concierge.actors.session.agent`` (no ZeroMQ, no actors).
 
-Exposed as ``concierge session``; runs as the user inside the graphical session, attaches to the
-gateway endpoint of its own uid, reports the RandR geometry (and every change of it) so the
-mouse mapping works, and routes the ``spice.*`` messages it receives to the user's display and
-clipboard actors. Those actors are being built elsewhere; :class:`SessionRouter` is the seam
-the session supervisor will use to host them (one table from message type to actor id).
-Until then unrouted messages are counted.
+``concierge session`` (the per-user supervisor with the link, display, clipboard and desktop
+actors) is what users run. This single-process agent remains for the smallest guests and for
+tests of the gateway: it attaches to the gateway endpoint of its uid, reports the RandR geometry
+(and every change of it) so the mouse mapping works, and answers what it cannot serve the way a
+client expects (:class:`SessionRouter`: an empty paste, a refused file transfer).
 A single-threaded select() loop: this process has two fds and no latency-critical work.
 Must not import zmq.
 """
