@@ -16,6 +16,8 @@ import logging
 import os
 import queue
 import select
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -34,6 +36,7 @@ from concierge.transport import envelope, sockets
 from concierge.transport.endpoints import RuntimeLayout
 
 log = logging.getLogger(__name__)
+_LANE_LEN = struct.Struct("<H")
 
 Frames = list[bytes]
 
@@ -120,6 +123,8 @@ class Bridge:
         self._poller = zmq.Poller()
         self._inbox = sockets.router(zctx, layout.url(layout.inbox(actor_id)))
         self._pub: zmq.Socket[bytes] | None = None
+        self._lane_in: socket.socket | None = None
+        self._lane_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self._sub: zmq.Socket[bytes] | None = None
         self._last_supervisor = self.clock.monotonic()
         self._poller.register(self._control, zmq.POLLIN)
@@ -183,11 +188,59 @@ class Bridge:
         deadline_ns = time.monotonic_ns() + int(ttl_s * 1e9)
         header = envelope.Header("cast", type, next(self._ids), 0, self.actor_id, dst, deadline_ns)
         frames = envelope.encode(header, body, blobs)
+        if lane == "input" and not blobs:
+            self._send_datagram(dst, frames)  # thread-safe: one sendto, no socket state shared
+            return
         if self.in_bridge_thread():
             if not self._send_dealer(dst, lane, frames):
                 self._counters["cast.dropped"] += 1
         else:
             self.submit(lambda: self.cast_frames(dst, lane, frames))
+
+    def _send_datagram(self, dst: str, frames: Frames) -> None:
+        """One datagram: u16 header length, header, body. Dropped (and counted) when the peer
+        is absent or behind: a late mouse state is worse than none."""
+        header, body = frames[1], frames[2]
+        try:
+            self._lane_out.sendto(_LANE_LEN.pack(len(header)) + header + body, str(self.layout.input_lane(dst)))
+        except OSError:
+            self._counters["cast.dropped"] += 1
+            return
+        self._counters["msg.out"] += 1
+
+    def open_lanes(self) -> None:
+        """Bind the input lane if the node wants one (before Ready, so no datagram is lost)."""
+        if self.node is not None and self.node.input_lane and self._lane_in is None:
+            self._bind_input_lane()
+
+    def _bind_input_lane(self) -> None:
+        path = self.layout.input_lane(self.actor_id)
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.bind(str(path))
+        path.chmod(0o600)
+        self._lane_in = sock
+        self.watch_fd(sock.fileno(), self._drain_lane)
+
+    def _drain_lane(self, _revents: int) -> None:
+        assert self._lane_in is not None
+        while True:
+            try:
+                data = self._lane_in.recv(65536)
+            except BlockingIOError:
+                return
+            self._counters["msg.in"] += 1
+            try:
+                (size,) = _LANE_LEN.unpack_from(data)
+                header, body, _ = envelope.decode([envelope.PROTO, data[2 : 2 + size], data[2 + size :]])
+            except (ProtocolError, struct.error):
+                self._counters["msg.malformed"] += 1
+                continue
+            if header.deadline_ns and header.deadline_ns < time.monotonic_ns():
+                self._counters["msg.expired"] += 1
+                continue
+            self._deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns))
 
     def cast_frames(self, dst: str, lane: Lane, frames: Frames) -> None:
         """Send pre-encoded cast frames (bridge thread)."""
@@ -285,6 +338,7 @@ class Bridge:
     def run(self) -> int:
         """Poll until stopped; returns the process exit code."""
         self._thread_id = threading.get_ident()
+        self.open_lanes()
         # the node's start may have taken seconds on a slow guest: the supervisor's silence is
         # measured from now, not from when the bridge was built
         self._last_supervisor = self.clock.monotonic()
@@ -484,6 +538,10 @@ class Bridge:
             if sock is not None:
                 sock.close(0)
         os.close(self._wake_fd)
+        self._lane_out.close()
+        if self._lane_in is not None:
+            self._lane_in.close()
+            self.layout.input_lane(self.actor_id).unlink(missing_ok=True)
 
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:

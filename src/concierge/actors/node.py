@@ -192,6 +192,9 @@ class Node:
 
     #: request/cast/event types this node accepts; others get UNKNOWN_TYPE without a call
     accepts: frozenset[str] | None = None
+    #: receive ``lane="input"`` casts on a unix datagram socket (no ZeroMQ I/O threads on the
+    #: mouse path; a datagram for an absent actor is refused at once, never replayed later)
+    input_lane: bool = False
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

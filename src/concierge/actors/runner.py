@@ -110,6 +110,7 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
         node = node_cls(bridge)
         bridge.node = node
         node.start()
+        bridge.open_lanes()
         control.send_multipart([b"ready", b""])
         log.info("actor ready", extra={"event": "actor.ready"})
         code = bridge.run()

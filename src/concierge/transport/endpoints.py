@@ -80,6 +80,10 @@ class RuntimeLayout:
         """The data-plane inbox of an actor."""
         return self.core / "actors" / f"{actor_id}.ipc"
 
+    def input_lane(self, actor_id: str) -> Path:
+        """The datagram socket of an actor's input lane (latency-critical casts)."""
+        return self.core / "actors" / f"{actor_id}.lane"
+
     @staticmethod
     def url(path: Path) -> str:
         """ZeroMQ ipc URL of a path, refusing paths longer than sun_path."""
