@@ -226,9 +226,11 @@ def memory(pid: int) -> str:
 
 def run_mode(host: SpiceHost, syn_fd: int, mode: str, count: int, pids: list[int]) -> dict[str, float]:
     """Send ``count`` MOUSE_STATEs (paced 1 kHz or closed loop); return latency stats in µs."""
-    for i in range(200):  # warm-up, not measured
+    for i in range(200):  # warm-up, not measured; paced, since a burst is coalesced by design
         host.mouse(1 + i, 500, 0, 0)
-    _drain(syn_fd, 200)
+        time.sleep(0.001)
+    while select.select([syn_fd], [], [], 0.3)[0]:
+        os.read(syn_fd, 65536)
     sent: list[int] = []
     got: list[tuple[int, int]] = []
     cpu0 = sum(cpu_ns(p) for p in pids)

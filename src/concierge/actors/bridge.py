@@ -124,6 +124,7 @@ class Bridge:
         self._inbox = sockets.router(zctx, layout.url(layout.inbox(actor_id)))
         self._pub: zmq.Socket[bytes] | None = None
         self._lane_in: socket.socket | None = None
+        self._lane_paths: dict[str, str] = {}
         self._lane_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self._sub: zmq.Socket[bytes] | None = None
         self._last_supervisor = self.clock.monotonic()
@@ -201,8 +202,11 @@ class Bridge:
         """One datagram: u16 header length, header, body. Dropped (and counted) when the peer
         is absent or behind: a late mouse state is worse than none."""
         header, body = frames[1], frames[2]
+        path = self._lane_paths.get(dst)
+        if path is None:
+            path = self._lane_paths[dst] = str(self.layout.input_lane(dst))
         try:
-            self._lane_out.sendto(_LANE_LEN.pack(len(header)) + header + body, str(self.layout.input_lane(dst)))
+            self._lane_out.sendto(_LANE_LEN.pack(len(header)) + header + body, path)
         except OSError:
             self._counters["cast.dropped"] += 1
             return
@@ -546,25 +550,25 @@ class Bridge:
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:
     """True while a message is waiting (cheaper than ending each drain on a zmq.Again)."""
-    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & _Z_IN)
+
+
+# plain ints: zmq's flags are IntFlag members, and Flag arithmetic is slow Python code
+_Z_IN, _Z_OUT, _Z_ERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
+_S_IN, _S_OUT, _S_ERRHUP = select.POLLIN, select.POLLOUT, select.POLLERR | select.POLLHUP
 
 
 def _to_zmq(events: int) -> int:
     """select.POLL* flags to the zmq poller's (which differ: zmq.POLLOUT is 2, POLLERR 4)."""
-    out = zmq.POLLIN if events & select.POLLIN else 0
-    if events & select.POLLOUT:
-        out |= zmq.POLLOUT
-    return out
+    return (_Z_IN if events & _S_IN else 0) | (_Z_OUT if events & _S_OUT else 0)
 
 
 def _from_zmq(revents: int) -> int:
     """zmq poller revents to select.POLL* flags (zmq folds HUP and ERR into POLLERR)."""
-    out = select.POLLIN if revents & zmq.POLLIN else 0
-    if revents & zmq.POLLOUT:
-        out |= select.POLLOUT
-    if revents & zmq.POLLERR:
-        out |= select.POLLERR | select.POLLHUP
-    return out
+    revents = int(revents)
+    return (
+        (_S_IN if revents & _Z_IN else 0) | (_S_OUT if revents & _Z_OUT else 0) | (_S_ERRHUP if revents & _Z_ERR else 0)
+    )
 
 
 class _DoneFuture:
