@@ -77,6 +77,10 @@ class Stack:
 
     def start(self) -> None:
         self.agent.start()
+        self.start_session()
+
+    def start_session(self) -> None:
+        """What the systemd user unit does (Restart=on-failure)."""
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         cmd = [
             sys.executable, "-m", "concierge", "--runtime-dir", str(self.session_dir), "session",
@@ -208,4 +212,14 @@ def test_kill_input_and_transport_the_mouse_comes_back(stack: Stack) -> None:
     assert {a["id"]: a["pid"] for a in stack.session_status()["actors"]} == session_pids, (
         "the user session never noticed"
     )
+
+    # kill -9 of the session supervisor: its actors go with it, the unit starts it again
+    before = pids()
+    assert stack.session is not None
+    stack.session.kill()
+    stack.session.wait(10)
+    wait(lambda: all(not os.path.exists(f"/proc/{p}") for p in session_pids.values()), 10, "user actors gone")
+    stack.start_session()
+    assert wait(lambda: mouse_lands(stack, host, 90, 100), 30, "mouse back after the session supervisor restarted")
+    assert pids() == before, "the root agent never notices a user session dying"
     conn.close()
