@@ -11,39 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from concierge.testing.context import FakeContext
+from concierge.testing.xservers import XORG_DUMMY_CONF
 
-XORG_DUMMY_CONF = """
-Section "ServerFlags"
-    Option "DontVTSwitch" "true"
-    Option "AllowMouseOpenFail" "true"
-    Option "PciForceNone" "true"
-    Option "AutoEnableDevices" "false"
-    Option "AutoAddDevices" "false"
-EndSection
-Section "Device"
-    Identifier "dummy_videocard"
-    Driver     "dummy"
-    VideoRam   131072
-EndSection
-Section "Monitor"
-    Identifier  "dummy_monitor"
-    HorizSync   5.0 - 1000.0
-    VertRefresh 5.0 - 200.0
-    Modeline "1280x800_60.00"    83.50  1280 1352 1480 1680   800  803  809  831 -hsync +vsync
-    Modeline "1024x768_60.00"    63.50  1024 1072 1176 1328   768  771  775  798 -hsync +vsync
-EndSection
-Section "Screen"
-    Identifier   "dummy_screen"
-    Device       "dummy_videocard"
-    Monitor      "dummy_monitor"
-    DefaultDepth 24
-    SubSection "Display"
-        Depth 24
-        Modes "1280x800_60.00" "1024x768_60.00"
-        Virtual 4096 2560
-    EndSubSection
-EndSection
-"""
+__all__ = ["XORG_DUMMY_CONF"]
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

@@ -29,8 +29,7 @@ from stock_vdagent import StockHost
 
 from concierge.actors.node import Incoming
 from concierge.testing.context import FakeContext
-
-XORG_CONF = Path(__file__).resolve().parents[2] / "tests" / "session" / "session_helpers.py"
+from concierge.testing.xservers import XORG_DUMMY_CONF
 
 
 class BenchContext(FakeContext):
@@ -517,10 +516,7 @@ def main() -> None:
                 host.close()
         ours[XFER_ROW] = xfer_ours(3)
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
-            # the tests' Xorg + dummy config (tests/session/session_helpers.py)
-            text = XORG_CONF.read_text()
-            conf = text.split('XORG_DUMMY_CONF = """', 1)[1].split('"""', 1)[0]
-            Path(tmp, "xorg.conf").write_text(conf)
+            Path(tmp, "xorg.conf").write_text(XORG_DUMMY_CONF)  # the tests' Xorg + dummy config
             argv = [
                 "Xorg",
                 f":{xorg_n}",

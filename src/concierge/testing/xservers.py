@@ -10,6 +10,7 @@ from pathlib import Path
 
 from concierge.testing.peers import require, require_binary
 
+#: Xorg + dummy driver: 16 outputs, resizable up to 4096x2560 (RandR tests and benchmarks)
 XORG_DUMMY_CONF = """
 Section "ServerFlags"
     Option "DontVTSwitch" "true"
@@ -21,7 +22,7 @@ EndSection
 Section "Device"
     Identifier "dummy_videocard"
     Driver     "dummy"
-    VideoRam   65536
+    VideoRam   131072
 EndSection
 Section "Monitor"
     Identifier  "dummy_monitor"
@@ -38,6 +39,7 @@ Section "Screen"
     SubSection "Display"
         Depth 24
         Modes "1280x800_60.00" "1024x768_60.00"
+        Virtual 4096 2560
     EndSubSection
 EndSection
 """
