@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import msgspec
 
 from concierge.errors import ActorError, ErrorCode
 
@@ -38,12 +39,12 @@ class ReplyPort(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(msgspec.Struct, frozen=True):
     """A request, cast or event delivered to a node.
 
     ``body`` is a plain msgpack value (dict, list, str, int, float, bool, None, bytes);
-    actors convert it to their typed messages (see each ``messages.py``).
+    actors convert it to their typed messages (see each ``messages.py``). A frozen msgspec
+    struct rather than a frozen dataclass: built for every message, in 0.2 µs instead of 2.4.
     """
 
     kind: Kind
@@ -56,15 +57,14 @@ class Incoming:
     reply: ReplyPort | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     """The outcome of a request: ``ok`` with ``body``, or an error ``code`` and ``message``."""
 
     ok: bool
     body: Any = None
     code: ErrorCode | None = None
     message: str = ""
-    blobs: tuple[bytes, ...] = field(default=())
+    blobs: tuple[bytes, ...] = ()
 
     def unwrap(self) -> Any:
         """Return the body, or raise :class:`ActorError` for an error reply."""
@@ -192,9 +192,6 @@ class Node:
 
     #: request/cast/event types this node accepts; others get UNKNOWN_TYPE without a call
     accepts: frozenset[str] | None = None
-    #: receive ``lane="input"`` casts on a unix datagram socket (no ZeroMQ I/O threads on the
-    #: mouse path; a datagram for an absent actor is refused at once, never replayed later)
-    input_lane: bool = False
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

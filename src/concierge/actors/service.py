@@ -9,6 +9,7 @@ A handler returns the reply body or raises :class:`concierge.errors.ActorError`.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,12 @@ class _ServiceActor(pykka.ThreadingActor):
     """Runs non-blocking handlers one at a time; failures in casts crash the process."""
 
     use_daemon_thread = False
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        """A SimpleQueue (C, one lock) instead of pykka's queue.Queue (Python, a Condition
+        and three locks): the hand-off from the bridge thread costs half as much."""
+        return queue.SimpleQueue()
 
     def __init__(self, node: ServiceNode) -> None:
         super().__init__()

@@ -80,8 +80,8 @@ class RuntimeLayout:
         """The data-plane inbox of an actor."""
         return self.core / "actors" / f"{actor_id}.ipc"
 
-    def input_lane(self, actor_id: str) -> Path:
-        """The datagram socket of an actor's input lane (latency-critical casts)."""
+    def lane(self, actor_id: str) -> Path:
+        """The datagram socket of an actor's lane: small requests and replies, input casts."""
         return self.core / "actors" / f"{actor_id}.lane"
 
     @staticmethod

@@ -44,6 +44,7 @@ _header_encoder = msgspec.msgpack.Encoder()
 _header_decoder = msgspec.msgpack.Decoder(Header)
 _body_encoder = msgspec.msgpack.Encoder()
 _body_decoder = msgspec.msgpack.Decoder()
+_datagram_decoder = msgspec.msgpack.Decoder(tuple[Header, Any])
 
 
 def encode(header: Header, body: Any, blobs: tuple[bytes, ...] = ()) -> list[bytes]:
@@ -61,6 +62,19 @@ def decode(frames: list[bytes]) -> tuple[Header, Any, tuple[bytes, ...]]:
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise ProtocolError(f"bad envelope: {err}") from None
     return header, body, tuple(frames[3:])
+
+
+def encode_datagram(header: Header, body: Any) -> bytes:
+    """One lane datagram: the msgpack array ``[header, body]`` (one encoder call)."""
+    return _body_encoder.encode((header, body))
+
+
+def decode_datagram(data: bytes) -> tuple[Header, Any]:
+    """Header and body of a lane datagram; ProtocolError for anything malformed."""
+    try:
+        return _datagram_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise ProtocolError(f"bad datagram: {err}") from None
 
 
 def encode_value(value: Any) -> bytes:

@@ -32,7 +32,6 @@ class InputNode(Node):
     """The ``input`` actor: one tablet for the active session's desktop."""
 
     accepts = frozenset({"input.mouse", "input.geometry", "input.status"})
-    input_lane = True
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
