@@ -76,6 +76,11 @@ def test_envelope_round_trip_and_garbage() -> None:
     for garbage in ([b"CC/1", b"\xc1", b""], [b"XX", b"", b""], [b"CC/1"]):
         with pytest.raises(ProtocolError):
             envelope.decode(garbage)
+    datagram = envelope.encode_datagram(header, {"k": [1, "two"]})
+    assert envelope.decode_datagram(datagram) == (header, {"k": [1, "two"]})
+    for junk in (b"", b"\xc1", datagram[:-1], datagram + b"\x00", envelope.encode_value([1, 2]), b"\x92\x90\xc0"):
+        with pytest.raises(ProtocolError):
+            envelope.decode_datagram(junk)
 
 
 def test_secret_never_renders() -> None:
@@ -101,6 +106,14 @@ class _Calc(ServiceNode):
         time.sleep(float(msg.body))
         return "done"
 
+    @handler("where", inline=True)
+    def where(self, _msg: Incoming) -> bool:
+        return self.ctx.in_bridge_thread()
+
+    @handler("where-not")
+    def where_not(self, _msg: Incoming) -> bool:
+        return self.ctx.in_bridge_thread()
+
 
 def test_service_node_in_fake_context() -> None:
     ctx = FakeContext("calc")
@@ -118,5 +131,12 @@ def test_service_node_in_fake_context() -> None:
         assert ctx.ask("add", {"a": 1, "b": 1}, timeout_s=0.5).unwrap() == 2, "a blocking handler must not block others"
         t.join()
         assert results == ["done"]
+        assert ctx.ask("where").unwrap() is True, "an inline handler answers on the bridge thread"
+        assert ctx.ask("where-not").unwrap() is False, "a plain handler answers on the actor thread"
     finally:
         ctx.close()
+
+
+def test_a_handler_cannot_be_both_blocking_and_inline() -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        handler("x", blocking=True, inline=True)

@@ -197,6 +197,21 @@ def test_identity_time_and_load() -> None:
         assert route["iface"] in {n for _, n in socket.if_nameindex()} | {"lo"}
 
 
+def test_os_release_edited_on_disk_is_reported_at_the_next_request(tmp_path: Path) -> None:
+    release = tmp_path / "os-release"
+    release.write_text('ID=one\nPRETTY_NAME="First One"\n')
+    with monitor_node({"os_release_paths": [str(release)]}) as ctx:
+        first = ctx.ask("monitor.osinfo").body
+        assert ctx.ask("monitor.osinfo").body == first  # served from the parsed copy
+        release.write_text('ID=two\nPRETTY_NAME="Second, longer"\nVERSION_ID=2\n')
+        second = ctx.ask("monitor.osinfo").body
+        release.unlink()
+        gone = ctx.ask("monitor.osinfo").body
+    assert (first["id"], first["pretty-name"]) == ("one", "First One")
+    assert (second["id"], second["pretty-name"], second["version-id"]) == ("two", "Second, longer", "2")
+    assert "id" not in gone and gone["kernel-release"] == os.uname().release
+
+
 def test_logind_used_when_utmp_is_empty(tmp_path: Path) -> None:
     empty = tmp_path / "utmp"
     empty.write_bytes(b"")

@@ -313,7 +313,9 @@ class Bridge:
             data = self._lane_in.recv(_LANE_RECV)
         except BlockingIOError:
             return
-        self._counters["msg.in"] += 1
+        counters = self._counters
+        counters["msg.in"] += 1
+        counters["lane.in"] += 1
         try:
             header, body = envelope.decode_datagram(data)
         except ProtocolError:

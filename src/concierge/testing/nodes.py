@@ -29,6 +29,11 @@ class EchoNode(ServiceNode):
         """Return the body unchanged."""
         return msg.body
 
+    @handler("big")
+    def big(self, msg: Incoming) -> str:
+        """Return ``body`` characters: a small request with a reply too big for a datagram."""
+        return "x" * int(msg.body)
+
     @handler("pid")
     def pid(self, _msg: Incoming) -> int:
         """Return this process's pid."""
@@ -163,9 +168,7 @@ class UnavailableNode(EchoNode):
 class InlineEchoNode(EchoNode):
     """Answers ``echo`` on the bridge thread itself (no pykka hop): the runtime's floor."""
 
-    def handle(self, msg: Incoming) -> None:
-        """Reply at once for ``echo``; everything else goes the usual way."""
-        if msg.type == "echo" and msg.reply is not None:
-            msg.reply.ok(msg.body)
-            return
-        super().handle(msg)
+    @handler("echo", inline=True)
+    def echo(self, msg: Incoming) -> Any:
+        """Return the body unchanged, from the bridge thread."""
+        return msg.body

@@ -1,9 +1,11 @@
 """MonitorNode: the monitor actor process (config id ``monitor``).
 
-Cheap probes (procfs reads, cached interface layout) run on the service actor thread;
-hang-prone ones (statvfs, NVMe ioctl, package databases, logind, DNS) are ``blocking=True``
-handlers on the worker pool and, inside, go through a :class:`DeadlineRunner`, so a dead
-mount costs one timeout and never delays other requests. Request/reply shapes: messages.py.
+Cheap probes (procfs and sysfs reads, the cached interface layout; each a few dozen µs, none
+can hang) are answered inline on the bridge thread: a hand-off to the actor thread would cost
+more than the probe. Hang-prone ones (statvfs, NVMe ioctl, package databases, logind, DNS) are
+``blocking=True`` handlers on the worker pool and, inside, go through a
+:class:`DeadlineRunner`, so a dead mount costs one timeout and never delays other requests.
+Request/reply shapes: messages.py.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class MonitorNode(ServiceNode):
         self.runner.close()
 
     # --- identity -----------------------------------------------------------------------------
-    @handler(m.OSINFO)
+    @handler(m.OSINFO, inline=True)
     def osinfo(self, msg: Incoming) -> dict[str, Any]:
         """uname + os-release."""
         return osinfo.osinfo(self.settings.os_release_paths)
@@ -97,7 +99,7 @@ class MonitorNode(ServiceNode):
             self._fqdn = (now, value)
         return value
 
-    @handler(m.TIMEZONE)
+    @handler(m.TIMEZONE, inline=True)
     def timezone(self, msg: Incoming) -> dict[str, Any]:
         """Zone abbreviation/offset (qemu-ga) plus IANA name/standard offset (oVirt)."""
         return osinfo.timezone()
@@ -119,7 +121,7 @@ class MonitorNode(ServiceNode):
         return found or []
 
     # --- network ------------------------------------------------------------------------------
-    @handler(m.INTERFACES)
+    @handler(m.INTERFACES, inline=True)
     def network_interfaces(self, msg: Incoming) -> dict[str, Any]:
         """Interfaces filtered by the profile's excludes and cap."""
         profile = _body(msg).get("profile", "default")
@@ -130,7 +132,7 @@ class MonitorNode(ServiceNode):
             return self.interfaces.probe(cfg.interface_excludes, cfg.interface_cap)
         raise ActorError(ErrorCode.BAD_REQUEST, f"unknown interfaces profile {profile!r}")
 
-    @handler(m.ROUTES)
+    @handler(m.ROUTES, inline=True)
     def network_routes(self, msg: Incoming) -> list[dict[str, Any]]:
         """IPv4 and IPv6 routes."""
         return routes.routes(f"{self.settings.proc_root}/net")
@@ -151,28 +153,28 @@ class MonitorNode(ServiceNode):
         """Block devices as guest-get-disks lists them."""
         return self.disks.probe()
 
-    @handler(m.DISKSTATS)
+    @handler(m.DISKSTATS, inline=True)
     def disk_stats(self, msg: Incoming) -> list[dict[str, Any]]:
         """/proc/diskstats."""
         return stats.diskstats(f"{self.settings.proc_root}/diskstats")
 
     # --- cpu and memory -----------------------------------------------------------------------
-    @handler(m.CPUSTATS)
+    @handler(m.CPUSTATS, inline=True)
     def cpu_stats(self, msg: Incoming) -> list[dict[str, Any]]:
         """Per-CPU times (ms)."""
         return stats.cpustats(f"{self.settings.proc_root}/stat")
 
-    @handler(m.LOAD)
+    @handler(m.LOAD, inline=True)
     def load_average(self, msg: Incoming) -> dict[str, float]:
         """Load average."""
         return osinfo.load()
 
-    @handler(m.CPUS)
+    @handler(m.CPUS, inline=True)
     def cpus(self, msg: Incoming) -> dict[str, int]:
         """Online CPU count."""
         return {"count": osinfo.cpu_count()}
 
-    @handler(m.MEMORY)
+    @handler(m.MEMORY, inline=True)
     def memory_stats(self, msg: Incoming) -> dict[str, int]:
         """Memory sizes and swap/page-fault counters."""
         root = self.settings.proc_root

@@ -52,6 +52,30 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
+#: path -> (identity of the file read, its parsed values)
+_release_cache: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
+def _read_os_release(path: str) -> dict[str, str] | None:
+    """Parsed os-release, re-read only when the file changed (one stat instead of open, read
+    and a parse: the parse alone cost more than qemu-ga's whole answer). None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _release_cache.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            release = parse_os_release(handle.read())
+    except OSError:
+        return None
+    _release_cache[path] = (identity, release)
+    return release
+
+
 def osinfo(os_release_paths: Sequence[str]) -> dict[str, Any]:
     """qemu-ga's ``GuestOSInfo`` (kebab-case keys), absent ones omitted."""
     info: dict[str, Any] = {}
@@ -60,10 +84,8 @@ def osinfo(os_release_paths: Sequence[str]) -> dict[str, Any]:
     info["kernel-version"] = uname.version
     info["machine"] = uname.machine
     for path in os_release_paths:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                release = parse_os_release(handle.read())
-        except OSError:
+        release = _read_os_release(path)
+        if release is None:
             continue
         for src, dst in _OS_RELEASE_KEYS:
             if src in release:
