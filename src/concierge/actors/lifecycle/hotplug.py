@@ -18,9 +18,9 @@ _CPU_DIR = re.compile(r"^cpu(\d+)$")
 _MEM_DIR = re.compile(r"^memory(\d+)$")
 
 
-def _read_small(path: str) -> bytes:
+def _read_small(path: str, dir_fd: int | None = None) -> bytes:
     """The first bytes of a small sysfs attribute (FileNotFoundError etc. as ``open`` raises)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         return os.read(fd, 64)
     finally:
@@ -123,23 +123,29 @@ class Hotplug:
         except OSError as err:
             raise _err(err, f'Can\'t open directory"{self.mem_dir}/"') from err
         indexes = sorted(int(m.group(1)) for n in names if (m := _MEM_DIR.match(n)))
-        blocks = [self._read_block(i) for i in indexes]
+        # paths relative to the directory, as qemu-ga's openat: a full sysfs path walk per file
+        # cost ~15% of the whole answer
+        dir_fd = os.open(self.mem_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            blocks = [self._read_block(i, dir_fd) for i in indexes]
+        finally:
+            os.close(dir_fd)
         if not blocks:
             raise HotplugError("guest reported zero memory blocks!")
         return blocks
 
-    def _read_block(self, index: int) -> dict[str, Any]:
+    def _read_block(self, index: int, dir_fd: int) -> dict[str, Any]:
         # plain os calls on string paths: a guest has hundreds of blocks, and pathlib plus the io
         # stack cost ~4x the read itself (guest-get-memory-blocks answers in ~1/4 of the time)
-        path = f"{self.mem_dir}/memory{index}"
+        path = f"memory{index}"
         try:
-            state = _read_small(f"{path}/state")[:10]
+            state = _read_small(f"{path}/state", dir_fd)[:10]
         except FileNotFoundError:
             return {"phys-index": index, "online": True, "can-offline": False}
         except OSError as err:
             raise _err(err, 'pread sysfs file "state"') from err
         try:
-            removable = _read_small(f"{path}/removable")[:1]
+            removable = _read_small(f"{path}/removable", dir_fd)[:1]
             can_offline = removable != b"0"
         except FileNotFoundError:
             can_offline = False
