@@ -166,9 +166,10 @@ class LifecycleNode(ServiceNode):
         """Thaw now (cancels a freeze in progress)."""
         return self.quiescer.thaw("request")
 
-    @handler(m.FREEZE_STATUS)
+    @handler(m.FREEZE_STATUS, inline=True)
     def on_freeze_status(self, msg: Incoming) -> str:
-        """``frozen`` or ``thawed``, without waiting for anything."""
+        """``frozen`` or ``thawed``, without waiting for anything (inline: backup tools poll it;
+        the quiescer's state lock is never held while blocking)."""
         return self.quiescer.status()
 
     @handler(m.FSTRIM, blocking=True)
@@ -255,9 +256,9 @@ class LifecycleNode(ServiceNode):
             raise ActorError(ErrorCode.UNAVAILABLE, str(err)) from err
 
     # --- time ---------------------------------------------------------------------------------
-    @handler(m.GET_TIME)
+    @handler(m.GET_TIME, inline=True)
     def on_get_time(self, msg: Incoming) -> int:
-        """Wall clock in ns."""
+        """Wall clock in ns (inline: one clock read, polled by management tools)."""
         return get_time_ns()
 
     @handler(m.SET_TIME, blocking=True)
