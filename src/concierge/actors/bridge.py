@@ -64,35 +64,7 @@ class _Timer:
 
 
 class _ReplyPort:
-    """Answers one request through the inbox ROUTER, exactly once, from any thread."""
-
-    __slots__ = ("_bridge", "_done", "_header", "_route")
-
-    def __init__(self, bridge: Bridge, route: bytes, header: envelope.Header) -> None:
-        self._bridge = bridge
-        self._route = route
-        self._header = header
-        self._done = False
-
-    def _send(self, kind: str, body: Any, blobs: tuple[bytes, ...]) -> None:
-        if self._done:
-            return
-        self._done = True
-        req = self._header
-        header = envelope.Header(kind, req.type, 0, req.id, self._bridge.actor_id, req.src)
-        frames = [self._route, *envelope.encode(header, body, blobs)]
-        self._bridge.submit(lambda: self._bridge.send_inbox(frames))
-
-    def ok(self, body: Any = None, blobs: tuple[bytes, ...] = ()) -> None:
-        self._send("rep", body, blobs)
-
-    def error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
-        self._send("err", {"code": str(code), "message": message, "retryable": retryable}, ())
-
-
-class _LaneReplyPort:
-    """Answers a request that came on the lane, exactly once, from whichever thread answers:
-    to the requester's lane when it fits (no hand-off to the bridge thread), else to its inbox."""
+    """Answers one request exactly once, from any thread; subclasses say where the answer goes."""
 
     __slots__ = ("_bridge", "_done", "_header")
 
@@ -106,18 +78,45 @@ class _LaneReplyPort:
             return
         self._done = True
         req = self._header
-        bridge = self._bridge
-        header = envelope.Header(kind, req.type, 0, req.id, bridge.actor_id, req.src)
-        if not blobs and bridge.lane_send(req.src, envelope.encode_datagram(header, body)):
-            return
-        frames = envelope.encode(header, body, blobs)
-        bridge.submit(lambda: bridge.cast_frames(req.src, "default", frames))
+        self._deliver(envelope.Header(kind, req.type, 0, req.id, self._bridge.actor_id, req.src), body, blobs)
+
+    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
+        raise NotImplementedError
 
     def ok(self, body: Any = None, blobs: tuple[bytes, ...] = ()) -> None:
         self._send("rep", body, blobs)
 
     def error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
         self._send("err", {"code": str(code), "message": message, "retryable": retryable}, ())
+
+
+class _RouterReplyPort(_ReplyPort):
+    """For a request that came through the inbox ROUTER: back along its route."""
+
+    __slots__ = ("_route",)
+
+    def __init__(self, bridge: Bridge, route: bytes, header: envelope.Header) -> None:
+        super().__init__(bridge, header)
+        self._route = route
+
+    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
+        bridge = self._bridge
+        frames = [self._route, *envelope.encode(header, body, blobs)]
+        bridge.submit(lambda: bridge.send_inbox(frames))
+
+
+class _LaneReplyPort(_ReplyPort):
+    """For a request that came on the lane: to the requester's lane when it fits, sent by the
+    answering thread itself (no hand-off to the bridge thread), else to the requester's inbox."""
+
+    __slots__ = ()
+
+    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
+        bridge = self._bridge
+        if not blobs and bridge.lane_send(header.dst, envelope.encode_datagram(header, body)):
+            return
+        frames = envelope.encode(header, body, blobs)
+        bridge.submit(lambda: bridge.cast_frames(header.dst, "default", frames))
 
 
 class Bridge:
@@ -523,7 +522,7 @@ class Bridge:
             if header.deadline_ns and header.deadline_ns < time.monotonic_ns():
                 self._counters["msg.expired"] += 1
                 continue
-            reply = _ReplyPort(self, route, header) if header.kind == "req" else None
+            reply = _RouterReplyPort(self, route, header) if header.kind == "req" else None
             kind: Kind = "req" if header.kind == "req" else "cast"
             self._deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
 
