@@ -359,6 +359,7 @@ class Bridge:
             self._sub = sockets.subscriber(self._zctx, self.layout.url(self.layout.events_out))
             self._watch_zmq(self._sub, self._drain_events)
         self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._touched.add(self._sub)  # the option is sent like a message: re-check for input
 
     # --- NodeContext: loop services ---------------------------------------------------------------
     def watch_fd(self, fd: int, callback: Callable[[int], None], events: int = select.POLLIN) -> None:
