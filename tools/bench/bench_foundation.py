@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import re
 import signal
+import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
@@ -32,6 +37,61 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _floor_echo(kind: str, path: str, ready: Any) -> None:
+    """Child of :func:`floor`: echo every message back (no Concierge code)."""
+    if kind == "zmq":
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.bind(f"ipc://{path}")
+        ready.set()
+        while True:
+            frames = sock.recv_multipart()
+            sock.send_multipart(frames)
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram.bind(path)
+    ready.set()
+    while True:
+        data, peer = dgram.recvfrom(65536)
+        dgram.sendto(data, peer)
+
+
+def floor(kind: str, tmp: Path, count: int) -> list[float]:
+    """Round trips (µs) between two bare Python processes: ZeroMQ DEALER/ROUTER over ipc, or
+    unix datagrams, each side blocking in its receive: what the machine allows before any of
+    our code runs."""
+    path = str(tmp / f"floor-{kind}")
+    ready = mp.Event()
+    child = mp.Process(target=_floor_echo, args=(kind, path, ready), daemon=True)
+    child.start()
+    ready.wait(10)
+    samples = []
+    try:
+        if kind == "zmq":
+            ctx = zmq.Context()
+            sock = ctx.socket(zmq.DEALER)
+            sock.connect(f"ipc://{path}")
+            for _ in range(count):
+                t = time.perf_counter_ns()
+                sock.send(b"x" * 40)
+                sock.recv()
+                samples.append((time.perf_counter_ns() - t) / 1000)
+            sock.close(0)
+            ctx.term()
+        else:
+            me = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            me.bind(path + ".c")
+            me.connect(path)
+            for _ in range(count):
+                t = time.perf_counter_ns()
+                me.send(b"x" * 40)
+                me.recv(65536)
+                samples.append((time.perf_counter_ns() - t) / 1000)
+            me.close()
+    finally:
+        child.kill()
+    return samples[len(samples) // 10 :]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=5000)
@@ -40,6 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        for kind, label in (
+            ("zmq", "floor: bare pyzmq DEALER/ROUTER ipc round trip, two processes"),
+            ("dgram", "floor: bare unix datagram round trip, two processes"),
+        ):
+            us = floor(kind, Path(tmp), args.count)
+            rows.append((label, f"p50 {pct(us, 0.5):.1f} µs, p99 {pct(us, 0.99):.1f} µs", "-"))
         extra = "[agent]\nlog_level='warning'\n[supervisor]\nintensity = 1000\nstable_after_s = 0.5\n"
         agent = AgentHarness(Path(tmp), catalog({"a": ECHO, "b": ECHO, "c": INLINE_ECHO}, extra=extra))
         agent.start()
