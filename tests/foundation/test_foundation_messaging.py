@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,3 +132,26 @@ def test_a_restarted_peer_is_reached_again_on_a_fresh_lane(agent_factory: Any) -
         )
         again = client.request("a", "ask", {"dst": "b", "type": "pid"}).unwrap()
         assert again["ok"] and again["body"] not in (first, None)
+
+
+def test_a_request_to_an_actor_that_dies_is_answered_at_once(agent_factory: Any) -> None:
+    """b never answers and is then killed: a's request fails UNAVAILABLE when the supervisor
+    announces b's exit, not at a's 5 s deadline (what the host would otherwise wait for)."""
+    agent = agent_factory({"a": ECHO, "b": {"entry": "concierge.testing.nodes:HangNode"}})
+    agent.start()
+    with ActorClient(agent.runtime_dir) as client:
+        b_pid = client.request("b", "pid").unwrap()
+        outcome: list[Any] = []
+        asking = threading.Thread(
+            target=lambda: outcome.append(client.request("a", "ask", {"dst": "b", "type": "hang"}, timeout_s=10))
+        )
+        asking.start()
+        time.sleep(0.5)  # the request sits in b's deadlocked actor thread
+        killed = time.monotonic()
+        os.kill(b_pid, signal.SIGKILL)
+        asking.join(10)
+        answered_after = time.monotonic() - killed
+    relayed = outcome[0].unwrap()
+    assert not relayed["ok"] and relayed["code"] == "UNAVAILABLE"
+    assert "b stopped before it answered" in relayed["message"]
+    assert answered_after < 2.5, answered_after  # a's own deadline was 5 s

@@ -135,3 +135,25 @@ def test_supervisor_sigkill_leaves_no_orphans(agent_factory: Any) -> None:
         time.sleep(0.05)
     alive = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"orphans left: {alive}"
+
+
+def test_a_paused_guest_does_not_cost_a_restart(agent_factory: Any) -> None:
+    """Every process of the agent stopped at once for longer than every watchdog limit (what a
+    paused or migrating VM, or a host starving the guest, looks like from inside): when they all
+    run again, nobody is killed for the silence and nobody exits as an orphan."""
+    stall = "[agent]\nheartbeat_interval_s = 0.2\nheartbeat_timeout_s = 1.5\nactor_unresponsive_s = 1.0\n"
+    agent = agent_factory({"one": ECHO, "two": ECHO}, extra=stall)
+    agent.start()
+    before = pids(agent.status())
+    assert agent.proc is not None
+    everyone = [p.pid for p in psutil.Process(agent.proc.pid).children(recursive=True)] + [agent.proc.pid]
+    for pid in everyone:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(4.0)  # > heartbeat_timeout_s, > actor_unresponsive_s, > the actors' orphan limit (3 s)
+    for pid in reversed(everyone):
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(2.0)  # several heartbeats and watchdog ticks after the pause
+    after = agent.status()
+    assert pids(after) == before
+    assert all(a["state"] == "RUNNING" and a["restarts"] == 0 for a in after["actors"]), after
+    assert "supervisor.stalled" in agent.log_path.read_text() or "did not run for" in agent.log_path.read_text()

@@ -54,6 +54,7 @@ def test_state_table() -> None:
     assert allowed(State.RUNNING, State.BACKOFF)
     assert not allowed(State.STOPPED, State.RUNNING)
     assert not allowed(State.STOPPING, State.RUNNING)
+    assert allowed(State.RUNNING, State.STOPPED), "exits on its own while the agent shuts down"
 
 
 def test_defaults_load_and_unknown_keys_are_named(tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ from concierge.transport.endpoints import RuntimeLayout
 log = logging.getLogger(__name__)
 #: largest header + body sent as one lane datagram; larger messages take ZeroMQ
 LANE_MAX = 60_000
+#: a heartbeat this much later than due means the whole process stood still
+_STALL_S = 1.0
 _LANE_RECV = 65_536
 
 Frames = list[bytes]
@@ -158,9 +160,10 @@ class Bridge:
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._timers: list[tuple[float, int, Callable[[], None], _Timer]] = []
-        # in-flight requests: id -> (on_reply, expires, dst, type). Swept when the earliest may
-        # be due, not one heap timer each: a timer per request cost ~3 µs of heap work apiece
-        self._pending: dict[int, tuple[Callable[[Reply], None], float, str, str]] = {}
+        # in-flight requests: id -> (on_reply, expires, dst, type, the lane socket it went on or
+        # None). Swept when the earliest may be due, not one heap timer each: a timer per request
+        # cost ~3 µs of heap work apiece
+        self._pending: dict[int, tuple[Callable[[Reply], None], float, str, str, socket.socket | None]] = {}
         self._next_expiry = math.inf
         self._fds: dict[int, Callable[[int], None]] = {}
         self._dealers: dict[tuple[str, Lane], zmq.Socket[bytes]] = {}
@@ -180,7 +183,7 @@ class Bridge:
         # every message; a connected socket also notices a restarted peer (ECONNREFUSED)
         self._lane_out: dict[str, socket.socket] = {}
         self._sub: zmq.Socket[bytes] | None = None
-        self._last_supervisor = self.clock.monotonic()
+        self._last_supervisor = self._last_beat = self.clock.monotonic()
         self._watch_zmq(self._control, self._drain_control)
         self._watch_zmq(self._inbox, self._drain_inbox)
         self._poller.register(self._wake_fd, select.POLLIN)
@@ -204,9 +207,10 @@ class Bridge:
 
         def send() -> None:
             expires = self.clock.monotonic() + timeout_s
-            self._pending[msg_id] = (on_reply, expires, dst, type)
             self._next_expiry = min(self._next_expiry, expires)
-            if datagram and self.lane_send(dst, datagram):
+            sock = self._lane_send(dst, datagram) if datagram else None
+            self._pending[msg_id] = (on_reply, expires, dst, type, sock)
+            if sock is not None:
                 return
             frames = envelope.encode(header, body, blobs)
             if not self._send_dealer(dst, "default", frames):
@@ -264,20 +268,24 @@ class Bridge:
     def lane_send(self, dst: str, datagram: bytes) -> bool:
         """Send one datagram to ``dst``'s lane, from any thread; False when it is too big or
         the kernel refuses it (peer absent, queue full)."""
+        return self._lane_send(dst, datagram) is not None
+
+    def _lane_send(self, dst: str, datagram: bytes) -> socket.socket | None:
+        """:meth:`lane_send`, returning the connected socket the datagram went on."""
         if len(datagram) > LANE_MAX:
-            return False
+            return None
         sock = self._lane_out.get(dst)
         if sock is not None:
             try:
                 sock.send(datagram)
             except BlockingIOError:  # the peer is behind: its queue is full
                 self._counters["lane.full"] += 1
-                return False
+                return None
             except OSError:  # the peer is gone or restarted (a new socket at its path)
                 self._lane_out.pop(dst, None)
             else:
                 self._counters["msg.out"] += 1
-                return True
+                return sock
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             sock.connect(str(self.layout.lane(dst)))
@@ -285,10 +293,10 @@ class Bridge:
         except OSError:
             sock.close()
             self._counters["lane.refused"] += 1
-            return False
+            return None
         self._lane_out[dst] = sock
         self._counters["msg.out"] += 1
-        return True
+        return sock
 
     def open_lanes(self) -> None:
         """Bind this process's lane (before Ready, so no datagram is lost)."""
@@ -434,7 +442,7 @@ class Bridge:
         self.open_lanes()
         # the node's start may have taken seconds on a slow guest: the supervisor's silence is
         # measured from now, not from when the bridge was built
-        self._last_supervisor = self.clock.monotonic()
+        self._last_supervisor = self._last_beat = self.clock.monotonic()
         self.call_later(0.0, self._heartbeat)
         while self._running:
             timeout_ms = 1000
@@ -597,9 +605,34 @@ class Bridge:
                 self.stop(0)
             elif verb == b"frozen" and rest and self._on_frozen is not None:
                 self._on_frozen(rest[0] == b"1")
+            elif verb == b"down" and rest:
+                self._peer_down(rest[0].decode(errors="replace"))
+
+    def _peer_down(self, dst: str) -> None:
+        """``dst`` exited: the requests that went on its lane died with it (its successor has
+        a new socket), so they are answered UNAVAILABLE now rather than TIMEOUT later. Those
+        that took ZeroMQ may still reach the successor and keep waiting."""
+        sock = self._lane_out.pop(dst, None)
+        if sock is None:
+            return
+        lost = [msg_id for msg_id, entry in self._pending.items() if entry[4] is sock]
+        for msg_id in lost:
+            self._counters["request.peer_down"] += 1
+            message = f"{dst} stopped before it answered"
+            self._finish(msg_id, Reply(False, code=ErrorCode.UNAVAILABLE, message=message))
 
     def _heartbeat(self) -> None:
         now = self.clock.monotonic()
+        late = now - self._last_beat - self._hb_interval
+        self._last_beat = now
+        if late > _STALL_S:
+            # this process did not run either (a paused VM, a starved CPU): the silence of the
+            # supervisor and of our own threads is ours to forgive, not evidence against them
+            log.warning("heartbeat %.1f s late: watchdog clocks restart", late, extra={"event": "actor.stalled"})
+            self._last_supervisor = now
+            self._pings.clear()
+            for key in self._last_pong:
+                self._last_pong[key] = now
         stuck = []
         for ref in self._actors:
             key = id(ref)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -35,6 +36,8 @@ from concierge.transport import envelope, sockets
 from concierge.transport.endpoints import RuntimeLayout
 
 log = logging.getLogger(__name__)
+#: a supervisor tick this much later than due means the supervisor stood still (see _tick)
+_STALL_S = 1.0
 
 
 class Supervisor:
@@ -155,6 +158,7 @@ class Supervisor:
 
     def _after_exit(self, child: Child, code: int) -> None:
         now = self.clock.monotonic()
+        self._announce_down(child)
         cls = classify_exit(code)
         child.last_exit = describe_exit(code) + (
             f" ({child.detail})" if child.detail and cls == ExitClass.CRASH else ""
@@ -203,6 +207,13 @@ class Supervisor:
         child.restarts += 1
         child.set_state(State.BACKOFF)
         child.next_start = max(now + delay, self.frozen_until)
+
+    def _announce_down(self, gone: Child) -> None:
+        """Tell the other actors that ``gone`` exited: what they had sent on its lane is lost
+        with it, and they answer those requests at once instead of at their deadline."""
+        for other in self.children.values():
+            if other is not gone and other.pid and other.state in (State.RUNNING, State.STARTING):
+                self._send(other.id, b"down", gone.id.encode())
 
     def _give_up(self, child: Child, why: str) -> None:
         child.set_state(State.FATAL)
@@ -333,6 +344,7 @@ class Supervisor:
             signal.signal(signum, lambda *_: None)
         for child in self.children.values():
             self.start_child(child)
+        self._last_tick = self.clock.monotonic()
         while self.running:
             for item, _ in self.poller.poll(self._timeout_ms()):
                 if item is self.control:
@@ -363,6 +375,9 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = self.clock.monotonic()
+        if now - self._last_tick > _STALL_S:
+            self._forgive_stall(now, now - self._last_tick)
+        self._last_tick = now
         hb_timeout = self.config.agent.heartbeat_timeout_s * (10 if self.frozen() else 1)
         for child in self.children.values():
             if child.state == State.BACKOFF and child.wanted and now >= child.next_start and not self.stopping_all():
@@ -389,6 +404,24 @@ class Supervisor:
     _stopping = False
     _all_running_logged = False
     _last_watchdog = 0.0
+    _last_tick = math.inf
+
+    def _forgive_stall(self, now: float, gap: float) -> None:
+        """The loop ticks every 50 ms; a gap of seconds means the supervisor itself did not run
+        (the VM was paused or migrated, the host starved the guest of CPU) and, most likely,
+        neither did its children. Their silence during the gap is not held against them: the
+        watchdog, start and stop clocks move on by the gap instead of killing every actor."""
+        log.warning(
+            "supervisor did not run for %.1f s: watchdog clocks moved on",
+            gap,
+            extra={"event": "supervisor.stalled", "stall_s": round(gap, 3)},
+        )
+        for child in self.children.values():
+            child.last_hb += gap
+            if child.state == State.STARTING:
+                child.started_at += gap
+            if child.kill_at:
+                child.kill_at += gap
 
     def stopping_all(self) -> bool:
         """True once the whole agent is shutting down."""

@@ -20,10 +20,12 @@ class State(enum.StrEnum):
     FATAL = "FATAL"
 
 
+#: RUNNING/STARTING -> STOPPED: an actor that exits by itself once it is no longer wanted, before
+#: it was asked to stop (the agent is shutting down and systemd signalled the whole cgroup)
 ALLOWED: dict[State, frozenset[State]] = {
     State.STOPPED: frozenset({State.STARTING}),
-    State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.FATAL, State.EXITED}),
-    State.RUNNING: frozenset({State.BACKOFF, State.STOPPING, State.EXITED, State.FATAL}),
+    State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.FATAL, State.EXITED, State.STOPPED}),
+    State.RUNNING: frozenset({State.BACKOFF, State.STOPPING, State.EXITED, State.FATAL, State.STOPPED}),
     State.BACKOFF: frozenset({State.STARTING, State.FATAL, State.STOPPED}),
     State.STOPPING: frozenset({State.STOPPED}),
     State.EXITED: frozenset({State.STARTING, State.STOPPED}),
