@@ -192,9 +192,6 @@ class Node:
 
     #: request/cast/event types this node accepts; others get UNKNOWN_TYPE without a call
     accepts: frozenset[str] | None = None
-    #: modules the node imports lazily in ``start``: the fork server imports them beforehand, so
-    #: their pages are shared and the actor starts sooner
-    preload: tuple[str, ...] = ()
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

@@ -86,7 +86,7 @@ class Child:
         if forkserver is not None and forkserver.alive():
             read_end, write_end = os.pipe2(os.O_CLOEXEC)
             try:
-                self.pid = forkserver.spawn(self.id, str(runtime_dir), write_end, uid, gid, entry=self.spec.entry)
+                self.pid = forkserver.spawn(self.id, str(runtime_dir), write_end, uid, gid)
             except OSError:
                 os.close(read_end)
                 raise

@@ -34,14 +34,11 @@ def _prctl(option: int, value: int) -> None:
 
 
 def preload(entries: tuple[str, ...] = ()) -> list[str]:
-    """Import the runtime and the given actors' modules, then freeze the heap so forks share it.
+    """Import the runtime and every actor's module, then freeze the heap so forks share it.
 
-    Importing an actor's module in the fork server, once, means its code objects live in pages
-    that every actor process shares instead of each importing (and paying for) its own copy.
-    The root supervisor passes no entries: the fork server imports each actor's module just
-    before that actor's first fork (``ForkServer.spawn``), so the first actor in start order
-    (the transport) does not wait for every other actor's imports. A module that fails to
-    import is skipped: the actor itself reports the error (exit 78) when it starts.
+    Importing each enabled actor's module here, once, means its code objects live in pages that
+    every actor process shares instead of each importing (and paying for) its own copy. A module
+    that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
     Returns the modules that could not be preloaded.
     """
     import importlib  # noqa: PLC0415
@@ -53,26 +50,15 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     import concierge.actors.runner  # noqa: PLC0415
     import concierge.actors.service  # noqa: F401, PLC0415
 
-    failed = [module for entry in entries for module in _import_entry(entry, importlib.import_module)]
+    failed = []
+    for entry in entries:
+        module = entry.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
+            failed.append(module)
     gc.collect()
     gc.freeze()
-    return failed
-
-
-def _import_entry(entry: str, import_module: Any) -> list[str]:
-    """Import an actor's module and the modules its node class lists in ``preload`` (what it
-    would import lazily at start); returns those that failed (the actor reports them itself)."""
-    module_name, _, attr = entry.partition(":")
-    try:
-        module = import_module(module_name)
-    except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
-        return [module_name]
-    failed = []
-    for extra in getattr(getattr(module, attr, None), "preload", ()):
-        try:
-            import_module(extra)
-        except Exception:  # noqa: BLE001 - as above
-            failed.append(extra)
     return failed
 
 
@@ -98,18 +84,10 @@ class ForkServer:
         self.pidfd = os.pidfd_open(pid)
 
     def spawn(
-        self,
-        actor_id: str,
-        runtime_dir: str,
-        stderr_fd: int,
-        uid: int | None = None,
-        gid: int | None = None,
-        *,
-        entry: str | None = None,
+        self, actor_id: str, runtime_dir: str, stderr_fd: int, uid: int | None = None, gid: int | None = None
     ) -> int:
-        """Fork an actor; returns its pid (already our child, via the subreaper). ``entry`` is
-        imported into the fork server first, if it is not yet, so later forks share it."""
-        request = {"id": actor_id, "runtime_dir": runtime_dir, "uid": uid, "gid": gid, "entry": entry}
+        """Fork an actor; returns its pid (already our child, via the subreaper)."""
+        request = {"id": actor_id, "runtime_dir": runtime_dir, "uid": uid, "gid": gid}
         socket.send_fds(self.sock, [json.dumps(request).encode()], [stderr_fd])
         self.sock.settimeout(10.0)
         reply = json.loads(self.sock.recv(_MAX_MSG))
@@ -145,9 +123,6 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) 
         if int(fd) not in keep:
             with contextlib.suppress(OSError):
                 os.close(int(fd))
-    import importlib  # noqa: PLC0415
-
-    loaded: set[str] = set()
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 4)
@@ -157,11 +132,6 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) 
             return
         try:
             request = json.loads(data)
-            entry = request.get("entry")
-            if entry and entry not in loaded:
-                _import_entry(str(entry), importlib.import_module)
-                loaded.add(entry)
-                gc.freeze()
             pid = _double_fork(request, fds, sock, supervisor_pid)
             sock.send(json.dumps({"pid": pid}).encode())
         except (OSError, ValueError, KeyError) as err:

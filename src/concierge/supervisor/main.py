@@ -135,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format
     forkserver = None
     if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
-        # the runtime only: the fork server imports each actor's module just before its first
-        # fork, so the transport (first in start order) is up without waiting for the others'
-        preload()
+        preload(tuple(spec.entry for spec in config.actors.values() if spec.enabled and not spec.user))
         forkserver = ForkServer(keep_fds=(2,))
     supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader, forkserver=forkserver)
     log.info("concierge starting on %s", layout.root, extra={"event": "agent.starting"})
