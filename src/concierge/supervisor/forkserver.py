@@ -9,6 +9,12 @@ Safety: the fork server is forked from the supervisor *before* the supervisor cr
 ZeroMQ context or thread, and it never creates one itself. Each actor is double-forked: the
 intermediate exits at once, so the actor is re-parented to the supervisor, which is a child
 subreaper; the supervisor then owns it like any child (pidfd, waitid, exit status).
+
+A fork server may be given a number of ``spawns``: it exits once it has forked that many
+actors. The per-user session has a single group process: a fork server kept alive only for a
+restart would hold ~4 MB of pages that the supervisor and the group both copied (the originals
+stay mapped by the fork server alone). After it exits, restarts start a fresh interpreter (the
+supervisor's fallback when the fork server is gone): slower and bigger, but only after a crash.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import ctypes
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -65,7 +72,8 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
 class ForkServer:
     """Supervisor-side handle of the fork server process."""
 
-    def __init__(self, keep_fds: tuple[int, ...] = ()) -> None:
+    def __init__(self, keep_fds: tuple[int, ...] = (), spawns: int | None = None) -> None:
+        """Fork the fork server; with ``spawns``, it exits after forking that many actors."""
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         supervisor_pid = os.getpid()
@@ -74,7 +82,7 @@ class ForkServer:
             parent_sock.close()
             code = 0
             try:
-                _serve(child_sock, supervisor_pid, keep_fds)
+                _serve(child_sock, supervisor_pid, keep_fds, spawns)
             except BaseException:  # noqa: BLE001 - a fork server must never fall back into supervisor code
                 code = 70
             os._exit(code)
@@ -82,6 +90,7 @@ class ForkServer:
         self.pid = pid
         self.sock = parent_sock
         self.pidfd = os.pidfd_open(pid)
+        self._spawns = spawns
 
     def spawn(
         self, actor_id: str, runtime_dir: str, stderr_fd: int, uid: int | None = None, gid: int | None = None
@@ -90,17 +99,26 @@ class ForkServer:
         request = {"id": actor_id, "runtime_dir": runtime_dir, "uid": uid, "gid": gid}
         socket.send_fds(self.sock, [json.dumps(request).encode()], [stderr_fd])
         self.sock.settimeout(10.0)
-        reply = json.loads(self.sock.recv(_MAX_MSG))
+        data = self.sock.recv(_MAX_MSG)
+        if not data:
+            raise OSError("fork server gone")
+        reply = json.loads(data)
         if "pid" not in reply:
             raise OSError(reply.get("error", "fork server failed"))
+        if self._spawns is not None:
+            self._spawns -= 1
+            if self._spawns <= 0:  # it exits now: reap it rather than leave a zombie
+                select.select([self.pidfd], [], [], 2.0)
+                self.alive()
         return int(reply["pid"])
 
     def alive(self) -> bool:
-        """False once the fork server has exited."""
+        """False once the fork server has exited (or has forked all it was asked to)."""
         try:
-            return os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None
+            running = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None
         except ChildProcessError:
-            return False
+            running = False
+        return running and (self._spawns is None or self._spawns > 0)
 
     def close(self) -> None:
         """Stop the fork server."""
@@ -112,7 +130,7 @@ class ForkServer:
         os.close(self.pidfd)
 
 
-def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) -> None:
+def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...], spawns: int | None) -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != supervisor_pid:
         return
@@ -134,6 +152,10 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) 
             request = json.loads(data)
             pid = _double_fork(request, fds, sock, supervisor_pid)
             sock.send(json.dumps({"pid": pid}).encode())
+            if spawns is not None:
+                spawns -= 1
+                if spawns <= 0:
+                    return
         except (OSError, ValueError, KeyError) as err:
             sock.send(json.dumps({"error": str(err)}).encode())
         finally:

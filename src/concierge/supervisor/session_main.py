@@ -103,8 +103,12 @@ def run_session(args: argparse.Namespace, runtime_dir: Path | None) -> int:
     clean_stale(layout)
     layout.ensure_dirs()
     os.environ["CONCIERGE_LOG_FORMAT"] = config.agent.log_format
-    preload(tuple(spec.entry for spec in config.actors.values()))
-    supervisor = Supervisor(config, layout, {}, log_handler=handler, forkserver=ForkServer(keep_fds=(2,)))
+    forkserver = None
+    if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
+        preload(tuple(spec.entry for spec in config.actors.values()))
+        # one spawn per actor, then the fork server exits (restarts exec a fresh interpreter)
+        forkserver = ForkServer(keep_fds=(2,), spawns=len(config.actors))
+    supervisor = Supervisor(config, layout, {}, log_handler=handler, forkserver=forkserver)
     try:
         return supervisor.run()
     finally:
