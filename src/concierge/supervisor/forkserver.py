@@ -46,7 +46,9 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     Importing each enabled actor's module here, once, means its code objects live in pages that
     every actor process shares instead of each importing (and paying for) its own copy. A module
     that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
-    Returns the modules that could not be preloaded.
+    Then the heap is made fork-friendly: the free blocks of partly used pymalloc pools are
+    filled (a child's new objects then go to fresh pages instead of copying shared ones) and
+    the C heap is trimmed. Returns the modules that could not be preloaded.
     """
     import importlib  # noqa: PLC0415
 
@@ -66,7 +68,62 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
             failed.append(module)
     gc.collect()
     gc.freeze()
+    _fill_pool_holes()
+    _trim_malloc()
     return failed
+
+
+def _trim_malloc() -> None:
+    """Give the free pages of the C heap back to the kernel (glibc): they would otherwise stay
+    resident in every process of the image, and a child reusing them copies them first."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+#: objects that fill the free blocks of the pre-fork heap; never touched again
+_FILLERS: list[list[object]] = []
+
+
+def _pymalloc_free_blocks() -> dict[int, int]:
+    """Free blocks per size class in pymalloc's partly used pools ({} when not pymalloc)."""
+    debug = getattr(sys, "_debugmallocstats", None)
+    if debug is None:
+        return {}
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(write_end, 2)
+        debug()  # a few KB of text on fd 2: fits in the pipe
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode(errors="replace")
+    free: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        # "class size num_pools blocks_in_use avail_blocks"
+        if len(fields) == 5 and all(field.isdigit() for field in fields):
+            free[int(fields[1])] = int(fields[4])
+    return free
+
+
+def _fill_pool_holes() -> None:
+    """Fill the free blocks of the heap's partly used pools, so that a forked child allocates
+    its new objects in fresh pools of its own instead of in the holes of shared pages (each
+    hole filled after fork copies a whole 4 KiB page that is otherwise shared)."""
+    free = _pymalloc_free_blocks()
+    fillers: list[object] = [None] * sum(free.values())
+    i = 0
+    for size, count in free.items():
+        for _ in range(count):
+            # untracked objects of exactly ``size`` bytes: object() is 16, a float 24 (-> 32),
+            # bytes are 33 + len
+            fillers[i] = object() if size <= 16 else float(i) if size <= 32 else b"\0" * (size - 33)
+            i += 1
+    _FILLERS.append(fillers)
 
 
 class ForkServer:
