@@ -46,9 +46,11 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     Importing each enabled actor's module here, once, means its code objects live in pages that
     every actor process shares instead of each importing (and paying for) its own copy. A module
     that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
-    Then the heap is made fork-friendly: the free blocks of partly used pymalloc pools are
-    filled (a child's new objects then go to fresh pages instead of copying shared ones) and
-    the C heap is trimmed. Returns the modules that could not be preloaded.
+    Then the heap is made fork-friendly: the type attribute cache is emptied (each entry holds
+    a reference to an attribute name, module globals included: a child replacing the entry
+    decrements that string's count and copies its page), the free blocks of partly used
+    pymalloc pools are filled (a child's new objects then go to fresh pages instead of copying
+    shared ones) and the C heap is trimmed. Returns the modules that could not be preloaded.
     """
     import importlib  # noqa: PLC0415
 
@@ -67,6 +69,7 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
         except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
             failed.append(module)
     gc.collect()
+    sys._clear_type_cache()
     gc.freeze()
     _fill_pool_holes()
     _trim_malloc()
