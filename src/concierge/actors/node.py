@@ -195,6 +195,10 @@ class Node:
     #: receive ``lane="input"`` casts on a unix datagram socket (no ZeroMQ I/O threads on the
     #: mouse path; a datagram for an absent actor is refused at once, never replayed later)
     input_lane: bool = False
+    #: modules this node imports lazily (back-ends chosen at start): the fork server imports
+    #: them before forking, because an import in the forked child costs more memory than the
+    #: module itself (it copies the import machinery's and sys.modules' shared pages)
+    preload: tuple[str, ...] = ()
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

@@ -44,7 +44,8 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     """Import the runtime and every actor's module, then freeze the heap so forks share it.
 
     Importing each enabled actor's module here, once, means its code objects live in pages that
-    every actor process shares instead of each importing (and paying for) its own copy. A module
+    every actor process shares instead of each importing (and paying for) its own copy; so are
+    the modules its node class lists in ``preload`` (back-ends it would import at start). A module
     that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
     Then the heap is made fork-friendly: the type attribute cache is emptied (each entry holds
     a reference to an attribute name, module globals included: a child replacing the entry
@@ -63,11 +64,17 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
 
     failed = []
     for entry in entries:
-        module = entry.partition(":")[0]
+        module, _, attr = entry.partition(":")
         try:
-            importlib.import_module(module)
+            node = getattr(importlib.import_module(module), attr, None)
         except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
             failed.append(module)
+            continue
+        for lazy in getattr(node, "preload", ()):  # back-ends the node imports at start
+            try:
+                importlib.import_module(lazy)
+            except Exception:  # noqa: BLE001, S112 - optional back-end (e.g. no Xlib): the node decides
+                continue
     gc.collect()
     sys._clear_type_cache()
     gc.freeze()

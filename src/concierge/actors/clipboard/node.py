@@ -106,6 +106,7 @@ class ClipboardNode(Node):
     """Clipboard sharing between the SPICE client and the user's session."""
 
     accepts = ACCEPTS
+    preload = ("concierge.actors.clipboard.x11",)  # the common backend (Xlib)
 
     def start(self) -> None:
         """Validate settings, connect the backend (it announces current guest owners)."""

@@ -82,6 +82,8 @@ def pick_backend(settings: DisplaySettings, env: Mapping[str, str]) -> LayoutBac
 class DisplayNode(ServiceNode):
     """Monitor layout for one graphical session."""
 
+    preload = ("concierge.actors.display.x11",)  # the common backend (Xlib)
+
     def on_start(self) -> None:
         """Pick the backend and report the current geometry to the input actor."""
         try:
