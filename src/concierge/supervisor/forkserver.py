@@ -22,13 +22,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import select
 import signal
 import socket
 import sys
-from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -163,21 +161,20 @@ class ForkServer:
         self, actor_id: str, runtime_dir: str, stderr_fd: int, uid: int | None = None, gid: int | None = None
     ) -> int:
         """Fork an actor; returns its pid (already our child, via the subreaper)."""
-        request = {"id": actor_id, "runtime_dir": runtime_dir, "uid": uid, "gid": gid}
-        socket.send_fds(self.sock, [json.dumps(request).encode()], [stderr_fd])
+        fields = (actor_id, runtime_dir, "" if uid is None else str(uid), "" if gid is None else str(gid))
+        socket.send_fds(self.sock, ["\0".join(fields).encode()], [stderr_fd])
         self.sock.settimeout(10.0)
-        data = self.sock.recv(_MAX_MSG)
-        if not data:
+        reply = self.sock.recv(_MAX_MSG)
+        if not reply:
             raise OSError("fork server gone")
-        reply = json.loads(data)
-        if "pid" not in reply:
-            raise OSError(reply.get("error", "fork server failed"))
+        if reply.startswith(b"!"):
+            raise OSError(reply[1:].decode(errors="replace") or "fork server failed")
         if self._spawns is not None:
             self._spawns -= 1
             if self._spawns <= 0:  # it exits now: reap it rather than leave a zombie
                 select.select([self.pidfd], [], [], 2.0)
                 self.alive()
-        return int(reply["pid"])
+        return int(reply)
 
     def alive(self) -> bool:
         """False once the fork server has exited (or has forked all it was asked to)."""
@@ -208,29 +205,33 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...], 
         if int(fd) not in keep:
             with contextlib.suppress(OSError):
                 os.close(int(fd))
+    # Lean on purpose: every page this loop writes between two forks (reference counts of the
+    # objects it touches) is copied once more, the older actor keeping the old copy for itself;
+    # hence plain bytes (id NUL runtime_dir NUL uid NUL gid -> pid, or "!" error), no json.
+    recv_fds, send, close = socket.recv_fds, sock.send, os.close
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 4)
+            data, fds, _, _ = recv_fds(sock, _MAX_MSG, 4)
         except OSError:
             return
         if not data:
             return
         try:
-            request = json.loads(data)
-            pid = _double_fork(request, fds, sock, supervisor_pid)
-            sock.send(json.dumps({"pid": pid}).encode())
+            send(b"%d" % _double_fork(data.split(b"\0"), fds, sock, supervisor_pid))
             if spawns is not None:
                 spawns -= 1
                 if spawns <= 0:
                     return
-        except (OSError, ValueError, KeyError) as err:
-            sock.send(json.dumps({"error": str(err)}).encode())
+        except (OSError, ValueError, IndexError) as err:
+            send(b"!" + str(err).encode())
         finally:
             for received in fds:
-                os.close(received)
+                close(received)
 
 
-def _double_fork(request: dict[str, Any], fds: list[int], sock: socket.socket, supervisor_pid: int) -> int:
+def _double_fork(request: list[bytes], fds: list[int], sock: socket.socket, supervisor_pid: int) -> int:
+    if len(request) != 4 or not fds:
+        raise ValueError("malformed spawn request")
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -252,7 +253,7 @@ def _double_fork(request: dict[str, Any], fds: list[int], sock: socket.socket, s
     return int.from_bytes(raw, "little")
 
 
-def _become_actor(request: dict[str, Any], fds: list[int], sock: socket.socket, supervisor_pid: int) -> None:
+def _become_actor(request: list[bytes], fds: list[int], sock: socket.socket, supervisor_pid: int) -> None:
     code = 70
     try:
         sock.close()
@@ -263,16 +264,16 @@ def _become_actor(request: dict[str, Any], fds: list[int], sock: socket.socket, 
         os.close(devnull)
         os.close(fds[0])
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-        gid, uid = request.get("gid"), request.get("uid")
-        if gid is not None:
+        actor_id, runtime_dir, uid, gid = (field.decode() for field in request)
+        if gid:
             os.setgroups([])
             os.setgid(int(gid))
-        if uid is not None:
+        if uid:
             os.setuid(int(uid))
         os.environ.pop("NOTIFY_SOCKET", None)
         os.environ.pop("WATCHDOG_USEC", None)
         from concierge.actors import runner  # noqa: PLC0415
 
-        code = runner.run_forked(str(request["id"]), str(request["runtime_dir"]), supervisor_pid)
+        code = runner.run_forked(actor_id, runtime_dir, supervisor_pid)
     finally:
         os._exit(code)
