@@ -58,16 +58,25 @@ class ServiceNode(Node):
 
     #: worker threads for ``blocking=True`` handlers
     worker_threads = 4
+    #: message type -> (method name, blocking), collected once per class at class creation
+    #: (in the fork server's image, not by walking ``dir()`` in every forked actor)
+    _handler_table: dict[str, tuple[str, bool]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[str, tuple[str, bool]] = {}
+        for name in dir(cls):
+            mark = getattr(getattr(cls, name, None), _HANDLER_ATTR, None)
+            if mark is not None:
+                type_, blocking = mark
+                table[type_] = (name, blocking)
+        cls._handler_table = table
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
-        self._handlers: dict[str, tuple[Callable[[Incoming], Any], bool]] = {}
-        for name in dir(type(self)):
-            attr = getattr(type(self), name, None)
-            mark = getattr(attr, _HANDLER_ATTR, None)
-            if mark is not None:
-                type_, blocking = mark
-                self._handlers[type_] = (getattr(self, name), blocking)
+        self._handlers: dict[str, tuple[Callable[[Incoming], Any], bool]] = {
+            type_: (getattr(self, name), blocking) for type_, (name, blocking) in self._handler_table.items()
+        }
         self.accepts = frozenset(self._handlers)
         self._actor: pykka.ActorRef[Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
