@@ -133,5 +133,8 @@ def setup_logging(actor: str, *, fmt: str | None = None, level: str | None = Non
     handler.setFormatter(TextFormatter(actor) if fmt == "text" else JsonFormatter(actor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    if logging.getLevelName(root.level) != level.upper():
+        # setLevel clears the cache of every logger of the process: in an actor forked with the
+        # level already set, that would copy the pages of all of them for nothing
+        root.setLevel(level.upper())
     return handler

@@ -141,3 +141,15 @@ def test_service_node_in_fake_context() -> None:
 def test_a_handler_cannot_be_both_blocking_and_inline() -> None:
     with pytest.raises(ValueError, match="exclude each other"):
         handler("x", blocking=True, inline=True)
+
+
+def test_fork_server_fills_the_holes_of_the_heap() -> None:
+    from concierge.supervisor import forkserver
+
+    before = forkserver._pymalloc_free_blocks()
+    assert len(before) == 32 and 16 in before and 512 in before  # CPython's pymalloc size classes
+    forkserver._fill_pool_holes()
+    after = forkserver._pymalloc_free_blocks()
+    # what is left is the untouched tail of the pools the fillers opened (and the churn of the
+    # loop's own temporaries): about a 16 KiB pool a size class, whatever was free before
+    assert all(after[size] <= 2 * 16384 // size for size in after), (before, after)

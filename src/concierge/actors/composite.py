@@ -39,6 +39,12 @@ class CompositeNode(Node):
 
     parts: tuple[type[Node], ...] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A composite preloads what its parts preload."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("preload", ())
+        cls.preload = tuple(dict.fromkeys((*own, *(name for part in cls.parts for name in part.preload))))
+
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
         self.members = [

@@ -192,6 +192,10 @@ class Node:
 
     #: request/cast/event types this node accepts; others get UNKNOWN_TYPE without a call
     accepts: frozenset[str] | None = None
+    #: modules this node imports lazily (back-ends chosen at start): the fork server imports
+    #: them before forking, because an import in the forked child costs more memory than the
+    #: module itself (it copies the import machinery's and sys.modules' shared pages)
+    preload: tuple[str, ...] = ()
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

@@ -96,7 +96,7 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
     bridge: Bridge | None = None
     try:
         welcome = _handshake(control, actor_id, timeout_s=10.0)
-        setup_logging(actor_id, fmt=welcome.get("log_format"), level=welcome.get("log_level"))
+        handler = setup_logging(actor_id, fmt=welcome.get("log_format"), level=welcome.get("log_level"))
         node_cls = _load_node(str(welcome["entry"]))
         bridge = Bridge(
             actor_id=actor_id,

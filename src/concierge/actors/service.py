@@ -71,16 +71,25 @@ class ServiceNode(Node):
 
     #: worker threads for ``blocking=True`` handlers
     worker_threads = 4
+    #: message type -> (method name, where it runs), collected once per class at class creation
+    #: (in the fork server's image, not by walking ``dir()`` in every forked actor)
+    _handler_table: dict[str, tuple[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[str, tuple[str, str]] = {}
+        for name in dir(cls):
+            mark = getattr(getattr(cls, name, None), _HANDLER_ATTR, None)
+            if mark is not None:
+                type_, where = mark
+                table[type_] = (name, where)
+        cls._handler_table = table
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
-        self._handlers: dict[str, tuple[Callable[[Incoming], Any], str]] = {}
-        for name in dir(type(self)):
-            attr = getattr(type(self), name, None)
-            mark = getattr(attr, _HANDLER_ATTR, None)
-            if mark is not None:
-                type_, where = mark
-                self._handlers[type_] = (getattr(self, name), where)
+        self._handlers: dict[str, tuple[Callable[[Incoming], Any], str]] = {
+            type_: (getattr(self, name), where) for type_, (name, where) in self._handler_table.items()
+        }
         self.accepts = frozenset(self._handlers)
         self._actor: pykka.ActorRef[Any] | None = None
         self._pool: ThreadPoolExecutor | None = None

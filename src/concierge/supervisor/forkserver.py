@@ -9,6 +9,12 @@ Safety: the fork server is forked from the supervisor *before* the supervisor cr
 ZeroMQ context or thread, and it never creates one itself. Each actor is double-forked: the
 intermediate exits at once, so the actor is re-parented to the supervisor, which is a child
 subreaper; the supervisor then owns it like any child (pidfd, waitid, exit status).
+
+A fork server may be given a number of ``spawns``: it exits once it has forked that many
+actors. The per-user session has a single group process: a fork server kept alive only for a
+restart would hold ~4 MB of pages that the supervisor and the group both copied (the originals
+stay mapped by the fork server alone). After it exits, restarts start a fresh interpreter (the
+supervisor's fallback when the fork server is gone): slower and bigger, but only after a crash.
 """
 
 from __future__ import annotations
@@ -16,12 +22,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import json
 import os
+import select
 import signal
 import socket
 import sys
-from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -37,9 +42,14 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     """Import the runtime and every actor's module, then freeze the heap so forks share it.
 
     Importing each enabled actor's module here, once, means its code objects live in pages that
-    every actor process shares instead of each importing (and paying for) its own copy. A module
+    every actor process shares instead of each importing (and paying for) its own copy; so are
+    the modules its node class lists in ``preload`` (back-ends it would import at start). A module
     that fails to import is skipped: the actor itself reports the error (exit 78) when it starts.
-    Returns the modules that could not be preloaded.
+    Then the heap is made fork-friendly: the type attribute cache is emptied (each entry holds
+    a reference to an attribute name, module globals included: a child replacing the entry
+    decrements that string's count and copies its page), the free blocks of partly used
+    pymalloc pools are filled (a child's new objects then go to fresh pages instead of copying
+    shared ones) and the C heap is trimmed. Returns the modules that could not be preloaded.
     """
     import importlib  # noqa: PLC0415
 
@@ -52,20 +62,83 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
 
     failed = []
     for entry in entries:
-        module = entry.partition(":")[0]
+        module, _, attr = entry.partition(":")
         try:
-            importlib.import_module(module)
+            node = getattr(importlib.import_module(module), attr, None)
         except Exception:  # noqa: BLE001 - any import failure is the actor's to report later
             failed.append(module)
+            continue
+        for lazy in getattr(node, "preload", ()):  # back-ends the node imports at start
+            try:
+                importlib.import_module(lazy)
+            except Exception:  # noqa: BLE001, S112 - optional back-end (e.g. no Xlib): the node decides
+                continue
     gc.collect()
+    sys._clear_type_cache()
     gc.freeze()
+    _fill_pool_holes()
+    _trim_malloc()
     return failed
+
+
+def _trim_malloc() -> None:
+    """Give the free pages of the C heap back to the kernel (glibc): they would otherwise stay
+    resident in every process of the image, and a child reusing them copies them first."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+#: objects that fill the free blocks of the pre-fork heap; never touched again
+_FILLERS: list[list[object]] = []
+
+
+def _pymalloc_free_blocks() -> dict[int, int]:
+    """Free blocks per size class in pymalloc's partly used pools ({} when not pymalloc)."""
+    debug = getattr(sys, "_debugmallocstats", None)
+    if debug is None:
+        return {}
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(write_end, 2)
+        debug()  # a few KB of text on fd 2: fits in the pipe
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode(errors="replace")
+    free: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        # "class size num_pools blocks_in_use avail_blocks"
+        if len(fields) == 5 and all(field.isdigit() for field in fields):
+            free[int(fields[1])] = int(fields[4])
+    return free
+
+
+def _fill_pool_holes() -> None:
+    """Fill the free blocks of the heap's partly used pools, so that a forked child allocates
+    its new objects in fresh pools of its own instead of in the holes of shared pages (each
+    hole filled after fork copies a whole 4 KiB page that is otherwise shared)."""
+    free = _pymalloc_free_blocks()
+    fillers: list[object] = [None] * sum(free.values())
+    i = 0
+    for size, count in free.items():
+        for _ in range(count):
+            # untracked objects of exactly ``size`` bytes: object() is 16, a float 24 (-> 32),
+            # bytes are 33 + len
+            fillers[i] = object() if size <= 16 else float(i) if size <= 32 else b"\0" * (size - 33)
+            i += 1
+    _FILLERS.append(fillers)
 
 
 class ForkServer:
     """Supervisor-side handle of the fork server process."""
 
-    def __init__(self, keep_fds: tuple[int, ...] = ()) -> None:
+    def __init__(self, keep_fds: tuple[int, ...] = (), spawns: int | None = None) -> None:
+        """Fork the fork server; with ``spawns``, it exits after forking that many actors."""
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         supervisor_pid = os.getpid()
@@ -74,7 +147,7 @@ class ForkServer:
             parent_sock.close()
             code = 0
             try:
-                _serve(child_sock, supervisor_pid, keep_fds)
+                _serve(child_sock, supervisor_pid, keep_fds, spawns)
             except BaseException:  # noqa: BLE001 - a fork server must never fall back into supervisor code
                 code = 70
             os._exit(code)
@@ -82,25 +155,34 @@ class ForkServer:
         self.pid = pid
         self.sock = parent_sock
         self.pidfd = os.pidfd_open(pid)
+        self._spawns = spawns
 
     def spawn(
         self, actor_id: str, runtime_dir: str, stderr_fd: int, uid: int | None = None, gid: int | None = None
     ) -> int:
         """Fork an actor; returns its pid (already our child, via the subreaper)."""
-        request = {"id": actor_id, "runtime_dir": runtime_dir, "uid": uid, "gid": gid}
-        socket.send_fds(self.sock, [json.dumps(request).encode()], [stderr_fd])
+        fields = (actor_id, runtime_dir, "" if uid is None else str(uid), "" if gid is None else str(gid))
+        socket.send_fds(self.sock, ["\0".join(fields).encode()], [stderr_fd])
         self.sock.settimeout(10.0)
-        reply = json.loads(self.sock.recv(_MAX_MSG))
-        if "pid" not in reply:
-            raise OSError(reply.get("error", "fork server failed"))
-        return int(reply["pid"])
+        reply = self.sock.recv(_MAX_MSG)
+        if not reply:
+            raise OSError("fork server gone")
+        if reply.startswith(b"!"):
+            raise OSError(reply[1:].decode(errors="replace") or "fork server failed")
+        if self._spawns is not None:
+            self._spawns -= 1
+            if self._spawns <= 0:  # it exits now: reap it rather than leave a zombie
+                select.select([self.pidfd], [], [], 2.0)
+                self.alive()
+        return int(reply)
 
     def alive(self) -> bool:
-        """False once the fork server has exited."""
+        """False once the fork server has exited (or has forked all it was asked to)."""
         try:
-            return os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None
+            running = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG) is None
         except ChildProcessError:
-            return False
+            running = False
+        return running and (self._spawns is None or self._spawns > 0)
 
     def close(self) -> None:
         """Stop the fork server."""
@@ -112,7 +194,7 @@ class ForkServer:
         os.close(self.pidfd)
 
 
-def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) -> None:
+def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...], spawns: int | None) -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != supervisor_pid:
         return
@@ -123,25 +205,33 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...]) 
         if int(fd) not in keep:
             with contextlib.suppress(OSError):
                 os.close(int(fd))
+    # Lean on purpose: every page this loop writes between two forks (reference counts of the
+    # objects it touches) is copied once more, the older actor keeping the old copy for itself;
+    # hence plain bytes (id NUL runtime_dir NUL uid NUL gid -> pid, or "!" error), no json.
+    recv_fds, send, close = socket.recv_fds, sock.send, os.close
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 4)
+            data, fds, _, _ = recv_fds(sock, _MAX_MSG, 4)
         except OSError:
             return
         if not data:
             return
         try:
-            request = json.loads(data)
-            pid = _double_fork(request, fds, sock, supervisor_pid)
-            sock.send(json.dumps({"pid": pid}).encode())
-        except (OSError, ValueError, KeyError) as err:
-            sock.send(json.dumps({"error": str(err)}).encode())
+            send(b"%d" % _double_fork(data.split(b"\0"), fds, sock, supervisor_pid))
+            if spawns is not None:
+                spawns -= 1
+                if spawns <= 0:
+                    return
+        except (OSError, ValueError, IndexError) as err:
+            send(b"!" + str(err).encode())
         finally:
             for received in fds:
-                os.close(received)
+                close(received)
 
 
-def _double_fork(request: dict[str, Any], fds: list[int], sock: socket.socket, supervisor_pid: int) -> int:
+def _double_fork(request: list[bytes], fds: list[int], sock: socket.socket, supervisor_pid: int) -> int:
+    if len(request) != 4 or not fds:
+        raise ValueError("malformed spawn request")
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -163,7 +253,7 @@ def _double_fork(request: dict[str, Any], fds: list[int], sock: socket.socket, s
     return int.from_bytes(raw, "little")
 
 
-def _become_actor(request: dict[str, Any], fds: list[int], sock: socket.socket, supervisor_pid: int) -> None:
+def _become_actor(request: list[bytes], fds: list[int], sock: socket.socket, supervisor_pid: int) -> None:
     code = 70
     try:
         sock.close()
@@ -174,16 +264,16 @@ def _become_actor(request: dict[str, Any], fds: list[int], sock: socket.socket, 
         os.close(devnull)
         os.close(fds[0])
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-        gid, uid = request.get("gid"), request.get("uid")
-        if gid is not None:
+        actor_id, runtime_dir, uid, gid = (field.decode() for field in request)
+        if gid:
             os.setgroups([])
             os.setgid(int(gid))
-        if uid is not None:
+        if uid:
             os.setuid(int(uid))
         os.environ.pop("NOTIFY_SOCKET", None)
         os.environ.pop("WATCHDOG_USEC", None)
         from concierge.actors import runner  # noqa: PLC0415
 
-        code = runner.run_forked(str(request["id"]), str(request["runtime_dir"]), supervisor_pid)
+        code = runner.run_forked(actor_id, runtime_dir, supervisor_pid)
     finally:
         os._exit(code)

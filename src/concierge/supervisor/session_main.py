@@ -1,13 +1,14 @@
 """``concierge session``: the per-user session supervisor, run as the user in the graphical session.
 
 It is the same supervisor as the root agent (states, backoff, intensity, pidfds, fork server,
-operator socket), over a per-user catalog. By default the user's actors (the link to the root
-gateway, display, clipboard, effects, file transfer, audio) share one session-group process,
-restarted as a group (the design's one_for_all; about 20 MB less per session); with
-``--split`` each of ``session`` (link), ``display``, ``clipboard`` and ``desktop`` is its own
-process and restarts alone. Either way the root agent never notices. The session
-supervisor itself is restarted by its systemd user unit (``Restart=on-failure``) or the XDG
-autostart entry. Its runtime dir is ``$XDG_RUNTIME_DIR/concierge-session``, so ``concierge
+operator socket), over a per-user catalog; its fork server exits once the catalog is started (a
+restart execs a fresh interpreter: ~4 MB less for the life of the session). By default the
+user's actors (the link to the root gateway, display, clipboard, effects, file transfer, audio)
+share one session-group process, restarted as a group (the design's one_for_all; about 20 MB
+less per session); with ``--split`` each of ``session`` (link), ``display``, ``clipboard`` and
+``desktop`` is its own process and restarts alone. Either way the root agent never notices. The
+session supervisor itself is restarted by its systemd user unit (``Restart=on-failure``) or the
+XDG autostart entry. Its runtime dir is ``$XDG_RUNTIME_DIR/concierge-session``, so ``concierge
 --runtime-dir $XDG_RUNTIME_DIR/concierge-session status`` shows the user's actors.
 """
 
@@ -103,8 +104,12 @@ def run_session(args: argparse.Namespace, runtime_dir: Path | None) -> int:
     clean_stale(layout)
     layout.ensure_dirs()
     os.environ["CONCIERGE_LOG_FORMAT"] = config.agent.log_format
-    preload(tuple(spec.entry for spec in config.actors.values()))
-    supervisor = Supervisor(config, layout, {}, log_handler=handler, forkserver=ForkServer(keep_fds=(2,)))
+    forkserver = None
+    if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
+        preload(tuple(spec.entry for spec in config.actors.values()))
+        # one spawn per actor, then the fork server exits (restarts exec a fresh interpreter)
+        forkserver = ForkServer(keep_fds=(2,), spawns=len(config.actors))
+    supervisor = Supervisor(config, layout, {}, log_handler=handler, forkserver=forkserver)
     try:
         return supervisor.run()
     finally:

@@ -21,6 +21,7 @@ from concierge.actors.clipboard.formats import to_client_text, to_guest_text
 from concierge.actors.clipboard.settings import ClipboardSettings
 from concierge.actors.node import Incoming, Node, TimerHandle
 from concierge.actors.vdagent import Cap, ClipType, caps_from_body, has_cap, send
+from concierge.actors.xlib_modules import XLIB_AT_CONNECT
 from concierge.errors import ConfigError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class ClipboardNode(Node):
     """Clipboard sharing between the SPICE client and the user's session."""
 
     accepts = ACCEPTS
+    preload = ("concierge.actors.clipboard.x11", *XLIB_AT_CONNECT)  # the common backend
 
     def start(self) -> None:
         """Validate settings, connect the backend (it announces current guest owners)."""

@@ -24,6 +24,7 @@ from concierge.actors.display.settings import DisplaySettings
 from concierge.actors.node import Incoming
 from concierge.actors.service import ServiceNode, handler
 from concierge.actors.vdagent import REPLY_ERROR, REPLY_SUCCESS, MsgType, caps_from_body, send
+from concierge.actors.xlib_modules import XLIB_AT_CONNECT
 from concierge.errors import ActorError, ConfigError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def pick_backend(settings: DisplaySettings, env: Mapping[str, str]) -> LayoutBac
 
 class DisplayNode(ServiceNode):
     """Monitor layout for one graphical session."""
+
+    preload = ("concierge.actors.display.x11", *XLIB_AT_CONNECT)  # the common backend
 
     def on_start(self) -> None:
         """Pick the backend and report the current geometry to the input actor."""

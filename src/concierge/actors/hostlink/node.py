@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from concierge.actors.hostlink import messages
-from concierge.actors.hostlink.settings import HostLinkSettings
+from concierge.actors.hostlink.settings import DEFAULT_FRONTENDS, HostLinkSettings
 from concierge.actors.node import Health, Incoming, Node, NodeContext
 from concierge.errors import ConfigError, ErrorCode
 from concierge.transport.host.api import FrontEnd, HostLink
@@ -47,6 +47,12 @@ class HostLinkNode(Node):
     #: events forwarded to front-ends that have an ``event(topic, body)`` method
     forwarded_prefixes = ("lifecycle.", "session.")
     accepts = None
+    preload = (
+        *(entry.partition(":")[0] for entry in DEFAULT_FRONTENDS.values()),
+        "concierge.transport.host.port",
+        "concierge.transport.host.listen",
+        "concierge.transport.host.connect",
+    )
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
