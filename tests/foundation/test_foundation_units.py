@@ -68,6 +68,10 @@ def test_defaults_load_and_unknown_keys_are_named(tmp_path: Path) -> None:
     bad.write_text("[agent\n")
     with pytest.raises(ConfigError, match="TOML syntax"):
         load_config(bad)
+    assert config.agent.lane_spin_us == 50
+    bad.write_text("[agent]\nlane_spin_us = -5\n")
+    with pytest.raises(ConfigError, match="lane_spin_us"):
+        load_config(bad)
 
 
 def test_envelope_round_trip_and_garbage() -> None:

@@ -106,6 +106,19 @@ def main() -> None:
         ):
             us = floor(kind, Path(tmp), args.count)
             rows.append((label, f"p50 {pct(us, 0.5):.1f} µs, p99 {pct(us, 0.99):.1f} µs", "-"))
+        nospin_root = Path(tmp) / "nospin"
+        nospin_root.mkdir()
+        nospin_extra = "[agent]\nlog_level='warning'\nlane_spin_us = 0\n"
+        nospin = AgentHarness(nospin_root, catalog({"a": ECHO, "c": INLINE_ECHO}, extra=nospin_extra))
+        nospin.start()
+        try:
+            with ActorClient(nospin.runtime_dir, "bench") as client:
+                samples = client.request("a", "pingpong", {"dst": "c", "count": args.count}, timeout_s=120).unwrap()
+                us = [s / 1000 for s in samples[len(samples) // 10 :]]
+                label = "the same a->c with lane_spin_us = 0 (the requester sleeps until the reply)"
+                nospin_row = (label, f"p50 {pct(us, 0.5):.1f} µs, p99 {pct(us, 0.99):.1f} µs", "-")
+        finally:
+            nospin.stop()
         extra = "[agent]\nlog_level='warning'\n[supervisor]\nintensity = 1000\nstable_after_s = 0.5\n"
         agent = AgentHarness(Path(tmp), catalog({"a": ECHO, "b": ECHO, "c": INLINE_ECHO}, extra=extra))
         agent.start()
@@ -119,6 +132,8 @@ def main() -> None:
                     samples = client.request("a", "pingpong", body, timeout_s=120).unwrap()
                     us = [s / 1000 for s in samples[len(samples) // 10 :]]
                     rows.append((label, f"p50 {pct(us, 0.5):.1f} µs, p99 {pct(us, 0.99):.1f} µs", "p50 <= 60 µs"))
+                    if dst == "c":
+                        rows.append(nospin_row)
                 ext = []
                 for _ in range(2000):
                     t = time.perf_counter_ns()

@@ -319,6 +319,7 @@ class Supervisor:
             "agent": {"state_dir": agent.state_dir or str(self.layout.state), "input_sink": agent.input_sink},
             "heartbeat_interval_s": agent.heartbeat_interval_s,
             "actor_unresponsive_s": agent.actor_unresponsive_s,
+            "lane_spin_us": agent.lane_spin_us,
             "log_format": agent.log_format,
             "log_level": agent.log_level,
         }
