@@ -1,8 +1,10 @@
 """SPICE mouse path benchmark: MOUSE_STATE written by the host -> input_event read from the sink.
 
-Concierge side: the real SpiceFrontEnd in a "transport" process and the real InputNode in an
-"input" process, joined by a ZeroMQ ipc PUSH/PULL pair (a stand-in for the runtime's data
-plane, which lives on main and is not on this branch), file sink on a FIFO.
+Concierge side, main rows: the real supervised agent (``concierge run`` with transport, input,
+monitor and the session gateway, plus ``concierge session`` on Xvfb for the geometry), the
+mouse going transport -> input on the input actor's datagram lane, file sink on a FIFO.
+Reference rows: the real SpiceFrontEnd and InputNode in two bare processes joined by a ZeroMQ
+ipc PUSH/PULL pair or by a unix datagram socket, and both in one process (no hop).
 Anchor: stock ``spice-vdagentd -x -X -f -u FIFO`` + ``spice-vdagent`` on Xvfb, measured in the
 same run over the same kind of unix-socket port (the daemon connects to a socket when open()
 of the port path fails), as in reference/spice.md section 3.
@@ -505,8 +507,9 @@ def main() -> None:
                 f" | {inproc[m]['p99'] / stock[m]['p99']:.2f} |"
             )
     print(f"\nMemory after the run: concierge input process {our_mem}; spice-vdagentd {stock_mem}.")
-    print("Concierge = two processes (transport front-end, input actor) joined by ZeroMQ ipc,")
-    print("the stock daemon = one process; both write to a FIFO read by the same reader.")
+    print("Concierge = two processes (transport front-end, input actor); the real agent joins them")
+    print("by the input actor's datagram lane. The stock daemon = one process; both write to a")
+    print("FIFO read by the same reader.")
 
 
 if __name__ == "__main__":
