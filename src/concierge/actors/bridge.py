@@ -66,59 +66,41 @@ class _Timer:
 
 
 class _ReplyPort:
-    """Answers one request exactly once, from any thread; subclasses say where the answer goes."""
+    """Answers one request exactly once, from any thread.
 
-    __slots__ = ("_bridge", "_done", "_header")
+    ``route`` set: the request came through the inbox ROUTER and the answer goes back along it.
+    ``route`` None: it came on the lane; the answer goes to the requester's lane when it fits,
+    sent by the answering thread itself (no hand-off to the bridge thread), else to its inbox.
+    """
 
-    def __init__(self, bridge: Bridge, header: envelope.Header) -> None:
+    __slots__ = ("_bridge", "_done", "_header", "_route")
+
+    def __init__(self, bridge: Bridge, header: envelope.Header, route: bytes | None = None) -> None:
         self._bridge = bridge
         self._header = header
+        self._route = route
         self._done = False
 
     def _send(self, kind: str, body: Any, blobs: tuple[bytes, ...]) -> None:
         if self._done:
             return
         self._done = True
-        req = self._header
-        self._deliver(envelope.Header(kind, req.type, 0, req.id, self._bridge.actor_id, req.src), body, blobs)
-
-    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
-        raise NotImplementedError
+        req, bridge = self._header, self._bridge
+        header = envelope.Header(kind, req.type, 0, req.id, bridge.actor_id, req.src)
+        if self._route is not None:
+            routed = [self._route, *envelope.encode(header, body, blobs)]
+            bridge.submit(lambda: bridge.send_inbox(routed))
+            return
+        if not blobs and bridge.lane_send(req.src, envelope.encode_datagram(header, body)):
+            return
+        frames = envelope.encode(header, body, blobs)
+        bridge.submit(lambda: bridge.cast_frames(req.src, "default", frames))
 
     def ok(self, body: Any = None, blobs: tuple[bytes, ...] = ()) -> None:
         self._send("rep", body, blobs)
 
     def error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
         self._send("err", {"code": str(code), "message": message, "retryable": retryable}, ())
-
-
-class _RouterReplyPort(_ReplyPort):
-    """For a request that came through the inbox ROUTER: back along its route."""
-
-    __slots__ = ("_route",)
-
-    def __init__(self, bridge: Bridge, route: bytes, header: envelope.Header) -> None:
-        super().__init__(bridge, header)
-        self._route = route
-
-    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
-        bridge = self._bridge
-        frames = [self._route, *envelope.encode(header, body, blobs)]
-        bridge.submit(lambda: bridge.send_inbox(frames))
-
-
-class _LaneReplyPort(_ReplyPort):
-    """For a request that came on the lane: to the requester's lane when it fits, sent by the
-    answering thread itself (no hand-off to the bridge thread), else to the requester's inbox."""
-
-    __slots__ = ()
-
-    def _deliver(self, header: envelope.Header, body: Any, blobs: tuple[bytes, ...]) -> None:
-        bridge = self._bridge
-        if not blobs and bridge.lane_send(header.dst, envelope.encode_datagram(header, body)):
-            return
-        frames = envelope.encode(header, body, blobs)
-        bridge.submit(lambda: bridge.cast_frames(header.dst, "default", frames))
 
 
 class Bridge:
@@ -356,7 +338,7 @@ class Bridge:
             self._counters["msg.expired"] += 1
             return
         if kind == "req":
-            port = _LaneReplyPort(self, header)
+            port = _ReplyPort(self, header)
             self._deliver(Incoming("req", header.type, body, header.src, header.id, header.deadline_ns, (), port))
         else:
             self._deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns))
@@ -554,7 +536,7 @@ class Bridge:
             if header.deadline_ns and header.deadline_ns < time.monotonic_ns():
                 self._counters["msg.expired"] += 1
                 continue
-            reply = _RouterReplyPort(self, route, header) if header.kind == "req" else None
+            reply = _ReplyPort(self, header, route) if header.kind == "req" else None
             kind: Kind = "req" if header.kind == "req" else "cast"
             self._deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
 

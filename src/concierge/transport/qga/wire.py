@@ -128,20 +128,15 @@ def _encode(value: Any) -> str:
     kind = type(value)
     if kind is int:
         return str(value)
-    if kind is dict:
-        if not value:
-            return "{}"
-        return "{" + ", ".join(prefix + _encode(value[k]) for k, prefix in _members(value)) + "}"
-    if kind is list:
-        return "[" + ", ".join([_encode(v) for v in value]) + "]"
-    text = _scalar(value)
-    if text is not None:
-        return text
+    if kind is not dict and kind is not list:
+        text = _scalar(value)
+        if text is not None:
+            return text
     if isinstance(value, dict):
         if not value:
             return "{}"
         return "{" + ", ".join(prefix + _encode(value[k]) for k, prefix in _members(value)) + "}"
-    return "[" + ", ".join(_encode(v) for v in value) + "]"
+    return "[" + ", ".join([_encode(v) for v in value]) + "]"
 
 
 class _Raw(str):
