@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from concierge.actors.bridge import LANE_MAX
 from concierge.errors import ErrorCode
+from concierge.runtime.bridge import LANE_MAX
 from concierge.testing.rpc import ActorClient
 
 ECHO = {"entry": "concierge.testing.nodes:EchoNode"}

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.config.loader import load_config
 from concierge.errors import ActorError, ConfigError, ErrorCode, ProtocolError
 from concierge.logs import JsonFormatter, Secret
+from concierge.runtime import envelope
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
 from concierge.supervisor.state import State, allowed
 from concierge.testing.clock import FakeClock
 from concierge.testing.context import FakeContext
-from concierge.transport import envelope
 
 
 def test_exit_classification() -> None:

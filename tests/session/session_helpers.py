@@ -49,7 +49,7 @@ class RecordingContext(FakeContext):
 
     def deliver(self, type_: str, body: Any, blobs: tuple[bytes, ...] = ()) -> None:
         """Deliver a cast with blobs (FakeContext.tell has no blobs)."""
-        from concierge.actors.node import Incoming
+        from concierge.runtime.node import Incoming
 
         msg = Incoming(kind="cast", type=type_, body=body, src="session", blobs=blobs)
         self.call_soon(lambda: self.node.handle(msg))  # type: ignore[union-attr]

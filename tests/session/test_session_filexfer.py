@@ -151,7 +151,7 @@ def test_blobs_carry_large_chunks(xfer: FakeContext, tmp_path: Path) -> None:
     xfer.tell("spice.file_xfer_start", {"id": 40, "name": "blob.bin", "size": 4})
     status(xfer, 40)
     assert xfer.node is not None
-    from concierge.actors.node import Incoming
+    from concierge.runtime.node import Incoming
 
     xfer.call_soon(
         lambda: xfer.node.handle(  # type: ignore[union-attr]

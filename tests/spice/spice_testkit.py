@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from concierge.actors.node import Lane
+from concierge.runtime.node import Lane
 from concierge.testing.fdloop import PollingFakeContext
 
 

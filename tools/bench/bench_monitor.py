@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from concierge.actors.monitor.node import MonitorNode
-from concierge.actors.node import Incoming
+from concierge.runtime.node import Incoming
 from concierge.testing.context import FakeContext
 from concierge.transport.qga.commands.monitor import ROUTES
 

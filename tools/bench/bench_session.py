@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stock_vdagent import StockHost
 
-from concierge.actors.node import Incoming
+from concierge.runtime.node import Incoming
 from concierge.testing.context import FakeContext
 from concierge.testing.xservers import XORG_DUMMY_CONF
 

@@ -117,7 +117,7 @@ def transport_proc(guest_fd: int, endpoint: str) -> None:
 def inprocess_proc(guest_fd: int, fifo: str) -> None:
     """Front-end and input node in one process, the cast a direct call (no hop at all)."""
     from concierge.actors.input.node import InputNode
-    from concierge.actors.node import Incoming
+    from concierge.runtime.node import Incoming
     from concierge.transport.spice.frontend import SpiceFrontEnd
 
     node = InputNode(_Ctx("input", {"sink": f"file:{fifo}"}))  # type: ignore[arg-type]
@@ -192,7 +192,7 @@ def input_proc(endpoint: str, fifo: str, ready: Any) -> None:
     import zmq
 
     from concierge.actors.input.node import InputNode
-    from concierge.actors.node import Incoming
+    from concierge.runtime.node import Incoming
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     pull.bind(endpoint)

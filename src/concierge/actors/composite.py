@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from concierge.actors.node import Incoming, Node, NodeContext
+from concierge.runtime.node import Incoming, Node, NodeContext
 
 
 class _PartContext:

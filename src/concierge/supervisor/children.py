@@ -101,7 +101,7 @@ class Child:
 
     def _exec(self, runtime_dir: Path, uid: int | None, gid: int | None) -> None:
         argv = [
-            sys.executable, "-m", "concierge.actors.runner",
+            sys.executable, "-m", "concierge.runtime.runner",
             "--id", self.id, "--runtime-dir", str(runtime_dir), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}

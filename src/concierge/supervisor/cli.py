@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from concierge import __version__
-from concierge.transport.endpoints import default_runtime_dir
+from concierge.runtime.endpoints import default_runtime_dir
 
 EXIT_ERROR, EXIT_UNREACHABLE, EXIT_UNHEALTHY = 1, 3, 4
 

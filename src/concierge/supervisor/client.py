@@ -11,7 +11,7 @@ from typing import Any
 
 import zmq
 
-from concierge.transport.endpoints import RuntimeLayout
+from concierge.runtime.endpoints import RuntimeLayout
 
 
 class UnreachableError(Exception):

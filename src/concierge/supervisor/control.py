@@ -20,9 +20,9 @@ import zmq
 
 from concierge import __version__
 from concierge.errors import ConciergeError, ErrorCode
+from concierge.runtime import sockets
 from concierge.supervisor import procstat
 from concierge.supervisor.state import State
-from concierge.transport import sockets
 
 if TYPE_CHECKING:
     from concierge.supervisor.children import Child

@@ -26,14 +26,14 @@ from concierge.clock import Clock, MonotonicClock
 from concierge.config.schema import AgentConfig
 from concierge.errors import ExitCode, ProtocolError
 from concierge.logs import FreezableHandler
+from concierge.runtime import envelope, sockets
+from concierge.runtime.endpoints import RuntimeLayout
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
 from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.notify import SystemdNotifier
 from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
 from concierge.supervisor.state import State
-from concierge.transport import envelope, sockets
-from concierge.transport.endpoints import RuntimeLayout
 
 log = logging.getLogger(__name__)
 #: a supervisor tick this much later than due means the supervisor stood still (see _tick)

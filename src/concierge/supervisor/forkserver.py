@@ -57,8 +57,8 @@ def preload(entries: tuple[str, ...] = ()) -> list[str]:
     import pykka  # noqa: F401, PLC0415
     import zmq  # noqa: F401, PLC0415
 
-    import concierge.actors.runner  # noqa: PLC0415
-    import concierge.actors.service  # noqa: F401, PLC0415
+    import concierge.runtime.runner  # noqa: PLC0415
+    import concierge.runtime.service  # noqa: F401, PLC0415
 
     failed = []
     for entry in entries:
@@ -272,7 +272,7 @@ def _become_actor(request: list[bytes], fds: list[int], sock: socket.socket, sup
             os.setuid(int(uid))
         os.environ.pop("NOTIFY_SOCKET", None)
         os.environ.pop("WATCHDOG_USEC", None)
-        from concierge.actors import runner  # noqa: PLC0415
+        from concierge.runtime import runner  # noqa: PLC0415
 
         code = runner.run_forked(actor_id, runtime_dir, supervisor_pid)
     finally:

@@ -19,7 +19,7 @@ from concierge.config.loader import load_config
 from concierge.config.schema import AgentConfig
 from concierge.errors import ConfigError, ExitCode
 from concierge.logs import setup_logging
-from concierge.transport.endpoints import RuntimeLayout, default_runtime_dir
+from concierge.runtime.endpoints import RuntimeLayout, default_runtime_dir
 
 log = logging.getLogger("concierge.supervisor")
 

@@ -25,7 +25,7 @@ import msgspec
 from concierge.config.schema import ActorSection, AgentConfig, AgentSection
 from concierge.errors import ExitCode
 from concierge.logs import setup_logging
-from concierge.transport.endpoints import RuntimeLayout
+from concierge.runtime.endpoints import RuntimeLayout
 
 #: the compact session group (default): every user actor in one process, restarted together
 #: (the design's one_for_all for a user's group)

@@ -19,9 +19,9 @@ from typing import Any
 
 import pykka
 
-from concierge.actors.node import Health, Incoming, Lane, Node, Reply
 from concierge.clock import Clock, MonotonicClock
 from concierge.errors import ActorError, ErrorCode
+from concierge.runtime.node import Health, Incoming, Lane, Node, Reply
 
 PeerFn = Callable[[str, Any], Any]
 

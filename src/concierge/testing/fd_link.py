@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from concierge.actors.node import Incoming, Node
+from concierge.runtime.node import Incoming, Node
 
 
 class FdLink:

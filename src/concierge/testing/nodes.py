@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Any
 
-from concierge.actors.node import Incoming, Reply
-from concierge.actors.service import ServiceNode, handler
 from concierge.errors import ConfigError, UnavailableError
+from concierge.runtime.node import Incoming, Reply
+from concierge.runtime.service import ServiceNode, handler
 
 
 class EchoNode(ServiceNode):

@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from concierge.actors.node import NodeContext
 from concierge.errors import ActorError, ErrorCode
+from concierge.runtime.node import NodeContext
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.commands.registry import QgaRoute

@@ -14,10 +14,10 @@ from typing import Any
 
 import zmq
 
-from concierge.actors.node import Reply
 from concierge.errors import ErrorCode
-from concierge.transport import envelope, sockets
-from concierge.transport.endpoints import RuntimeLayout
+from concierge.runtime import envelope, sockets
+from concierge.runtime.endpoints import RuntimeLayout
+from concierge.runtime.node import Reply
 
 
 class ActorClient:

@@ -20,7 +20,7 @@ import tty
 from collections import deque
 from typing import Any
 
-from concierge.actors.node import POLLIN, POLLOUT, Incoming, Node, NodeContext
+from concierge.runtime.node import POLLIN, POLLOUT, Incoming, Node, NodeContext
 from concierge.transport.spice import codec
 from concierge.transport.spice.codec import Layout
 from concierge.transport.spice.frontend import SpiceFrontEnd

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 
 from concierge.actors.audio.settings import AudioSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.errors import ActorError, ConfigError, ErrorCode
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 MAX_CHANNELS = 32

@@ -19,10 +19,10 @@ import msgspec
 from concierge.actors.clipboard.backend import ClipboardBackend
 from concierge.actors.clipboard.formats import to_client_text, to_guest_text
 from concierge.actors.clipboard.settings import ClipboardSettings
-from concierge.actors.node import Incoming, Node, TimerHandle
 from concierge.actors.vdagent import Cap, ClipType, caps_from_body, has_cap, send
 from concierge.actors.xlib_modules import XLIB_AT_CONNECT
 from concierge.errors import ConfigError, ErrorCode
+from concierge.runtime.node import Incoming, Node, TimerHandle
 
 log = logging.getLogger(__name__)
 

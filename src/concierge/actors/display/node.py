@@ -21,11 +21,11 @@ from concierge.actors.display.layout import (
     parse_monitors_config,
 )
 from concierge.actors.display.settings import DisplaySettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.actors.vdagent import REPLY_ERROR, REPLY_SUCCESS, MsgType, caps_from_body, send
 from concierge.actors.xlib_modules import XLIB_AT_CONNECT
 from concierge.errors import ActorError, ConfigError, ErrorCode
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 Rect = dict[str, int]

@@ -17,8 +17,6 @@ import msgspec
 
 from concierge.actors.effects.gsettings import EFFECT_KEYS, GSettings, SettingsError
 from concierge.actors.effects.settings import EffectsSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.actors.vdagent import (
     DISABLE_ANIMATION,
     DISABLE_FONT_SMOOTH,
@@ -26,6 +24,8 @@ from concierge.actors.vdagent import (
     SET_COLOR_DEPTH,
 )
 from concierge.errors import ConfigError
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 FLAG_EFFECT = {

@@ -25,10 +25,10 @@ from concierge.actors.filexfer.names import (
     safe_name,
 )
 from concierge.actors.filexfer.settings import FileXferSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.actors.vdagent import Cap, XferResult, caps_from_body, has_cap, send
 from concierge.errors import ConfigError
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from concierge.actors.guestops.files import FileTable
 from concierge.actors.guestops.messages import CLASSES, QGA_COMMANDS
 from concierge.actors.guestops.policy import Policy
 from concierge.actors.guestops.settings import GuestOpsSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.errors import ActorError, ConfigError, ErrorCode
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import msgspec
 
 from concierge.actors.hostlink import messages
 from concierge.actors.hostlink.settings import DEFAULT_FRONTENDS, HostLinkSettings
-from concierge.actors.node import Health, Incoming, Node, NodeContext
 from concierge.errors import ConfigError, ErrorCode
+from concierge.runtime.node import Health, Incoming, Node, NodeContext
 from concierge.transport.host.api import FrontEnd, HostLink
 from concierge.transport.host.channel import Channel, ChannelSpec, make_channel
 from concierge.transport.host.spec import default_channels

@@ -22,8 +22,8 @@ import msgspec
 from concierge.actors.input.events import Area, TabletState
 from concierge.actors.input.settings import InputSettings
 from concierge.actors.input.sinks import Sink, open_sink
-from concierge.actors.node import POLLOUT, Incoming, Node, NodeContext, Reply
 from concierge.errors import ConfigError
+from concierge.runtime.node import POLLOUT, Incoming, Node, NodeContext, Reply
 
 log = logging.getLogger(__name__)
 

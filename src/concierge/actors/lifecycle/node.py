@@ -27,10 +27,10 @@ from concierge.actors.lifecycle.mounts import Mount, local_mounts
 from concierge.actors.lifecycle.power import Power, PowerError
 from concierge.actors.lifecycle.quiesce import QuiesceError, Quiescer
 from concierge.actors.lifecycle.settings import LifecycleSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.errors import ActorError, ConfigError, ErrorCode
 from concierge.logs import FreezableHandler
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 

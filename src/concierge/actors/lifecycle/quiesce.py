@@ -7,7 +7,7 @@ A freeze always ends: on thaw, on lease expiry (a timer thread independent of th
 threads), on channel loss (the node calls :meth:`Quiescer.thaw`), on stop, or — after a crash
 or SIGKILL — at the next start through :meth:`Quiescer.recover` and the marker.
 :meth:`Quiescer.thaw` cancels a freeze still in progress (kills a slow hook) instead of
-waiting behind it. Must not import the actor runtime (``concierge.actors.node``).
+waiting behind it. Must not import the actor runtime (``concierge.runtime.node``).
 """
 
 from __future__ import annotations

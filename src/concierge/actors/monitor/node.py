@@ -24,9 +24,9 @@ from concierge.actors.monitor.disks import DiskProbe
 from concierge.actors.monitor.filesystems import FilesystemProbe
 from concierge.actors.monitor.network import InterfaceProbe
 from concierge.actors.monitor.settings import MonitorSettings
-from concierge.actors.node import Incoming
-from concierge.actors.service import ServiceNode, handler
 from concierge.errors import ActorError, ConfigError, ErrorCode
+from concierge.runtime.node import Incoming
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 

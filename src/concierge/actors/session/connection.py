@@ -10,11 +10,11 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from concierge.actors.node import POLLIN, POLLOUT, NodeContext
 from concierge.actors.session import framing
 from concierge.actors.session.arbiter import Agent
 from concierge.actors.session.identity import Peer
 from concierge.errors import ProtocolError
+from concierge.runtime.node import POLLIN, POLLOUT, NodeContext
 
 FrameHandler = Callable[["AgentConn", str, Any, tuple[bytes, ...]], None]
 CloseHandler = Callable[["AgentConn", str], None]

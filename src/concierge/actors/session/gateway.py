@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 
-from concierge.actors.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
 from concierge.actors.session import arbiter
 from concierge.actors.session.arbiter import Agent
 from concierge.actors.session.connection import AgentConn
@@ -28,6 +27,7 @@ from concierge.actors.session.identity import peer_of, proc_uid, still_same_proc
 from concierge.actors.session.logind import Logind, SessionInfo
 from concierge.actors.session.settings import GatewaySettings
 from concierge.errors import ConfigError, UnavailableError
+from concierge.runtime.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import msgspec
 
-from concierge.actors.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
 from concierge.actors.session import framing
 from concierge.actors.session.messages import SOCKET_NAME, WIRE_VERSION
 from concierge.errors import ConfigError, ProtocolError
+from concierge.runtime.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
 
 log = logging.getLogger(__name__)
 

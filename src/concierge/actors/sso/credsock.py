@@ -28,9 +28,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from concierge.actors.node import NodeContext, TimerHandle
 from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import UnavailableError
+from concierge.runtime.node import NodeContext, TimerHandle
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ from typing import Any
 
 import msgspec
 
-from concierge.actors.node import Incoming, TimerHandle
-from concierge.actors.service import ServiceNode, handler
 from concierge.actors.sso import pamauth
 from concierge.actors.sso.credsignal import CredentialSignal
 from concierge.actors.sso.credsock import CredentialSocket
@@ -32,6 +30,8 @@ from concierge.actors.sso.settings import SsoSettings
 from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import ActorError, ConfigError, ErrorCode, UnavailableError
 from concierge.logs import Secret
+from concierge.runtime.node import Incoming, TimerHandle
+from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 

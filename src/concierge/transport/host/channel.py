@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from concierge.actors.node import NodeContext
+from concierge.runtime.node import NodeContext
 from concierge.transport.host.api import FrontEnd, HostLink
 
 METHODS = ("virtio-serial", "isa-serial", "unix-listen", "unix-connect", "vsock-listen")

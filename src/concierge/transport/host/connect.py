@@ -10,7 +10,7 @@ import logging
 import socket
 from typing import Any
 
-from concierge.actors.node import NodeContext, TimerHandle
+from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
 from concierge.transport.host.listen import StreamClient
 from concierge.transport.host.stream import DEFAULT_MAX_BUFFER

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from concierge.actors.node import NodeContext, TimerHandle
+from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
 from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver

@@ -17,7 +17,7 @@ import os
 import select
 from typing import Any
 
-from concierge.actors.node import NodeContext, TimerHandle
+from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
 from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver

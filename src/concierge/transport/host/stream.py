@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from concierge.actors.node import POLLIN, POLLOUT, NodeContext, TimerHandle
+from concierge.runtime.node import POLLIN, POLLOUT, NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 
 log = logging.getLogger(__name__)

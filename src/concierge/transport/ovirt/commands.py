@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from concierge.actors.node import NodeContext, Reply
+from concierge.runtime.node import NodeContext, Reply
 from concierge.transport.ovirt import render
 from concierge.transport.ovirt.codec import Message
 from concierge.transport.ovirt.settings import OvirtSettings

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from concierge.actors.node import NodeContext, Reply, TimerHandle
+from concierge.runtime.node import NodeContext, Reply, TimerHandle
 from concierge.transport.host.api import HostLink
 from concierge.transport.ovirt import render
 from concierge.transport.ovirt.codec import Garbage, LineReader, Message, encode

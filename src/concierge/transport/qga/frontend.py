@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from concierge.actors.node import NodeContext, Reply
 from concierge.errors import ErrorCode
+from concierge.runtime.node import NodeContext, Reply
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.commands import all_routes

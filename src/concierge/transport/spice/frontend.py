@@ -21,8 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from concierge.actors.node import Incoming, NodeContext
 from concierge.errors import ProtocolError
+from concierge.runtime.node import Incoming, NodeContext
 from concierge.transport.host.api import HostLink
 from concierge.transport.spice import codec
 from concierge.transport.spice.codec import Layout

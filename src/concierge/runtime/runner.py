@@ -1,4 +1,4 @@
-"""Entry point of every actor process: ``python -m concierge.actors.runner --id ID --runtime-dir D``.
+"""Entry point of every actor process: ``python -m concierge.runtime.runner --id ID --runtime-dir D``.
 
 Handshake with the supervisor (Hello -> Welcome with the resolved config -> Ready), start the
 node named by ``entry``, run the bridge, and turn the outcome into a classified exit code:
@@ -23,12 +23,12 @@ from typing import Any
 import zmq
 
 from concierge import __version__
-from concierge.actors.bridge import Bridge
-from concierge.actors.node import Node
 from concierge.errors import ConfigError, ExitCode, ProtocolError, UnavailableError
 from concierge.logs import setup_logging
-from concierge.transport import envelope, sockets
-from concierge.transport.endpoints import RuntimeLayout
+from concierge.runtime import envelope, sockets
+from concierge.runtime.bridge import Bridge
+from concierge.runtime.endpoints import RuntimeLayout
+from concierge.runtime.node import Node
 
 log = logging.getLogger("concierge.runner")
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import pykka
 
-from concierge.actors.node import Incoming, Node, NodeContext
 from concierge.errors import ActorError, ErrorCode
+from concierge.runtime.node import Incoming, Node, NodeContext
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,11 @@ from typing import Any, cast
 import pykka
 import zmq
 
-from concierge.actors.node import Health, Incoming, Kind, Lane, Node, Reply
 from concierge.clock import Clock, MonotonicClock
 from concierge.errors import ErrorCode, ProtocolError
-from concierge.transport import envelope, sockets
-from concierge.transport.endpoints import RuntimeLayout
+from concierge.runtime import envelope, sockets
+from concierge.runtime.endpoints import RuntimeLayout
+from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
 
 log = logging.getLogger(__name__)
 #: largest header + body sent as one lane datagram; larger messages take ZeroMQ
