@@ -1,6 +1,7 @@
 """Fake actor nodes for tests, injected by changing one ``entry`` line in a config.
 
 - EchoNode: answers ``echo`` with its body, ``pid`` with its pid, ``ask`` by asking another actor.
+- LagNode: an EchoNode whose ``lag`` answers after ``body`` seconds without holding a thread.
 - CrashNode: exits with a crash code right after start (settings ``code``, ``after_s``).
 - HangNode: ``hang`` deadlocks its actor thread while the process stays alive.
 - SlowStartNode: takes ``delay_s`` to become ready.
@@ -69,6 +70,48 @@ class EchoNode(ServiceNode):
         done.wait(timeout=120)
         return samples
 
+    @handler("barrage", blocking=True)
+    def barrage(self, msg: Incoming) -> dict[str, Any]:
+        """Keep ``depth`` ``lag`` requests in flight to ``dst`` for ``seconds`` (every
+        ``zmq_every``-th too big for a lane datagram, so ZeroMQ carries it); returns how many
+        were answered, by outcome, and the slowest answer (s)."""
+        body = msg.body
+        dst, depth = str(body["dst"]), int(body.get("depth", 8))
+        timeout_s, lag = float(body.get("timeout_s", 10.0)), float(body.get("lag_s", 0.005))
+        zmq_every = int(body.get("zmq_every", 10))
+        until = time.monotonic() + float(body["seconds"])
+        outcomes: dict[str, int] = {}
+        slowest = [0.0]
+        lock = threading.Condition()
+        sent = [0]
+        in_flight = [0]
+
+        def send() -> None:
+            started = time.monotonic()
+            sent[0] += 1
+            padding = "p" * (70_000 if sent[0] % zmq_every == 0 else 0)
+
+            def on_reply(reply: Reply) -> None:
+                with lock:
+                    slowest[0] = max(slowest[0], time.monotonic() - started)
+                    key = "ok" if reply.ok else str(reply.code)
+                    outcomes[key] = outcomes.get(key, 0) + 1
+                    again = time.monotonic() < until
+                    if not again:
+                        in_flight[0] -= 1
+                        lock.notify()
+                if again:
+                    send()
+
+            self.ctx.request(dst, "lag", {"s": lag, "pad": padding}, timeout_s=timeout_s, on_reply=on_reply)
+
+        in_flight[0] = depth
+        for _ in range(depth):
+            self.ctx.call_soon(send)
+        with lock:
+            lock.wait_for(lambda: in_flight[0] == 0 and time.monotonic() >= until, timeout=float(body["seconds"]) + 30)
+        return {"outcomes": outcomes, "slowest_s": slowest[0], "sent": sent[0]}
+
     @handler("publish")
     def publish(self, msg: Incoming) -> None:
         """Publish ``{"topic", "body"}`` on the event plane."""
@@ -78,6 +121,25 @@ class EchoNode(ServiceNode):
     def exit(self, msg: Incoming) -> None:
         """Exit the process with the given code (simulates a crash)."""
         os._exit(int(msg.body or 70))
+
+
+class LagNode(EchoNode):
+    """``lag`` answers its pid after ``body["s"]`` seconds from a bridge timer: many can wait at
+    once, as requests do in an actor under load, and a kill catches them in flight."""
+
+    accepts_lag = frozenset({"lag"})
+
+    def on_start(self) -> None:
+        """Accept ``lag`` besides the echo handlers."""
+        self.accepts = frozenset(self.accepts or ()) | self.accepts_lag
+
+    def handle(self, msg: Incoming) -> None:
+        """Answer ``lag`` later; everything else as EchoNode."""
+        if msg.type != "lag" or msg.reply is None:
+            super().handle(msg)
+            return
+        reply, pid = msg.reply, os.getpid()
+        self.ctx.call_later(float(msg.body.get("s", 0.0)), lambda: reply.ok(pid))
 
 
 class CrashNode(EchoNode):
