@@ -47,8 +47,9 @@ def test_requests_in_flight_at_a_crash_never_wait_for_their_deadline(agent_facto
             os.kill(pid, signal.SIGKILL)
             kills += 1
             agent.wait_for(
-                lambda s, old=pid: any(x["id"] == "b" and x["state"] == "RUNNING" and x["pid"] not in (old, None)
-                                       for x in s["actors"]),
+                lambda s, old=pid: any(
+                    x["id"] == "b" and x["state"] == "RUNNING" and x["pid"] not in (old, None) for x in s["actors"]
+                ),
                 10,
                 "b restarted",
             )

@@ -422,4 +422,3 @@ class Bridge(PollLoop):
         if self._lane_in is not None:
             self._lane_in.close()
             self.layout.lane(self.actor_id).unlink(missing_ok=True)
-

@@ -22,10 +22,12 @@ from concierge.actors.monitor.applications import ApplicationsProbe
 from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
 from concierge.actors.monitor.disks import DiskProbe
 from concierge.actors.monitor.filesystems import FilesystemProbe
+from concierge.actors.monitor.fswatch import DirWatch, open_watch
 from concierge.actors.monitor.network import InterfaceProbe
 from concierge.actors.monitor.settings import MonitorSettings
 from concierge.errors import ActorError, ConfigError, ErrorCode
 from concierge.runtime.node import Incoming
+from concierge.runtime.pushed import WATCH, AnswerOwner
 from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,33 @@ class MonitorNode(ServiceNode):
         self.applications = ApplicationsProbe(cfg.dpkg_status_path, cfg.rpmdb_dir)
         self._fqdn_lock = threading.Lock()
         self._fqdn: tuple[float, str] | None = None
+        self._push_on_change()
+
+    def _push_on_change(self) -> None:
+        """Offer the answers that change only with a file (osinfo) to front-ends that keep
+        them and answer inline (see :mod:`concierge.runtime.pushed`); only where inotify tells
+        us of the change, else they keep routing."""
+        paths = self.settings.os_release_paths
+        self.answers = AnswerOwner({m.OSINFO: lambda: osinfo.osinfo(paths)})
+        self._fswatch: DirWatch | None = open_watch(paths, lambda: self.answers.refresh(m.OSINFO))
+        if self._fswatch is None:
+            self.answers = AnswerOwner({})
+            return
+        self.accepts = frozenset({*(self.accepts or ()), WATCH})
+        self.ctx.watch_fd(self._fswatch.fd, self._fswatch.readable)
+
+    def handle(self, msg: Incoming) -> None:
+        """Watches of pushed answers are held on the bridge thread; the rest as handlers."""
+        if msg.type == WATCH:
+            self.answers.handle(msg)
+            return
+        super().handle(msg)
 
     def on_stop(self) -> None:
         """Close fds and let idle probe threads go (stuck ones are daemon threads)."""
+        if self._fswatch is not None:
+            self.ctx.unwatch_fd(self._fswatch.fd)
+            self._fswatch.close()
         self.interfaces.close()
         self.filesystems.close()
         self.disks.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 from concierge.errors import ErrorCode
 from concierge.runtime.node import NodeContext, Reply
+from concierge.runtime.pushed import follower_for
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.commands import all_routes
@@ -295,6 +296,15 @@ class QgaFrontEnd:
 
     def _route(self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool) -> None:
         route = self.routes[name]
+        if route.pushed and not args:
+            pushed = follower_for(self.ctx).get(route.actor, route.request)
+            if pushed is not None:  # the owner pushes it on change: answer inline
+                self.ctx.count("qga.pushed")
+                reply = Reply(True, pushed)
+                line = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
+                if line is not None:
+                    self._send_now_or_queued(line)
+                return
         if self.pending >= self.settings.max_pending:
             self._send_now_or_queued(
                 error_line(

@@ -161,7 +161,9 @@ def _no_args(args: dict[str, Any]) -> None:
 
 
 ROUTES: tuple[QgaRoute, ...] = (
-    QgaRoute("guest-get-osinfo", "monitor", "monitor.osinfo", to_request=_no_args, render=qdict_order),
+    QgaRoute(
+        "guest-get-osinfo", "monitor", "monitor.osinfo", to_request=_no_args, render=qdict_order, pushed=True
+    ),
     QgaRoute(
         "guest-get-host-name",
         "monitor",

@@ -32,3 +32,6 @@ class QgaRoute:
     with_channel: bool = False
     to_request: Callable[[dict[str, Any]], Any] = identity
     render: Callable[[Any], Any] = identity
+    #: the actor pushes this answer when it changes (``concierge.runtime.pushed``): a command
+    #: without arguments is then answered inline from the last push
+    pushed: bool = False
