@@ -78,9 +78,6 @@ class Bridge(PollLoop):
         self._counters: Counter[str] = Counter()
         self._inflight = InFlight(self._counters)
         self._lanes = LaneOut(layout.lane, self._counters, self._on_lane_dead)
-        # deaths of a peer seen on its lane before the supervisor's ``down`` notice: that
-        # notice must then leave alone the socket already connected to the successor
-        self._deaths_seen: Counter[str] = Counter()
         self._dealers: dict[tuple[str, Lane], zmq.Socket[bytes]] = {}
         self._inbox = sockets.router(zctx, layout.url(layout.inbox(actor_id)))
         self._pub: zmq.Socket[bytes] | None = None
@@ -382,24 +379,23 @@ class Bridge(PollLoop):
                 self._peer_down(rest[0].decode(errors="replace"))
 
     def _on_lane_dead(self, dst: str, sock: socket.socket) -> None:
-        """A send found ``dst``'s lane socket closed (any thread): its incarnation is gone."""
-        self.submit(lambda: self._lane_dead(dst, sock))
+        """A send found ``dst``'s lane socket closed: that incarnation is gone. Called on any
+        thread, inside a send: the answers are queued for the loop, never run re-entrantly."""
 
-    def _lane_dead(self, dst: str, sock: socket.socket) -> None:
-        self._deaths_seen[dst] += 1
-        self._fail_lost(dst, sock)
-        sock.close()
+        def fail() -> None:
+            self._fail_lost(dst, sock)
+            sock.close()
+
+        self._jobs.put(fail)
+        self._wake()
 
     def _peer_down(self, dst: str) -> None:
-        """The supervisor says ``dst`` exited. If a send saw that death first, it was dealt with
-        then, and the socket now open (if any) is the successor's; else the requests on its
-        socket and those sent through ZeroMQ are answered UNAVAILABLE now (rather than TIMEOUT
-        at their deadline)."""
-        if self._deaths_seen[dst] > 0:
-            self._deaths_seen[dst] -= 1
+        """The supervisor says ``dst`` exited. Unless a send saw that death first (and it was
+        dealt with then), the requests on its socket and those sent through ZeroMQ are
+        answered UNAVAILABLE now rather than TIMEOUT at their deadline."""
+        seen, sock = self._lanes.down(dst)
+        if seen:
             return
-        del self._deaths_seen[dst]
-        sock = self._lanes.forget(dst)
         self._fail_lost(dst, sock)
         if sock is not None:
             sock.close()

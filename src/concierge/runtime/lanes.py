@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,10 @@ LANE_MAX = 60_000
 LANE_RCVBUF = 256 * 1024
 #: read size of one datagram (more than LANE_MAX: an oversized one is read whole and refused)
 LANE_RECV = 65_536
+
+#: the supervisor's ``down`` notice follows an exit by milliseconds; a death seen on a lane
+#: waits this long for its notice at most
+DOWN_WITHIN_S = 10.0
 
 _FLAGS = socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
@@ -46,10 +51,11 @@ class LaneOut:
 
     ``on_dead(dst, sock)`` is called (on the sending thread) once per socket whose peer is
     found dead; the socket is out of the table by then, so the next send reaches the peer's
-    successor, or is refused until it binds.
+    successor, or is refused until it binds. Such a death is remembered until the supervisor's
+    ``down`` notice for it (:meth:`down`).
     """
 
-    __slots__ = ("_counters", "_lane_path", "_lock", "_on_dead", "_socks")
+    __slots__ = ("_counters", "_deaths_seen", "_lane_path", "_lock", "_on_dead", "_socks")
 
     def __init__(
         self,
@@ -61,7 +67,9 @@ class LaneOut:
         self._counters = counters
         self._on_dead = on_dead
         self._socks: dict[str, socket.socket] = {}
-        self._lock = threading.Lock()  # only for retiring a socket, never on the send path
+        # when deaths of a peer were seen on its lane, until the supervisor's ``down`` notice
+        self._deaths_seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()  # never on the path of a send that succeeds
 
     def send(self, dst: str, datagram: bytes) -> socket.socket | None:
         """Send one datagram to ``dst``; the connected socket it went on, or None when it is
@@ -89,22 +97,34 @@ class LaneOut:
             self._counters["lane.refused"] += 1
             return None
         with self._lock:
-            self._socks.setdefault(dst, sock)
+            kept = self._socks.setdefault(dst, sock)
+        if kept is not sock:  # another thread connected too, to the same incarnation: keep one
+            sock.close()
         self._counters["msg.out"] += 1
-        return sock
+        return kept
 
     def _retire(self, dst: str, sock: socket.socket) -> None:
         with self._lock:
             if self._socks.get(dst) is not sock:  # another thread or a ``down`` got there first
                 return
             del self._socks[dst]
+            self._deaths_seen.setdefault(dst, []).append(time.monotonic())
         self._counters["lane.peer_dead"] += 1
         self._on_dead(dst, sock)
 
-    def forget(self, dst: str) -> socket.socket | None:
-        """Drop the socket to ``dst`` (its process exited); returns it."""
+    def down(self, dst: str) -> tuple[bool, socket.socket | None]:
+        """The supervisor says ``dst`` exited. ``(True, None)`` if a send saw that death
+        first (then the socket now open, if any, is its successor's and stays); else
+        ``(False, the socket to the dead process or None)``, dropped from the table."""
         with self._lock:
-            return self._socks.pop(dst, None)
+            # a death seen long ago whose notice never came (the supervisor announces within
+            # milliseconds) must not make us ignore the notice of a later one
+            recent = [t for t in self._deaths_seen.pop(dst, []) if time.monotonic() - t < DOWN_WITHIN_S]
+            if recent:
+                if len(recent) > 1:
+                    self._deaths_seen[dst] = recent[1:]
+                return True, None
+            return False, self._socks.pop(dst, None)
 
     def close(self) -> None:
         """Close every socket (the process is ending)."""
