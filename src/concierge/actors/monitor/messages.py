@@ -35,6 +35,11 @@ INTERFACES = "monitor.interfaces"
 """Body ``{"profile": "default"|"qga"}`` (default ``"default"``) -> :class:`InterfacesReply`.
 The profile selects the exclude globs and cap from the settings."""
 
+INTERFACES_QGA_LAYOUT = "monitor.interfaces/qga"
+"""Not a request: the name under which ``answer.watch`` (``concierge.runtime.pushed``) pushes
+the ``qga`` profile's interface layout: ``monitor.interfaces``'s body without ``stats`` and with
+``net_dev``, the path of the counters file, which the receiver reads on every answer."""
+
 ROUTES = "monitor.routes"
 """-> list of QGA ``GuestNetworkRoute`` dicts in snake_case (/proc/net/route, ipv6_route)."""
 

@@ -14,27 +14,21 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psutil
 
+from concierge.netdev import read_net_dev
+
 log = logging.getLogger(__name__)
+#: one interface of the layout: name, hardware address, addresses
+_Link = tuple[str, str | None, list[dict[str, Any]]]
 
 SIOCGIFHWADDR = 0x8927
 _RTMGRP_LINK = 0x1
 _RTMGRP_IPV4_IFADDR = 0x10
 _RTMGRP_IPV6_IFADDR = 0x100
-_STAT_KEYS = (
-    "rx_bytes",
-    "rx_packets",
-    "rx_errs",
-    "rx_dropped",
-    "tx_bytes",
-    "tx_packets",
-    "tx_errs",
-    "tx_dropped",
-)
 
 
 def hardware_address(sock: socket.socket, name: str) -> str | None:
@@ -54,26 +48,6 @@ def _prefix(netmask: str | None) -> int:
         return bin(int(ipaddress.ip_address(netmask))).count("1")
     except ValueError:
         return 0
-
-
-def read_net_dev(path: str = "/proc/net/dev") -> dict[str, dict[str, int]]:
-    """Per-interface counters (the 8 that QGA reports)."""
-    stats: dict[str, dict[str, int]] = {}
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            lines = handle.read().splitlines()[2:]
-    except OSError:
-        return stats
-    for line in lines:
-        name, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        values = rest.split()
-        if len(values) < 12:
-            continue
-        nums = [int(values[i]) for i in (0, 1, 2, 3, 8, 9, 10, 11)]
-        stats[name.strip()] = dict(zip(_STAT_KEYS, nums, strict=True))
-    return stats
 
 
 class LinkWatch:
@@ -106,6 +80,10 @@ class LinkWatch:
                 return seen
             seen = True
 
+    def fileno(self) -> int | None:
+        """The socket's fd, or None without netlink."""
+        return self._sock.fileno() if self._sock is not None else None
+
     def close(self) -> None:
         """Close the socket."""
         if self._sock is not None:
@@ -120,20 +98,26 @@ class InterfaceProbe:
         self._watch = LinkWatch()
         self._ioctl_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._lock = threading.Lock()
-        self._cached: list[tuple[str, str | None, list[dict[str, Any]]]] | None = None
+        self._cached: list[_Link] | None = None
         self.rebuilds = 0
+        #: called (on the thread that noticed) after the layout was rebuilt
+        self.on_rebuild: Callable[[], None] | None = None
 
-    def _layout(self) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
+    def _layout(self) -> list[_Link]:
         with self._lock:
-            if self._cached is None or self._watch.changed():
-                if self._cached is None:
+            layout = self._cached
+            changed = layout is not None and self._watch.changed()
+            if layout is None or changed:
+                if layout is None:
                     self._watch.changed()  # drain what queued before the first build
-                self._cached = self._build()
+                layout = self._cached = self._build()
                 self.rebuilds += 1
-            return self._cached
+        if changed and self.on_rebuild is not None:
+            self.on_rebuild()
+        return layout
 
-    def _build(self) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
-        layout: list[tuple[str, str | None, list[dict[str, Any]]]] = []
+    def _build(self) -> list[_Link]:
+        layout: list[_Link] = []
         by_name = psutil.net_if_addrs()
         # getifaddrs (hence qemu-ga) lists links in ifindex order; psutil's dict does not
         rank = {name: index for index, name in socket.if_nameindex()}
@@ -157,20 +141,28 @@ class InterfaceProbe:
             layout.append((name, hardware_address(self._ioctl_sock, name), addresses))
         return layout
 
-    def probe(self, excludes: Sequence[str], cap: int) -> dict[str, Any]:
-        """The reply body of ``monitor.interfaces`` for one exclude list and cap (0 = none)."""
-        layout = self._layout()
-        counters = read_net_dev(self._net_dev)
-        interfaces: list[dict[str, Any]] = []
+    def _select(self, excludes: Sequence[str], cap: int) -> tuple[list[_Link], int, bool]:
+        """The layout's interfaces after ``excludes`` and ``cap``, how many were excluded, and
+        whether the cap cut the list."""
+        chosen: list[_Link] = []
         excluded = 0
         truncated = False
-        for name, hwaddr, addresses in layout:
-            if any(fnmatch.fnmatchcase(name, glob) for glob in excludes):
+        for link in self._layout():
+            if any(fnmatch.fnmatchcase(link[0], glob) for glob in excludes):
                 excluded += 1
                 continue
-            if cap and len(interfaces) >= cap:
+            if cap and len(chosen) >= cap:
                 truncated = True
                 continue
+            chosen.append(link)
+        return chosen, excluded, truncated
+
+    def probe(self, excludes: Sequence[str], cap: int) -> dict[str, Any]:
+        """The reply body of ``monitor.interfaces`` for one exclude list and cap (0 = none)."""
+        chosen, excluded, truncated = self._select(excludes, cap)
+        counters = read_net_dev(self._net_dev)
+        interfaces: list[dict[str, Any]] = []
+        for name, hwaddr, addresses in chosen:
             stats = counters.get(name)
             interfaces.append(
                 {
@@ -181,6 +173,24 @@ class InterfaceProbe:
                 }
             )
         return {"interfaces": interfaces, "excluded": excluded, "truncated": truncated}
+
+    def layout_body(self, excludes: Sequence[str], cap: int) -> dict[str, Any]:
+        """The same without counters, which change on every packet, and with the file they
+        come from: the layout is pushed on change and the receiver reads the counters."""
+        chosen, excluded, truncated = self._select(excludes, cap)
+        interfaces = [
+            {"name": name, "hwaddr": hwaddr, "addresses": [dict(a) for a in addresses]}
+            for name, hwaddr, addresses in chosen
+        ]
+        return {"interfaces": interfaces, "excluded": excluded, "truncated": truncated, "net_dev": self._net_dev}
+
+    def watch_fileno(self) -> int | None:
+        """The rtnetlink socket (readable on a link or address change), if there is one."""
+        return self._watch.fileno()
+
+    def check(self, _revents: int = 0) -> None:
+        """Drain the rtnetlink socket and rebuild the layout if it changed (its fd callback)."""
+        self._layout()
 
     def close(self) -> None:
         """Release sockets."""

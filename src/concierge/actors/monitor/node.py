@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -68,17 +69,29 @@ class MonitorNode(ServiceNode):
         self._push_on_change()
 
     def _push_on_change(self) -> None:
-        """Offer the answers that change only with a file (osinfo) to front-ends that keep
-        them and answer inline (see :mod:`concierge.runtime.pushed`); only where inotify tells
-        us of the change, else they keep routing."""
-        paths = self.settings.os_release_paths
-        self.answers = AnswerOwner({m.OSINFO: lambda: osinfo.osinfo(paths)})
-        self._fswatch: DirWatch | None = open_watch(paths, lambda: self.answers.refresh(m.OSINFO))
-        if self._fswatch is None:
-            self.answers = AnswerOwner({})
-            return
-        self.accepts = frozenset({*(self.accepts or ()), WATCH})
-        self.ctx.watch_fd(self._fswatch.fd, self._fswatch.readable)
+        """Offer the answers that change only on events to front-ends that keep them and
+        answer inline (see :mod:`concierge.runtime.pushed`): osinfo where inotify tells us of
+        a change to os-release, the QGA interface layout where rtnetlink tells us of a link or
+        address change. Without the notification, they keep routing."""
+        cfg = self.settings
+        pushed: dict[str, Callable[[], Any]] = {}
+        self.answers = AnswerOwner(pushed)
+        self._fswatch: DirWatch | None = open_watch(cfg.os_release_paths, lambda: self.answers.refresh(m.OSINFO))
+        if self._fswatch is not None:
+            pushed[m.OSINFO] = lambda: osinfo.osinfo(cfg.os_release_paths)
+            self.ctx.watch_fd(self._fswatch.fd, self._fswatch.readable)
+        self._netlink_fd = self.interfaces.watch_fileno()
+        if self._netlink_fd is not None:
+            # the layout only: the front-end reads the counters itself (concierge.netdev)
+            pushed[m.INTERFACES_QGA_LAYOUT] = lambda: self.interfaces.layout_body(
+                cfg.qga_interface_excludes, cfg.qga_interface_cap
+            )
+            self.interfaces.on_rebuild = lambda: self.ctx.call_soon(
+                lambda: self.answers.refresh(m.INTERFACES_QGA_LAYOUT)
+            )
+            self.ctx.watch_fd(self._netlink_fd, self.interfaces.check)
+        if pushed:
+            self.accepts = frozenset({*(self.accepts or ()), WATCH})
 
     def handle(self, msg: Incoming) -> None:
         """Watches of pushed answers are held on the bridge thread; the rest as handlers."""
@@ -92,6 +105,8 @@ class MonitorNode(ServiceNode):
         if self._fswatch is not None:
             self.ctx.unwatch_fd(self._fswatch.fd)
             self._fswatch.close()
+        if self._netlink_fd is not None:
+            self.ctx.unwatch_fd(self._netlink_fd)
         self.interfaces.close()
         self.filesystems.close()
         self.disks.close()

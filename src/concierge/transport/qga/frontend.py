@@ -296,15 +296,8 @@ class QgaFrontEnd:
 
     def _route(self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool) -> None:
         route = self.routes[name]
-        if route.pushed and not args:
-            pushed = follower_for(self.ctx).get(route.actor, route.request)
-            if pushed is not None:  # the owner pushes it on change: answer inline
-                self.ctx.count("qga.pushed")
-                reply = Reply(True, pushed)
-                line = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
-                if line is not None:
-                    self._send_now_or_queued(line)
-                return
+        if route.pushed and not args and self._answer_pushed(name, spec, route, req_id, has_id):
+            return
         if self.pending >= self.settings.max_pending:
             self._send_now_or_queued(
                 error_line(
@@ -349,6 +342,23 @@ class QgaFrontEnd:
         self.ctx.count(f"qga.{name}")
         guard = self.ctx.call_later(route.timeout_s, on_deadline)
         self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
+
+    def _answer_pushed(self, name: str, spec: argspec.CommandSpec, route: QgaRoute, req_id: Any, has_id: bool) -> bool:
+        """Answer inline from the owner's last push; False when there is none (then route)."""
+        pushed = follower_for(self.ctx).get(route.actor, route.pushed)
+        if pushed is None:
+            return False
+        try:
+            body = route.live(pushed)
+        except Exception:  # loop boundary: a bad push costs the inline answer, not the command
+            log.exception("cannot complete pushed %s", route.pushed, extra={"event": "qga.pushed_bug"})
+            return False
+        self.ctx.count("qga.pushed")
+        reply = Reply(True, body)
+        line = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
+        if line is not None:
+            self._send_now_or_queued(line)
+        return True
 
     def _render(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from concierge.netdev import read_net_dev
 from concierge.transport.qga.commands.registry import QgaRoute
 
 _BUCKETS = 512
@@ -87,6 +88,14 @@ def render_users(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
+def with_counters(layout: dict[str, Any]) -> dict[str, Any]:
+    """A pushed interface layout completed with the counters read now (the monitor's
+    ``monitor.interfaces`` body, made here without a hop)."""
+    counters = read_net_dev(str(layout["net_dev"]))
+    interfaces = [{**iface, "stats": counters.get(iface["name"])} for iface in layout["interfaces"]]
+    return {**layout, "interfaces": interfaces}
+
+
 def render_interfaces(body: dict[str, Any]) -> list[dict[str, Any]]:
     """qemu-ga lists statistics only for interfaces that have an address."""
     out: list[dict[str, Any]] = []
@@ -162,7 +171,12 @@ def _no_args(args: dict[str, Any]) -> None:
 
 ROUTES: tuple[QgaRoute, ...] = (
     QgaRoute(
-        "guest-get-osinfo", "monitor", "monitor.osinfo", to_request=_no_args, render=qdict_order, pushed=True
+        "guest-get-osinfo",
+        "monitor",
+        "monitor.osinfo",
+        to_request=_no_args,
+        render=qdict_order,
+        pushed="monitor.osinfo",
     ),
     QgaRoute(
         "guest-get-host-name",
@@ -179,6 +193,8 @@ ROUTES: tuple[QgaRoute, ...] = (
         "monitor.interfaces",
         to_request=lambda args: {"profile": "qga"},
         render=render_interfaces,
+        pushed="monitor.interfaces/qga",
+        live=with_counters,
     ),
     QgaRoute("guest-network-get-route", "monitor", "monitor.routes", to_request=_no_args, render=qdict_order),
     QgaRoute(

@@ -32,6 +32,9 @@ class QgaRoute:
     with_channel: bool = False
     to_request: Callable[[dict[str, Any]], Any] = identity
     render: Callable[[Any], Any] = identity
-    #: the actor pushes this answer when it changes (``concierge.runtime.pushed``): a command
-    #: without arguments is then answered inline from the last push
-    pushed: bool = False
+    #: the name under which the actor pushes this answer when it changes
+    #: (``concierge.runtime.pushed``); a command without arguments is then answered inline
+    #: from the last push, completed by ``live``. Empty: always routed.
+    pushed: str = ""
+    #: turns the pushed answer into the reply body (adds what changes too often to push)
+    live: Callable[[Any], Any] = identity
