@@ -1,18 +1,13 @@
 """The bridge: the one I/O thread of an actor process, and the real :class:`NodeContext`.
 
-It owns every ZeroMQ socket and watched fd of the process and runs one poll loop
-(:class:`~concierge.runtime.loop.PollLoop`) over the control DEALER (supervisor), the inbox
-ROUTER (data plane), outbound DEALERs (replies to our requests), the event SUB, the lane (a
-unix datagram socket, :mod:`concierge.runtime.lanes`), an eventfd that other threads use to hand
-it work, and node fds. Other threads never touch a ZeroMQ socket: they encode in their own
-thread and queue frames here.
-
-A request or reply that fits one datagram (no blobs, at most ``LANE_MAX`` bytes) goes on the
-lane; anything else, and any datagram the kernel refuses (peer restarting, queue full), takes
-ZeroMQ, which queues for an absent peer. Replies need no route: they go to the requester's
-lane, or to its inbox. Concurrent requests were never ordered (blocking handlers run on a
-pool); casts keep ZeroMQ's per-peer order, except the lossy ``input`` lane. Requests in flight
-live in :mod:`concierge.runtime.inflight`, the heartbeat in :mod:`concierge.runtime.heartbeat`.
+It owns every socket and watched fd of the process (the control DEALER, the inbox ROUTER,
+outbound DEALERs, the event SUB, the lane, node fds) and runs one poll loop over them
+(:mod:`~concierge.runtime.loop`). Other threads never touch a ZeroMQ socket: they encode in
+their own thread and queue frames here. A request or reply that fits one datagram goes on the
+lane (:mod:`~concierge.runtime.lanes`); anything else, and whatever the kernel refuses, takes
+ZeroMQ, which queues for an absent peer. Replies need no route: they go to the requester's lane
+or inbox. Casts keep ZeroMQ's per-peer order, except the lossy ``input`` lane. Requests in
+flight: :mod:`~concierge.runtime.inflight`; heartbeat: :mod:`~concierge.runtime.heartbeat`.
 Must not import ``concierge.supervisor``.
 """
 
@@ -35,6 +30,7 @@ from concierge.clock import Clock
 from concierge.errors import ErrorCode, ProtocolError
 from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
+from concierge.runtime.events import EventPlane
 from concierge.runtime.heartbeat import Heartbeat
 from concierge.runtime.inflight import InFlight, reply_of
 from concierge.runtime.lanes import LANE_MAX, LANE_RECV, LaneOut, bind_lane
@@ -71,7 +67,7 @@ class Bridge(PollLoop):
         self.layout = layout
         self.node: Node | None = None
         self.exit_code = 0
-        self._zctx = zctx
+        self.zctx = zctx
         self._control = control
         self._on_frozen = on_frozen
         self._ids = itertools.count(1)
@@ -80,12 +76,11 @@ class Bridge(PollLoop):
         self._lanes = LaneOut(layout.lane, self._counters, self._on_lane_dead)
         self._dealers: dict[tuple[str, Lane], zmq.Socket[bytes]] = {}
         self._inbox = sockets.router(zctx, layout.url(layout.inbox(actor_id)))
-        self._pub: zmq.Socket[bytes] | None = None
-        self._sub: zmq.Socket[bytes] | None = None
+        self._events = EventPlane(self)
         self._lane_in: socket.socket | None = None
         self._heartbeat = Heartbeat(self, control, welcome, self._counters)
-        self._watch_zmq(self._control, self._drain_control)
-        self._watch_zmq(self._inbox, self._drain_inbox)
+        self.watch_zmq(self._control, self._drain_control)
+        self.watch_zmq(self._inbox, self._drain_inbox)
 
     # --- NodeContext: messaging ------------------------------------------------------------------
     def request(
@@ -176,26 +171,11 @@ class Bridge(PollLoop):
 
     def publish(self, topic: str, body: Any = None) -> None:
         """Send an event to the proxy (lossy)."""
-        header = envelope.Header("evt", topic, 0, 0, self.actor_id, "*")
-        frames = [topic.encode(), *envelope.encode(header, body)]
-
-        def send() -> None:
-            if self._pub is None:
-                self._pub = sockets.publisher(self._zctx, self.layout.url(self.layout.events_in))
-            try:
-                self._pub.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                self._counters["evt.dropped"] += 1
-
-        self.submit(send)
+        self._events.publish(topic, body)
 
     def subscribe(self, topic: str) -> None:
         """Receive events whose topic starts with ``topic``."""
-        if self._sub is None:
-            self._sub = sockets.subscriber(self._zctx, self.layout.url(self.layout.events_out))
-            self._watch_zmq(self._sub, self._drain_events)
-        self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self._touched.add(self._sub)  # the option is sent like a message: re-check for input
+        self._events.subscribe(topic)
 
     # --- NodeContext: process services -----------------------------------------------------------
     def set_health(self, status: Health, detail: str = "") -> None:
@@ -279,9 +259,9 @@ class Bridge(PollLoop):
             return
         if kind == "req":
             port = BridgeReplyPort(self, header)
-            self._deliver(Incoming("req", header.type, body, header.src, header.id, header.deadline_ns, (), port))
+            self.deliver(Incoming("req", header.type, body, header.src, header.id, header.deadline_ns, (), port))
         else:
-            self._deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns))
+            self.deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns))
 
     def _drain_inbox(self) -> None:
         while readable(self._inbox):  # no exception per drain
@@ -301,7 +281,7 @@ class Bridge(PollLoop):
                 continue
             reply = BridgeReplyPort(self, header, route) if header.kind == "req" else None
             kind: Kind = "req" if header.kind == "req" else "cast"
-            self._deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
+            self.deliver(Incoming(kind, header.type, body, header.src, header.id, header.deadline_ns, blobs, reply))
 
     def _drain_dealer(self, sock: zmq.Socket[bytes]) -> None:
         while readable(sock):  # no exception per drain
@@ -314,18 +294,8 @@ class Bridge(PollLoop):
             if header.kind in {"rep", "err"}:
                 self._inflight.finish(header.corr, reply_of(header, body, blobs))
 
-    def _drain_events(self) -> None:
-        assert self._sub is not None
-        while readable(self._sub):  # no exception per drain
-            frames = self._sub.recv_multipart(zmq.NOBLOCK)
-            try:
-                header, body, blobs = envelope.decode(frames[1:])
-            except ProtocolError:
-                continue
-            if header.src != self.actor_id:
-                self._deliver(Incoming("evt", header.type, body, header.src, blobs=blobs))
-
-    def _deliver(self, msg: Incoming) -> None:
+    def deliver(self, msg: Incoming) -> None:
+        """Hand ``msg`` to the node (bridge thread); a node bug answers INTERNAL."""
         node = self.node
         if node is None or (node.accepts is not None and msg.type not in node.accepts):
             self._counters["msg.unknown_type"] += 1
@@ -354,9 +324,9 @@ class Bridge(PollLoop):
         if sock is None:
             url = self.layout.url(self.layout.inbox(dst))
             ident = self.actor_id if lane == "default" else f"{self.actor_id}/{lane}"
-            sock = sockets.dealer(self._zctx, url, ident, immediate=lane == "input")
+            sock = sockets.dealer(self.zctx, url, ident, immediate=lane == "input")
             self._dealers[(dst, lane)] = sock
-            self._watch_zmq(sock, lambda: self._drain_dealer(sock))
+            self.watch_zmq(sock, lambda: self._drain_dealer(sock))
         self._touched.add(sock)
         try:
             sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) <= 3)
@@ -401,18 +371,17 @@ class Bridge(PollLoop):
             sock.close()
 
     def _fail_lost(self, dst: str, sock: socket.socket | None) -> None:
-        """Answer UNAVAILABLE for requests to ``dst`` on ``sock`` and for those that took
-        ZeroMQ: one may have reached the dead process or still sit in our queue for its
-        successor, and there is no telling which (the successor's late answer is counted as
-        ``reply.late``). Requests on a newer lane socket are left alone."""
+        """UNAVAILABLE for requests to ``dst`` on ``sock`` and those that took ZeroMQ (each
+        may have reached the dead process or may wait for its successor: no telling which; a
+        late answer is counted ``reply.late``). Those on a newer lane socket are left alone."""
         self._inflight.fail_lost(dst, lambda went_on: went_on is None or went_on is sock)
 
     def close(self) -> None:
         """Stop registered actors (reverse order) and close every socket."""
         self._heartbeat.watch.stop_all()
-        for sock in (*self._dealers.values(), self._inbox, self._pub, self._sub):
-            if sock is not None:
-                sock.close(0)
+        for sock in (*self._dealers.values(), self._inbox):
+            sock.close(0)
+        self._events.close()
         self._close_loop()
         self._lanes.close()
         if self._lane_in is not None:

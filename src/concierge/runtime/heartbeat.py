@@ -84,7 +84,7 @@ class Heartbeat:
             "stuck": bool(stuck),
             "counters": dict(self._counters),
         }
-        bridge._touched.add(self._control)  # the loop re-drains what we sent on
+        bridge.touched(self._control)
         self._control.send_multipart([b"hb", envelope.encode_value(payload)])
         if now - self._last_supervisor > self._orphan_s:
             log.error("supervisor silent, exiting", extra={"event": "actor.orphaned"})

@@ -143,10 +143,15 @@ class PollLoop:
                 return events
         return []
 
+    def touched(self, sock: zmq.Socket[bytes]) -> None:
+        """We sent on ``sock``: drain it again before the loop sleeps."""
+        self._touched.add(sock)
+
     def _wake(self) -> None:
         os.eventfd_write(self._wake_fd, 1)
 
-    def _watch_zmq(self, sock: zmq.Socket[bytes], drain: Callable[[], None]) -> None:
+    def watch_zmq(self, sock: zmq.Socket[bytes], drain: Callable[[], None]) -> None:
+        """Call ``drain`` when ``sock`` may have input (and after each send on it)."""
         fd = cast(int, sock.getsockopt(zmq.FD))
         self._zmq_fds[fd] = drain
         self._drains[sock] = drain
