@@ -144,9 +144,13 @@ class AnswerFollower:
 _followers: weakref.WeakKeyDictionary[Any, AnswerFollower] = weakref.WeakKeyDictionary()
 
 
-def follower_for(ctx: NodeContext) -> AnswerFollower:
-    """The one follower of this process's context, shared by all its front-ends."""
-    follower = _followers.get(ctx)
-    if follower is None:
-        follower = _followers[ctx] = AnswerFollower(ctx)
+def follower_for(ctx: NodeContext) -> AnswerFollower | None:
+    """The one follower of this process's context, shared by all its front-ends (None for a
+    context that cannot be weakly referenced: then nothing is pushed and commands route)."""
+    try:
+        follower = _followers.get(ctx)
+        if follower is None:
+            follower = _followers[ctx] = AnswerFollower(ctx)
+    except TypeError:
+        return None
     return follower

@@ -17,13 +17,13 @@ from typing import Any
 
 from concierge.errors import ErrorCode
 from concierge.runtime.node import NodeContext, Reply
-from concierge.runtime.pushed import follower_for
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.commands import all_routes
 from concierge.transport.qga.commands.registry import QgaRoute
 from concierge.transport.qga.fastjson import DECODER, WHITESPACE
 from concierge.transport.qga.lexer import JsonStreamer
+from concierge.transport.qga.pushed import pushed_body
 from concierge.transport.qga.replies import Encoded, error_line, return_line
 from concierge.transport.qga.settings import QgaSettings, load
 from concierge.transport.qga.validate import InvalidArgumentsError, check_struct
@@ -296,7 +296,14 @@ class QgaFrontEnd:
 
     def _route(self, name: str, spec: argspec.CommandSpec, args: dict[str, Any], req_id: Any, has_id: bool) -> None:
         route = self.routes[name]
-        if route.pushed and not args and self._answer_pushed(name, spec, route, req_id, has_id):
+        pushed = pushed_body(self.ctx, route) if route.pushed and not args else None
+        if pushed is not None:  # its owner pushes it on change: answer inline
+            self.ctx.count("qga.pushed")
+            line = self._render(
+                name=name, spec=spec, route=route, reply=Reply(True, pushed), req_id=req_id, has_id=has_id
+            )
+            if line is not None:
+                self._send_now_or_queued(line)
             return
         if self.pending >= self.settings.max_pending:
             self._send_now_or_queued(
@@ -342,23 +349,6 @@ class QgaFrontEnd:
         self.ctx.count(f"qga.{name}")
         guard = self.ctx.call_later(route.timeout_s, on_deadline)
         self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
-
-    def _answer_pushed(self, name: str, spec: argspec.CommandSpec, route: QgaRoute, req_id: Any, has_id: bool) -> bool:
-        """Answer inline from the owner's last push; False when there is none (then route)."""
-        pushed = follower_for(self.ctx).get(route.actor, route.pushed)
-        if pushed is None:
-            return False
-        try:
-            body = route.live(pushed)
-        except Exception:  # loop boundary: a bad push costs the inline answer, not the command
-            log.exception("cannot complete pushed %s", route.pushed, extra={"event": "qga.pushed_bug"})
-            return False
-        self.ctx.count("qga.pushed")
-        reply = Reply(True, body)
-        line = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
-        if line is not None:
-            self._send_now_or_queued(line)
-        return True
 
     def _render(
         self,
