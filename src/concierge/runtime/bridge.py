@@ -32,7 +32,7 @@ from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
 from concierge.runtime.events import EventPlane
 from concierge.runtime.heartbeat import Heartbeat
-from concierge.runtime.inflight import InFlight, reply_of
+from concierge.runtime.inflight import FOR_SUCCESSOR, InFlight, reply_of
 from concierge.runtime.lanes import LANE_MAX, LANE_RECV, LaneOut, bind_lane
 from concierge.runtime.loop import PollLoop, readable
 from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
@@ -101,8 +101,9 @@ class Bridge(PollLoop):
 
         def send() -> None:
             expires = self.clock.monotonic() + timeout_s
-            sock = self._lanes.send(dst, datagram) if datagram else None
-            self._inflight.add(msg_id, on_reply, expires=expires, dst=dst, type=type, sock=sock)
+            sock, refused = self._lanes.send_or_why(dst, datagram) if datagram else (None, False)
+            via = sock if sock is not None else FOR_SUCCESSOR if refused else None
+            self._inflight.add(msg_id, on_reply, expires=expires, dst=dst, type=type, sock=via)
             if sock is not None:
                 self._spin_until = time.monotonic() + self._spin_s
                 return
@@ -371,9 +372,10 @@ class Bridge(PollLoop):
             sock.close()
 
     def _fail_lost(self, dst: str, sock: socket.socket | None) -> None:
-        """UNAVAILABLE for requests to ``dst`` on ``sock`` and those that took ZeroMQ (each
-        may have reached the dead process or may wait for its successor: no telling which; a
-        late answer is counted ``reply.late``). Those on a newer lane socket are left alone."""
+        """UNAVAILABLE for requests to ``dst`` on ``sock`` and those that took ZeroMQ while it
+        was alive (each may have reached it or may wait for its successor: no telling which; a
+        late answer is counted ``reply.late``). Left alone: those on a newer lane socket and
+        those that took ZeroMQ because nothing listened (they can only reach a successor)."""
         self._inflight.fail_lost(dst, lambda went_on: went_on is None or went_on is sock)
 
     def close(self) -> None:

@@ -2,8 +2,9 @@
 
 Why a dict swept when the earliest may be due rather than a heap timer per request: a timer per
 request cost ~3 µs of heap work apiece, and the sweep is rare (only when something is late).
-Each entry remembers the lane socket its request went on (None: ZeroMQ), so the requests a dead
-peer took with it can be answered UNAVAILABLE at once.
+Each entry remembers the lane socket its request went on (None: ZeroMQ, :data:`FOR_SUCCESSOR`:
+ZeroMQ because nothing listened at the lane), so the requests a dead peer took with it can be
+answered UNAVAILABLE at once while those queued for its successor keep waiting.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from concierge.runtime.node import Reply
 log = logging.getLogger("concierge.runtime.bridge")
 
 
+class _Marker:
+    __slots__ = ()
+
+
+#: stands for the lane socket of a request that took ZeroMQ because no process listened at the
+#: peer's lane: it cannot have reached a process that has died since
+FOR_SUCCESSOR = _Marker()
+#: what a request went on: a lane socket, ZeroMQ (None), or ZeroMQ for a successor
+Via = socket.socket | _Marker | None
+
+
 class InFlight:
     """Pending requests by message id; every method runs on the bridge thread."""
 
@@ -30,7 +42,7 @@ class InFlight:
     def __init__(self, counters: Counter[str]) -> None:
         self._counters = counters
         # id -> (on_reply, expires, dst, type, the lane socket it went on or None)
-        self.pending: dict[int, tuple[Callable[[Reply], None], float, str, str, socket.socket | None]] = {}
+        self.pending: dict[int, tuple[Callable[[Reply], None], float, str, str, Via]] = {}
         self.next_expiry = math.inf
         #: requests sent on a lane and not answered yet (the bridge spins while there are any)
         self.lane_waiting = 0
@@ -46,12 +58,12 @@ class InFlight:
         expires: float,
         dst: str,
         type: str,
-        sock: socket.socket | None,
+        sock: Via,
     ) -> None:
         """Remember a request sent on ``sock`` (None: ZeroMQ) until it is answered or due."""
         self.next_expiry = min(self.next_expiry, expires)
         self.pending[msg_id] = (on_reply, expires, dst, type, sock)
-        if sock is not None:
+        if sock is not None and sock is not FOR_SUCCESSOR:
             self.lane_waiting += 1
 
     def finish(self, msg_id: int, reply: Reply) -> None:
@@ -60,7 +72,7 @@ class InFlight:
         if entry is None:
             self._counters["reply.late"] += 1
             return
-        if entry[4] is not None:
+        if entry[4] is not None and entry[4] is not FOR_SUCCESSOR:
             self.lane_waiting -= 1
         try:
             entry[0](reply)
@@ -79,7 +91,7 @@ class InFlight:
             self.finish(msg_id, Reply(False, code=ErrorCode.TIMEOUT, message=message))
         self.next_expiry = min((entry[1] for entry in self.pending.values()), default=math.inf)
 
-    def fail_lost(self, dst: str, lost: Callable[[socket.socket | None], bool]) -> int:
+    def fail_lost(self, dst: str, lost: Callable[[Via], bool]) -> int:
         """Answer UNAVAILABLE for each request to ``dst`` whose transport ``lost`` says died
         with the peer; returns how many."""
         doomed = [k for k, entry in self.pending.items() if entry[2] == dst and lost(entry[4])]

@@ -74,34 +74,44 @@ class LaneOut:
     def send(self, dst: str, datagram: bytes) -> socket.socket | None:
         """Send one datagram to ``dst``; the connected socket it went on, or None when it is
         too big or the kernel refuses it (peer absent or dead, queue full)."""
+        return self.send_or_why(dst, datagram)[0]
+
+    def send_or_why(self, dst: str, datagram: bytes) -> tuple[socket.socket | None, bool]:
+        """:meth:`send`, and whether no process listens at ``dst``'s lane (dead or not up
+        yet): a message that then takes ZeroMQ can only reach a successor."""
         if len(datagram) > LANE_MAX:
-            return None
+            return None, False
         sock = self._socks.get(dst)
         if sock is not None:
             try:
                 sock.send(datagram)
             except BlockingIOError:  # the peer is behind: its queue is full
                 self._counters["lane.full"] += 1
-                return None
+                return None, False
             except OSError:  # the peer's socket is closed: that incarnation is gone
                 self._retire(dst, sock)
             else:
                 self._counters["msg.out"] += 1
-                return sock
+                return sock, False
         sock = socket.socket(socket.AF_UNIX, _FLAGS)
         try:
             sock.connect(str(self._lane_path(dst)))
-            sock.send(datagram)
         except OSError:
             sock.close()
             self._counters["lane.refused"] += 1
-            return None
+            return None, True
+        try:
+            sock.send(datagram)
+        except OSError:  # bound but full, or gone between connect and send
+            sock.close()
+            self._counters["lane.refused"] += 1
+            return None, False
         with self._lock:
             kept = self._socks.setdefault(dst, sock)
         if kept is not sock:  # another thread connected too, to the same incarnation: keep one
             sock.close()
         self._counters["msg.out"] += 1
-        return kept
+        return kept, False
 
     def _retire(self, dst: str, sock: socket.socket) -> None:
         with self._lock:
