@@ -33,7 +33,7 @@ from concierge.runtime.endpoints import RuntimeLayout
 from concierge.runtime.events import EventPlane
 from concierge.runtime.heartbeat import Heartbeat
 from concierge.runtime.inflight import FOR_SUCCESSOR, InFlight, reply_of
-from concierge.runtime.lanes import LANE_MAX, LANE_RECV, LaneOut, bind_lane
+from concierge.runtime.lanes import LANE_MAX, LaneOut, bind_lane, close_fds, recv_lane
 from concierge.runtime.loop import PollLoop, readable
 from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
 from concierge.runtime.replyport import BridgeReplyPort
@@ -160,6 +160,14 @@ class Bridge(PollLoop):
         else:
             self.submit(lambda: self.cast_frames(dst, lane, frames))
 
+    def send_fds(self, dst: str, type: str, body: Any, fds: tuple[int, ...], *, ttl_s: float = 5.0) -> bool:
+        """A cast carrying open descriptors (SCM_RIGHTS) on ``dst``'s lane, from any thread;
+        False when the peer is absent or behind (nothing is queued: the caller retries)."""
+        header = envelope.Header(
+            "cast", type, next(self._ids), 0, self.actor_id, dst, time.monotonic_ns() + int(ttl_s * 1e9)
+        )
+        return self._lanes.send_or_why(dst, envelope.encode_datagram(header, body), fds)[0] is not None
+
     def lane_send(self, dst: str, datagram: bytes) -> bool:
         """Send one datagram to ``dst``'s lane, from any thread; False when it is too big or
         the kernel refuses it (peer absent, queue full)."""
@@ -237,12 +245,23 @@ class Bridge(PollLoop):
     def _drain_lane(self, _revents: int) -> None:
         """Take one datagram per wake-up: poll is level-triggered and reports the next at once,
         and a drain loop would end on an EAGAIN recv, a syscall (~5 µs on a small guest) spent
-        on every request of a request/reply exchange."""
+        on every request of a request/reply exchange. Descriptors that came with it
+        (SCM_RIGHTS) are closed once the node has had it: a node keeps one by ``os.dup``."""
         assert self._lane_in is not None
         try:
-            data = self._lane_in.recv(LANE_RECV)
+            got = recv_lane(self._lane_in, self._counters)
         except BlockingIOError:
             return
+        if got is None:
+            return
+        data, fds = got
+        try:
+            self._take_datagram(data, fds)
+        finally:
+            if fds:
+                close_fds(fds)
+
+    def _take_datagram(self, data: bytes, fds: tuple[int, ...]) -> None:
         counters = self._counters
         counters["msg.in"] += 1
         counters["lane.in"] += 1
@@ -260,9 +279,9 @@ class Bridge(PollLoop):
             return
         if kind == "req":
             port = BridgeReplyPort(self, header)
-            self.deliver(Incoming("req", header.type, body, header.src, header.id, header.deadline_ns, (), port))
+            self.deliver(Incoming("req", header.type, body, header.src, header.id, header.deadline_ns, (), port, fds))
         else:
-            self.deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns))
+            self.deliver(Incoming("cast", header.type, body, header.src, header.id, header.deadline_ns, fds=fds))
 
     def _drain_inbox(self) -> None:
         while readable(self._inbox):  # no exception per drain

@@ -15,6 +15,9 @@ waiting for the supervisor's ``down`` notice (see :class:`LaneOut`).
 
 from __future__ import annotations
 
+import array
+import contextlib
+import os
 import socket
 import threading
 import time
@@ -28,6 +31,11 @@ LANE_MAX = 60_000
 LANE_RCVBUF = 256 * 1024
 #: read size of one datagram (more than LANE_MAX: an oversized one is read whole and refused)
 LANE_RECV = 65_536
+
+#: most fds one lane datagram may carry (SCM_RIGHTS); a datagram with more is refused whole
+MAX_LANE_FDS = 4
+#: ancillary buffer of one receive: room for exactly MAX_LANE_FDS descriptors
+LANE_ANCILLARY = socket.CMSG_SPACE(MAX_LANE_FDS * array.array("i").itemsize)
 
 #: the supervisor's ``down`` notice follows an exit by milliseconds; a death seen on a lane
 #: waits this long for its notice at most
@@ -76,15 +84,16 @@ class LaneOut:
         too big or the kernel refuses it (peer absent or dead, queue full)."""
         return self.send_or_why(dst, datagram)[0]
 
-    def send_or_why(self, dst: str, datagram: bytes) -> tuple[socket.socket | None, bool]:
+    def send_or_why(self, dst: str, datagram: bytes, fds: tuple[int, ...] = ()) -> tuple[socket.socket | None, bool]:
         """:meth:`send`, and whether no process listens at ``dst``'s lane (dead or not up
-        yet): a message that then takes ZeroMQ can only reach a successor."""
-        if len(datagram) > LANE_MAX:
+        yet): a message that then takes ZeroMQ can only reach a successor. ``fds`` go along
+        as SCM_RIGHTS (the kernel dups them into the receiver; ours stay open)."""
+        if len(datagram) > LANE_MAX or len(fds) > MAX_LANE_FDS:
             return None, False
         sock = self._socks.get(dst)
         if sock is not None:
             try:
-                sock.send(datagram)
+                _send(sock, datagram, fds)
             except BlockingIOError:  # the peer is behind: its queue is full
                 self._counters["lane.full"] += 1
                 return None, False
@@ -101,7 +110,7 @@ class LaneOut:
             self._counters["lane.refused"] += 1
             return None, True
         try:
-            sock.send(datagram)
+            _send(sock, datagram, fds)
         except OSError:  # bound but full, or gone between connect and send
             sock.close()
             self._counters["lane.refused"] += 1
@@ -142,3 +151,36 @@ class LaneOut:
             socks, self._socks = list(self._socks.values()), {}
         for sock in socks:
             sock.close()
+
+
+def _send(sock: socket.socket, datagram: bytes, fds: tuple[int, ...]) -> None:
+    if fds:
+        sock.sendmsg([datagram], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.send(datagram)
+
+
+def recv_lane(sock: socket.socket, counters: Counter[str]) -> tuple[bytes, tuple[int, ...]] | None:
+    """One datagram from our lane and the descriptors it carried, or None (nothing queued, or
+    refused: its descriptors are closed here). The caller owns the returned fds and must close
+    every one whatever it does with the datagram. A datagram whose descriptors did not all fit
+    (MSG_CTRUNC: the kernel closed the rest) is refused whole, so nobody acts on a partial set."""
+    data, ancdata, flags, _ = sock.recvmsg(LANE_RECV, LANE_ANCILLARY)
+    if not ancdata:
+        return data, ()
+    fds = array.array("i")
+    for level, kind, blob in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(blob[: len(blob) - len(blob) % fds.itemsize])
+    if flags & socket.MSG_CTRUNC or len(fds) > MAX_LANE_FDS:
+        close_fds(fds)
+        counters["lane.fds_refused"] += 1
+        return None
+    return data, tuple(fds)
+
+
+def close_fds(fds: array.array[int] | tuple[int, ...]) -> None:
+    """Close received descriptors (each at most once; a bad one is not our problem)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

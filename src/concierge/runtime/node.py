@@ -11,7 +11,7 @@ from __future__ import annotations
 import select
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -55,6 +55,9 @@ class Incoming(msgspec.Struct, frozen=True):
     deadline_ns: int = 0
     blobs: tuple[bytes, ...] = ()
     reply: ReplyPort | None = None
+    #: descriptors that came with a lane datagram (SCM_RIGHTS), at most ``MAX_LANE_FDS``; the
+    #: runtime closes them after ``handle`` returns, so a node keeps one with ``os.dup``
+    fds: tuple[int, ...] = ()
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -180,6 +183,16 @@ class NodeContext(Protocol):
 
     def stop(self, code: int = 0) -> None:
         """End this actor process with a classified exit code (see ``concierge.errors.ExitCode``)."""
+        ...
+
+
+@runtime_checkable
+class FdSender(Protocol):
+    """Optional NodeContext capability: hand open descriptors to another actor process."""
+
+    def send_fds(self, dst: str, type: str, body: Any, fds: tuple[int, ...], *, ttl_s: float = 5.0) -> bool:
+        """Cast ``body`` with ``fds`` (SCM_RIGHTS) on ``dst``'s lane, from any thread; False
+        when it could not go (peer absent or behind): nothing is queued, ours stay open."""
         ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import queue
 import threading
 from collections import Counter
@@ -130,7 +131,11 @@ class FakeContext:
     def _deliver(self, msg: Incoming) -> None:
         def run() -> None:
             assert self.node is not None, "run_node first"
-            self.node.handle(msg)
+            try:
+                self.node.handle(msg)
+            finally:
+                for fd in msg.fds:  # as the bridge: a node keeps a descriptor by dup
+                    os.close(fd)
 
         self._jobs.put(run)
 
@@ -194,6 +199,16 @@ class FakeContext:
         peer = self.peers.get(dst)
         if isinstance(peer, FakeContext):
             peer.tell(type, body, src=self.actor_id)
+
+    def send_fds(self, dst: str, type: str, body: Any, fds: tuple[int, ...], *, ttl_s: float = 5.0) -> bool:
+        """Hand dups of ``fds`` (what SCM_RIGHTS does) to a FakeContext peer; False without one."""
+        del ttl_s
+        peer = self.peers.get(dst)
+        if not isinstance(peer, FakeContext):
+            return False
+        self.casts.append((dst, type, body))
+        peer._deliver(Incoming("cast", type, body, self.actor_id, fds=tuple(os.dup(fd) for fd in fds)))
+        return True
 
     def publish(self, topic: str, body: Any = None) -> None:
         """Record the event."""

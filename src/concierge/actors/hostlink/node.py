@@ -157,6 +157,11 @@ class HostLinkNode(Node):
                     if event is not None:
                         event(msg.type, msg.body)
             return
+        if msg.type.startswith("spice.mouse_"):
+            # the input actor lends its sink to one SPICE front-end: the first (see tablet.py)
+            for frontend in self._spice_frontends()[:1]:
+                frontend.deliver(msg)
+            return
         if msg.type == "spice.send":
             # a user actor's guest->client message, relayed by the session gateway
             for channel in self.channels:
@@ -171,6 +176,15 @@ class HostLinkNode(Node):
             return
         if msg.reply is not None:
             msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.ctx.actor_id} does not handle {msg.type}")
+
+    def _spice_frontends(self) -> list[Any]:
+        return [
+            frontend
+            for channel in self.channels
+            if channel.spec.protocol == "spice"
+            for frontend in channel.frontends()
+            if getattr(frontend, "deliver", None) is not None
+        ]
 
     def stop(self) -> None:
         """Close every channel."""

@@ -14,6 +14,8 @@ ABS_X, ABS_Y = 0, 1
 REL_WHEEL = 8
 BTN_LEFT, BTN_RIGHT, BTN_MIDDLE, BTN_SIDE, BTN_EXTRA = 0x110, 0x111, 0x112, 0x113, 0x114
 L_MASK, M_MASK, R_MASK, U_MASK, D_MASK, S_MASK, E_MASK = (1 << i for i in range(1, 8))
+#: the seven button bits of VDAgentMouseState; anything else a host sets is ignored
+BUTTON_BITS = L_MASK | M_MASK | R_MASK | U_MASK | D_MASK | S_MASK | E_MASK
 #: order of EV_KEY events within one report (the stock daemon's table order)
 BUTTONS = (
     (L_MASK, BTN_LEFT),
@@ -36,6 +38,14 @@ class Area:
     y: int
     width: int
     height: int
+
+    def place(self, x: int, y: int) -> tuple[int, int]:
+        """A display-relative position in desktop coordinates, clamped to this display (so a
+        hostile 32-bit coordinate never leaves the tablet's range or the s32 event value)."""
+        return (
+            self.x + min(max(x, 0), max(self.width - 1, 0)),
+            self.y + min(max(y, 0), max(self.height - 1, 0)),
+        )
 
 
 class TabletState:

@@ -11,6 +11,12 @@
 * ``input.status`` (request, answered at once on the bridge thread, timeout 1 s): returns
   ``StatusBody``.
 
+* Lending the sink (see ``lending.py`` and ``concierge.transport.spice.tablet``), all on the
+  lanes, between this actor and ``settings.lend_to``: ``spice.mouse_offer {gen, monitors:
+  [[display_id, x, y, width, height], ...]}`` + fds (sink, life pipe) / ``{gen}`` alone to take
+  it back; ``input.mouse_taken {gen}``; ``spice.mouse_go {gen, x, y, buttons}``;
+  ``input.tablet_state {gen, state: [x, y, buttons] | null}``.
+
 Standard library only.
 """
 
@@ -52,3 +58,4 @@ class StatusBody(TypedDict):
     height: int
     monitors: list[Monitor]
     pending: int
+    writer: str

@@ -8,6 +8,9 @@ process does nothing else that could delay its bridge. Ordering is then the orde
 Coalescing: reports are written at once. Only when the sink is behind (EAGAIN) are states
 queued; a new state then *replaces* the queued tail if both carry the same buttons (a pure
 move), so moves coalesce while every button or wheel transition is kept.
+Lending: while the session has a geometry, the open sink is lent to the transport, which then
+writes the reports itself (no second wake-up per event); this actor keeps the device, the
+geometry and recovery, and takes the sink back on any change (``lending.py``).
 Must not import zmq.
 """
 
@@ -19,7 +22,8 @@ from typing import Any
 
 import msgspec
 
-from concierge.actors.input.events import Area, TabletState
+from concierge.actors.input.events import BUTTON_BITS, Area, TabletState
+from concierge.actors.input.lending import Mode, SinkLender
 from concierge.actors.input.settings import InputSettings
 from concierge.actors.input.sinks import Sink, open_sink
 from concierge.errors import ConfigError
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 class InputNode(Node):
     """The ``input`` actor: one tablet for the active session's desktop."""
 
-    accepts = frozenset({"input.mouse", "input.geometry", "input.status"})
+    accepts = frozenset({"input.mouse", "input.geometry", "input.status", "input.mouse_taken", "input.tablet_state"})
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
@@ -44,6 +48,7 @@ class InputNode(Node):
         self.state = TabletState()
         self._pending: deque[tuple[int, int, int]] = deque()
         self._watching = False
+        self.lender = SinkLender(self, ctx, "")
 
     def start(self) -> None:
         """Validate settings and open the sink (uinput or file)."""
@@ -53,6 +58,7 @@ class InputNode(Node):
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
         s = self.settings
         self.sink = open_sink(s.sink, s.device_name, s.uinput_path)
+        self.lender = SinkLender(self, self.ctx, s.lend_to)
         log.info("input sink %s", self.sink.name, extra={"event": "input.started"})
         self.ctx.set_health("degraded", "no session geometry yet")
         if s.geometry_from:
@@ -70,7 +76,8 @@ class InputNode(Node):
             self.set_geometry(reply.body)
 
     def stop(self) -> None:
-        """Close the device or file."""
+        """Close the device or file (the transport drops its copy on our pipe's hang-up)."""
+        self.lender.close()
         if self.sink is not None:
             if self._watching and (fd := self.sink.fileno()) is not None:
                 self.ctx.unwatch_fd(fd)
@@ -82,9 +89,19 @@ class InputNode(Node):
         if msg.type == "input.mouse":
             body = msg.body
             try:
-                self.mouse(int(body["x"]), int(body["y"]), int(body["buttons"]), int(body["display_id"]))
+                x, y, buttons, display_id = (int(body[k]) for k in ("x", "y", "buttons", "display_id"))
             except (KeyError, TypeError, ValueError):
                 self.ctx.count("input.bad_mouse")
+                return
+            if self.lender.mode is Mode.WRITER or not self.lender.intercept(x, y, buttons, display_id):
+                self.mouse(x, y, buttons, display_id)
+                self.lender.maybe_offer()
+            return
+        if msg.type in {"input.mouse_taken", "input.tablet_state"}:
+            if msg.src == self.lender.lend_to:
+                self.lender.handle(msg.type, msg.body)
+            else:
+                self.ctx.count("input.lend_refused")
             return
         if msg.type == "input.geometry":
             allowed = self.settings.geometry_from
@@ -101,6 +118,7 @@ class InputNode(Node):
                     "height": self.height,
                     "monitors": self.monitors,
                     "pending": len(self._pending),
+                    "writer": self.lender.mode.value,
                 }
             )
             return
@@ -113,8 +131,8 @@ class InputNode(Node):
         if area is None:
             self.ctx.count("input.unknown_display")  # dropped without SYN, as the stock daemon
             return
-        x += area.x
-        y += area.y
+        x, y = area.place(x, y)
+        buttons &= BUTTON_BITS
         pending = self._pending
         if pending:
             if pending[-1][2] == buttons:
@@ -157,6 +175,12 @@ class InputNode(Node):
         if self._watching and sink is not None and (fd := sink.fileno()) is not None:
             self.ctx.unwatch_fd(fd)
         self._watching = False
+        self.lender.maybe_offer()
+
+    @property
+    def pending(self) -> int:
+        """Reports waiting for a slow sink."""
+        return len(self._pending)
 
     # --- geometry --------------------------------------------------------------------------------
     def set_geometry(self, body: Any) -> None:
@@ -185,6 +209,7 @@ class InputNode(Node):
             len(monitors),
             extra={"event": "input.geometry"},
         )
+        self.lender.changed()
         if monitors:
             self.ctx.set_health("ok", f"{self.sink.name if self.sink else ''} {width}x{height}")
         else:

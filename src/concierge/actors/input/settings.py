@@ -16,3 +16,6 @@ class InputSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_pending: int = 4096
     #: only this actor may set the geometry (the session gateway); "" accepts any sender
     geometry_from: str = "session"
+    #: lend the open sink to this actor's SPICE front-end so it writes reports itself (one
+    #: process wake-up per mouse state instead of two); "" keeps every write here
+    lend_to: str = "transport"

@@ -2,8 +2,9 @@
 
 Lives in the transport actor and runs on its bridge thread. It answers the pure protocol itself
 (capability handshake, REPLY to MONITORS_CONFIG, grab serials, MAX_CLIPBOARD, detailed-error
-downgrade), sends MOUSE_STATE straight to the input actor (one hop on the ``input`` lane with a
-50 ms ttl: a stale mouse state is worthless, so nothing is ever replayed) and everything for the
+downgrade), writes MOUSE_STATE into the input actor's sink while it lends it (``tablet.py``),
+else sends it to the input actor (one hop on the ``input`` lane with a 50 ms ttl: a stale mouse
+state is worthless, so nothing is ever replayed) and everything for the
 user session to the session gateway as ``spice.<snake_name>`` casts (see ``messages.py``).
 
 Port policy (the rule): spice-server offers client-mouse mode exactly while the guest holds the
@@ -26,6 +27,7 @@ from concierge.runtime.node import Incoming, NodeContext
 from concierge.transport.host.api import HostLink
 from concierge.transport.spice import codec
 from concierge.transport.spice.codec import Layout
+from concierge.transport.spice.tablet import DirectTablet
 from concierge.transport.spice.wire import (
     BY_SNAKE,
     CLIENT_PORT,
@@ -95,6 +97,8 @@ class SpiceFrontEnd:
         self.max_clipboard = -1
         self.ready = False
         self._serial = [0, 0, 0]  # per selection, shared by both directions (spice.md 2.5)
+        #: the input actor's sink while it lends it to us (see tablet.py); else states are cast
+        self.tablet = DirectTablet(ctx, self.input_actor)
 
     # --- FrontEnd ------------------------------------------------------------------------------
     def connected(self) -> None:
@@ -110,8 +114,9 @@ class SpiceFrontEnd:
         self.ctx.cast(self.session_actor, "spice.client_disconnected", {})
 
     def close(self) -> None:
-        """Transport stopping: nothing is held beyond the reassembly buffers."""
+        """Transport stopping: drop the reassembly buffers and our copy of the tablet sink."""
         self._rx.reset()
+        self.tablet.close()
 
     def received(self, data: bytes) -> None:
         """Bytes from the host: reassemble, decode, route. Bad input never loses the channel."""
@@ -123,6 +128,8 @@ class SpiceFrontEnd:
         ):
             # Fast path for the common read: exactly one whole MOUSE_STATE frame.
             x, y, buttons, display_id = MOUSE_STATE_STRUCT.unpack_from(data, 28)
+            if self.tablet.write(x, y, buttons, display_id):
+                return
             self.ctx.cast(
                 self.input_actor,
                 "input.mouse",
@@ -138,6 +145,8 @@ class SpiceFrontEnd:
                     continue
                 if msg.type == MsgType.MOUSE_STATE and len(msg.payload) == MOUSE_STATE_STRUCT.size:
                     x, y, buttons, display_id = MOUSE_STATE_STRUCT.unpack(msg.payload)
+                    if self.tablet.write(x, y, buttons, display_id):
+                        continue
                     self.ctx.cast(
                         self.input_actor,
                         "input.mouse",
@@ -215,7 +224,9 @@ class SpiceFrontEnd:
             self._set_ready(bool(body.get("ready")))
 
     def deliver(self, msg: Incoming) -> bool:
-        """Handle a ``spice.send`` cast routed here by the transport node; False if not ours."""
+        """Handle a ``spice.send`` or ``spice.mouse_*`` cast routed here; False if not ours."""
+        if self.tablet.deliver(msg):
+            return True
         if msg.type != "spice.send":
             return False
         body = msg.body if isinstance(msg.body, dict) else {}
