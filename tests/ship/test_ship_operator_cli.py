@@ -1,0 +1,162 @@
+"""The operator CLI as people type it, against a real agent: options on either side of the
+subcommand, readable action results, ``--wait`` outcomes with reasons and exit codes, status
+explaining why an actor waits, the supervisor's own log, journal priorities and STATUS=."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
+FAST = "[supervisor]\nbackoff_base_s = 0.05\n[agent]\nheartbeat_interval_s = 0.2\n"
+#: the real sso actor on a guest without a system bus (no logind): it exits 69, WAITING
+SSO_NO_BUS = {
+    "entry": "concierge.actors.sso.node:SsoNode",
+    "settings": {"system_bus": "unix:path=/nonexistent/concierge-test-bus"},
+}
+
+
+def concierge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "concierge", *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def test_global_options_before_or_after_the_subcommand(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO}, extra=FAST)
+    agent.start()
+    run_dir = str(agent.runtime_dir)
+    after = concierge("status", "--json", "--runtime-dir", run_dir, env=agent.env)
+    before = concierge("--json", "--runtime-dir", run_dir, "status", env=agent.env)
+    assert after.returncode == before.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["actors"][0]["id"] == json.loads(before.stdout)["actors"][0]["id"] == "one"
+    mixed = concierge("--runtime-dir", run_dir, "metrics", "--timeout", "9", "--json", env=agent.env)
+    assert mixed.returncode == 0 and json.loads(mixed.stdout)["actors"][0]["id"] == "one"
+    version = concierge("--version")
+    assert version.returncode == 0 and version.stdout.startswith("concierge ")
+    doctor = concierge("doctor", "--json")
+    assert doctor.returncode in (0, 1, 4) and isinstance(json.loads(doctor.stdout), dict | list)
+
+
+def test_actions_print_text_and_json_on_request(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO, "two": ECHO}, extra=FAST)
+    agent.start()
+    restarted = agent.cli("restart", "one", "--wait")
+    assert (restarted.returncode, restarted.stdout.strip()) == (0, "one: restarted"), restarted.stderr
+    stopped = agent.cli("stop", "two", "--wait", "--json")
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["states"] == {"two": "STOPPED"}
+    table = agent.cli("status")
+    two = next(line for line in table.stdout.splitlines() if line.startswith("two "))
+    assert "STOPPED" in two and " - " in two.replace("  ", " "), "a stopped actor has no uptime"
+    started = agent.cli("start", "two")
+    assert (started.returncode, started.stdout.strip()) == (0, "two: starting")
+    agent.wait_for(lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), 20, "two running again")
+    reload = agent.cli("reload")
+    assert (reload.returncode, reload.stdout.strip()) == (0, "reloaded: no change")
+    table = agent.cli("status").stdout
+    assert "RESTARTS = recent/total" in table, "a table with restarts explains the column"
+
+
+def test_wait_on_an_actor_without_logind_stops_at_waiting_with_its_reason(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO, "sso": SSO_NO_BUS}, extra=FAST)
+    agent.start(wait=False)
+    agent.wait_for(lambda s: any(a["waiting"] for a in s["actors"]), 30, "sso WAITING")
+    table = agent.cli("status")
+    assert table.returncode == 0, "a waiting actor is not a failure of the agent"
+    assert "WAITING" in table.stdout
+    assert "sso: waiting: system bus / logind unavailable" in table.stdout
+    assert "system bus / logind unavailable" in agent.actor("sso")["reason"]
+    started = time.monotonic()
+    result = agent.cli("restart", "sso", "--wait")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 5, (result.stdout, result.stderr)
+    assert result.stdout.startswith("sso: waiting: system bus / logind unavailable")
+    assert elapsed < 10, f"--wait must stop once the outcome is known, took {elapsed:.1f} s (not 60 s)"
+    as_json = json.loads(agent.cli("restart", "sso", "--wait", "--json").stdout)
+    assert as_json["states"] == {"sso": "WAITING"} and "logind" in as_json["reasons"]["sso"]
+
+
+def test_wait_on_a_fatal_actor_names_it_and_exits_4(agent_factory: Any) -> None:
+    bad = {"entry": "concierge.testing.nodes:ConfigErrorNode"}
+    agent = agent_factory({"one": ECHO, "bad": bad}, extra=FAST)
+    agent.start(wait=False)
+    agent.wait_for(lambda s: any(a["state"] == "FATAL" for a in s["actors"]), 30, "bad FATAL")
+    result = agent.cli("start", "bad", "--wait")
+    assert result.returncode == 4
+    assert result.stdout.startswith("bad: fatal: configuration error: not restarted: config error:")
+    assert "colour" in result.stdout, "the actor's own reason (the key it refused) is shown"
+
+
+def test_logs_supervisor_reaches_the_supervisors_own_log(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO}, extra=FAST)
+    agent.start()
+    agent.cli("restart", "one", "--wait")
+    logs = agent.cli("logs", "supervisor", "-n", "50")
+    assert logs.returncode == 0, logs.stderr
+    assert "spawned one" in logs.stdout and "one exited" in logs.stdout
+
+
+def test_journal_lines_carry_priorities_and_children_keep_theirs(agent_factory: Any, tmp_path: Path) -> None:
+    """With stderr the journal's stream (JOURNAL_STREAM = its device:inode), every line starts
+    with its syslog priority: an actor's config error is <3>, the supervisor's info <6>."""
+    bad = {"entry": "concierge.testing.nodes:ConfigErrorNode"}
+    agent = agent_factory({"one": ECHO, "bad": bad}, extra=FAST)
+    agent.log_path.touch()
+    info = os.stat(agent.log_path)
+    agent.env["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+    agent.start(wait=False)
+    agent.wait_for(lambda s: any(a["state"] == "FATAL" for a in s["actors"]), 30, "bad FATAL")
+    lines = agent.log_path.read_text().splitlines()
+    assert lines and all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines[:5]
+    assert any(line.startswith("<3>") and "config error" in line for line in lines)
+    assert any(line.startswith("<6>") and "spawned one" in line for line in lines)
+    kept = agent.cli("logs", "bad").stdout
+    assert "config error" in kept and "<3>" not in kept, "the ring keeps lines without the prefix"
+
+
+def test_no_priority_prefix_when_stderr_is_not_the_journal(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO}, extra=FAST, env={"JOURNAL_STREAM": "1:1"})
+    agent.start()
+    text = agent.log_path.read_text()
+    assert "spawned one" in text and "<6>" not in text
+
+
+def test_systemd_status_line_follows_the_actors(agent_factory: Any, tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    agent = agent_factory(
+        {"one": {**ECHO, "essential": True}, "two": ECHO}, extra=FAST, env={"NOTIFY_SOCKET": str(path)}
+    )
+    try:
+        agent.start()
+        seen: list[str] = []
+
+        def status_until(text: str) -> None:
+            while not any(text in m for m in seen):
+                seen.append(sock.recv(4096).decode())
+
+        status_until("STATUS=")
+        assert "READY=1" in seen[0]
+        status_until("2/2 actors running")
+        agent.cli("stop", "two", "--wait")
+        status_until("STATUS=1/2 actors running")
+        agent.cli("start", "two", "--wait")
+        seen.clear()
+        status_until("STATUS=2/2 actors running")
+    finally:
+        sock.close()
+
+
+def test_exit_codes_are_documented_in_the_man_page() -> None:
+    man = (Path(__file__).resolve().parents[2] / "packaging" / "man" / "concierge.1").read_text()
+    section = man.split(".SH EXIT STATUS", 1)[1].split(".SH ", 1)[0]
+    for code in ("0", "1", "2", "3", "4", "5", "69", "70", "75", "78"):
+        assert f"\n.B {code}\n" in section, f"exit status {code} is not in concierge(1)"
