@@ -160,3 +160,22 @@ def test_exit_codes_are_documented_in_the_man_page() -> None:
     section = man.split(".SH EXIT STATUS", 1)[1].split(".SH ", 1)[0]
     for code in ("0", "1", "2", "3", "4", "5", "69", "70", "75", "78"):
         assert f"\n.B {code}\n" in section, f"exit status {code} is not in concierge(1)"
+
+
+def test_each_process_shows_its_role_in_ps(agent_factory: Any) -> None:
+    agent = agent_factory({"one": ECHO, "two": ECHO}, extra=FAST)
+    agent.start()
+    assert agent.proc is not None
+    status = agent.status()
+
+    def cmdline(pid: int) -> str:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+    assert cmdline(agent.proc.pid) == "concierge: supervisor"
+    for actor in status["actors"]:
+        assert cmdline(actor["pid"]) == f"concierge: {actor['id']}"
+        assert Path(f"/proc/{actor['pid']}/comm").read_text().strip() == f"cc-{actor['id']}"
+    ps = subprocess.run(
+        ["ps", "-o", "args=", "-p", str(status["actors"][0]["pid"])], capture_output=True, text=True, check=True
+    )
+    assert ps.stdout.strip() == "concierge: one"

@@ -25,6 +25,7 @@ import zmq
 from concierge import __version__
 from concierge.errors import ConfigError, ExitCode, ProtocolError, UnavailableError
 from concierge.logs import EXIT_REASON_MARK, setup_logging
+from concierge.proctitle import set_title
 from concierge.runtime import envelope, sockets
 from concierge.runtime.bridge import Bridge
 from concierge.runtime.endpoints import RuntimeLayout
@@ -33,13 +34,12 @@ from concierge.runtime.node import Node
 log = logging.getLogger("concierge.runner")
 
 PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
 
 
 def _name_process(actor_id: str) -> None:
-    """Show ``cc-<actor>`` in ps/top (forked actors share the supervisor's command line)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, f"cc-{actor_id}"[:15].encode(), 0, 0, 0)
+    """Show ``concierge: <actor>`` in ps and ``systemctl status``, ``cc-<actor>`` in top
+    (forked actors would otherwise all show the supervisor's command line)."""
+    set_title(f"concierge: {actor_id}", comm=f"cc-{actor_id}")
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -19,6 +19,7 @@ from concierge.config.loader import load_config
 from concierge.config.schema import AgentConfig
 from concierge.errors import ConfigError, ExitCode
 from concierge.logs import resolve_format, setup_logging
+from concierge.proctitle import set_title
 from concierge.runtime.endpoints import RuntimeLayout, default_runtime_dir
 
 log = logging.getLogger("concierge.supervisor")
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
     agent = config.agent
+    set_title("concierge: supervisor")
     handler = setup_logging("supervisor", fmt=agent.log_format, level=agent.log_level)
     layout = RuntimeLayout(args.runtime_dir or default_runtime_dir())
     try:

@@ -25,6 +25,7 @@ import msgspec
 from concierge.config.schema import ActorSection, AgentConfig, AgentSection
 from concierge.errors import ExitCode
 from concierge.logs import resolve_format, setup_logging
+from concierge.proctitle import set_title
 from concierge.runtime.endpoints import RuntimeLayout
 
 #: the compact session group (default): every user actor in one process, restarted together
@@ -96,6 +97,7 @@ def run_session(args: argparse.Namespace, runtime_dir: Path | None) -> int:
     if args.display:
         os.environ["DISPLAY"] = args.display
     config = session_config(args)
+    set_title("concierge: session supervisor")
     handler = setup_logging("session-supervisor", fmt=config.agent.log_format, level=config.agent.log_level)
     layout = RuntimeLayout(runtime_dir or session_runtime_dir())
     try:
