@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ def _global_options(parser: argparse.ArgumentParser, *, here: bool) -> None:
     """The options every command takes; below a subcommand they default to "not given" so a
     value typed before the subcommand is not overwritten by the subcommand's default."""
     default: Any = argparse.SUPPRESS
+    from_env = os.environ.get("CONCIERGE_RUNTIME_DIR")
     parser.add_argument(
         "--runtime-dir",
         type=Path,
-        default=None if here else default,
-        help="default /run/concierge (root) or $XDG_RUNTIME_DIR/concierge",
+        default=(Path(from_env) if from_env else None) if here else default,
+        help="default $CONCIERGE_RUNTIME_DIR, else /run/concierge (root) or $XDG_RUNTIME_DIR/concierge",
     )
     parser.add_argument("--timeout", type=float, default=5.0 if here else default, help="seconds to wait for the agent")
     parser.add_argument(
