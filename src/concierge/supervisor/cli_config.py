@@ -90,11 +90,19 @@ def _write_atomically(target: Path, text: str) -> None:
 def _check(args: argparse.Namespace) -> int:
     from concierge.config.loader import load_config  # noqa: PLC0415
     from concierge.errors import ConfigError, ExitCode  # noqa: PLC0415
+    from concierge.supervisor.settings_check import check_settings  # noqa: PLC0415
 
     try:
         config, used = load_config(args.config, explicit=args.config is not None)
+        checked, unchecked = check_settings(config, used[-1] if used else "<defaults>")
     except ConfigError as err:
         print(f"concierge: config error: {err}", file=sys.stderr)
         return ExitCode.CONFIG
+    if args.json:
+        doc = {"ok": True, "files": used, "actors": list(config.actors), "checked": checked, "unchecked": unchecked}
+        print(json.dumps(doc, indent=2))
+        return 0
     print(f"ok: {len(config.actors)} actors; files: {', '.join(used) or 'built-in defaults only'}")
+    if unchecked:
+        print(f"settings not checked (entry unknown to this check): {', '.join(unchecked)}")
     return 0
