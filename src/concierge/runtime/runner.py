@@ -25,6 +25,7 @@ import zmq
 from concierge import __version__
 from concierge.errors import ConfigError, ExitCode, ProtocolError, UnavailableError
 from concierge.logs import EXIT_REASON_MARK, setup_logging
+from concierge.optional import missing_dependency
 from concierge.proctitle import set_title
 from concierge.runtime import envelope, sockets
 from concierge.runtime.bridge import Bridge
@@ -131,6 +132,15 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
     except UnavailableError as err:
         log.warning("unavailable: %s", err, extra={"event": "actor.unavailable"})
         _last_words(str(err))
+        return ExitCode.UNAVAILABLE
+    except ImportError as err:
+        unavailable = missing_dependency(err)
+        if unavailable is None:
+            log.exception("actor crashed", extra={"event": "actor.crashed"})
+            _last_words(f"crashed: {type(err).__name__}: {err}")
+            return ExitCode.SOFTWARE
+        log.warning("unavailable: %s", unavailable, extra={"event": "actor.unavailable"})
+        _last_words(str(unavailable))
         return ExitCode.UNAVAILABLE
     except Exception as err:  # process boundary: any other failure is a crash the supervisor restarts
         log.exception("actor crashed", extra={"event": "actor.crashed"})

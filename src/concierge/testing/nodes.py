@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from concierge.actors.composite import CompositeNode
 from concierge.errors import ConfigError, UnavailableError
 from concierge.runtime.node import Incoming, Reply
 from concierge.runtime.service import ServiceNode, handler
@@ -172,3 +173,17 @@ class InlineEchoNode(EchoNode):
     def echo(self, msg: Incoming) -> Any:
         """Return the body unchanged, from the bridge thread."""
         return msg.body
+
+
+class NeedsXlibNode(EchoNode):
+    """Imports python-xlib when it starts, as the X11 clipboard and display back-ends do."""
+
+    def on_start(self) -> None:
+        """Fail with ImportError where python-xlib is absent (or hidden by a test)."""
+        import Xlib  # noqa: F401, PLC0415 - the optional dependency under test
+
+
+class PartlyOptionalNode(CompositeNode):
+    """A group whose second part needs python-xlib: without it the first part keeps serving."""
+
+    parts = (EchoNode, NeedsXlibNode)
