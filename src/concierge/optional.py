@@ -11,7 +11,6 @@ OPTIONAL_MODULES: dict[str, str] = {
     "Xlib": "python3-xlib (pip: python-xlib)",
     "evdev": "python3-evdev (pip: evdev)",
     "PIL": "python3-pil (pip: pillow)",
-    "pyudev": "python3-pyudev (pip: pyudev)",
 }
 
 
