@@ -179,3 +179,64 @@ def test_each_process_shows_its_role_in_ps(agent_factory: Any) -> None:
         ["ps", "-o", "args=", "-p", str(status["actors"][0]["pid"])], capture_output=True, text=True, check=True
     )
     assert ps.stdout.strip() == "concierge: one"
+
+
+def test_run_takes_runtime_dir_after_the_subcommand(tmp_path: Path) -> None:
+    from concierge.testing.harness import catalog
+
+    config = tmp_path / "c.toml"
+    config.write_text(catalog({"one": ECHO}, extra=FAST))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "concierge", "run", "--runtime-dir", str(run_dir), "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        status = concierge("status", "--runtime-dir", str(run_dir), env=env)
+        while status.returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = concierge("status", "--runtime-dir", str(run_dir), env=env)
+        assert status.returncode == 0 and "one" in status.stdout, status.stderr
+    finally:
+        agent.terminate()
+        agent.wait(timeout=20)
+
+
+def test_wait_shows_each_state_change_on_a_terminal(agent_factory: Any) -> None:
+    import pty
+
+    agent = agent_factory({"one": ECHO}, extra=FAST)
+    agent.start()
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "concierge", "--runtime-dir", str(agent.runtime_dir), "restart", "one", "--wait"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            env=agent.env,
+            timeout=60,
+            check=False,
+        )
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert result.returncode == 0 and result.stdout.strip() == "one: restarted"
+    progress = shown.decode()
+    assert "one: STOPPING..." in progress and "one: STARTING..." in progress and "one: RUNNING..." in progress
