@@ -10,26 +10,17 @@ import argparse
 import random
 import statistics
 import struct
-import subprocess
 import sys
 import time
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+sys.path[:0] = [SRC, str(Path(__file__).resolve().parent)]
 
-from concierge.actors.clipboard import images
+from import_cost import import_cost_mb  # noqa: E402
 
-PSS_PROBE = """
-import sys
-def pss():
-    for line in open('/proc/self/smaps_rollup'):
-        if line.startswith('Pss:'):
-            return int(line.split()[1])
-before = pss()
-import concierge.actors.clipboard.images_pil
-print(pss() - before)
-"""
+from concierge.actors.clipboard import images  # noqa: E402
 
 
 def paeth_png(width: int, height: int, seed: int = 7) -> bytes:
@@ -90,14 +81,14 @@ def main() -> None:
     pure = timed(images.decode_png_pure, png, max(1, args.runs // 2))
     pil = timed(decode_png_pil, png, args.runs)
     to_bmp = timed(images.png_to_bmp, png, args.runs)
-    pss = [int(subprocess.check_output([sys.executable, "-c", PSS_PROBE], text=True)) for _ in range(3)]
+    extra_mb = import_cost_mb("import concierge.actors.clipboard.images_pil", path=(SRC,))
     slow, fast = statistics.median(pure), statistics.median(pil)
     print(f"{width}x{height} Paeth PNG ({len(png)} bytes), medians:")
     print(f"  decode, pure Python : {slow * 1000:8.1f} ms")
     print(f"  decode, Pillow      : {fast * 1000:8.1f} ms  ({slow / fast:.0f}x)")
     print(f"  png_to_bmp (Pillow) : {statistics.median(to_bmp) * 1000:8.1f} ms")
-    extra_mb = statistics.median(pss) / 1024
     print(f"  importing Pillow's PNG decoder: +{extra_mb:.1f} MB PSS (at the first conversion only)")
+
 
 if __name__ == "__main__":
     main()

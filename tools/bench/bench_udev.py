@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from import_cost import import_cost_mb
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-PSS_PROBE = """
-def pss():
-    for line in open('/proc/self/smaps_rollup'):
-        if line.startswith('Pss:'):
-            return int(line.split()[1])
-before = pss()
-import pyudev
-pyudev.Devices.from_sys_path(pyudev.Context(), '/sys/class/block/{device}').properties.get('ID_FS_TYPE')
-print(pss() - before)
-"""
 BENCH = """
 import statistics, sys, time
 sys.path.insert(0, {src!r})
@@ -69,14 +61,12 @@ def main() -> None:
         out = subprocess.check_output(
             ["unshare", "-m", "sh", "-c", script, "sh", tmp, sys.executable, "-c", code], text=True
         ).split()
-    pss = [
-        int(subprocess.check_output([sys.executable, "-c", PSS_PROBE.format(device=args.device)], text=True))
-        for _ in range(3)
-    ]
+    first_use = f"import pyudev\npyudev.Devices.from_sys_path(pyudev.Context(), '/sys/class/block/{args.device}')"
+    extra_mb = import_cost_mb(first_use)
     print(f"properties of /dev/{args.device} (22 udev properties), median of {args.runs}:")
     print(f"  hand reader (/run/udev/data) : {float(out[0]):7.1f} us")
     print(f"  pyudev (libudev via ctypes)  : {float(out[1]):7.1f} us")
-    print(f"  importing pyudev + libudev   : +{statistics.median(pss) / 1024:.1f} MB PSS")
+    print(f"  importing pyudev + libudev   : +{extra_mb:.1f} MB PSS")
 
 
 if __name__ == "__main__":
