@@ -12,6 +12,7 @@ import grp
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ _NO_REPLY = object()
 SUPERVISOR_LOG = "supervisor"
 #: ``logs -f`` clients served at once (each costs a send per forwarded line)
 MAX_FOLLOWERS = 32
+#: ``--wait`` requests pending at once (each is checked on every supervisor tick)
+MAX_WAITERS = 32
+WAITER_TTL_S = 300.0
 
 
 @dataclass
@@ -45,6 +49,8 @@ class _Waiter:
     targets: dict[str, frozenset[State]]
     #: last state reported per actor (progress replies are sent on change only)
     seen: dict[str, str]
+    #: forgotten after WAITER_TTL_S (the CLI gives up after 60 s; an actor may never settle)
+    expires: float = 0.0
 
 
 def outcome(child: Child) -> str:
@@ -169,7 +175,10 @@ class ControlServer:
     ) -> Any:
         if not args.get("wait"):
             return {"actors": [c.id for c in children]}
-        self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}, {}))
+        if len(self._waiters) >= MAX_WAITERS:
+            raise ConciergeError(f"too many pending --wait requests (at most {MAX_WAITERS}); the action was sent")
+        expires = time.monotonic() + WAITER_TTL_S
+        self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}, {}, expires))
         for child in children:
             self.notify_waiters(child)
         return _NO_REPLY
@@ -209,6 +218,9 @@ class ControlServer:
         for waiter in list(self._waiters):
             if child is not None and child.id not in waiter.targets:
                 continue
+            if time.monotonic() > waiter.expires:
+                self._waiters.remove(waiter)
+                continue
             children = [self.sup.children.get(name) for name in waiter.targets]
             if any(c is None for c in children):  # removed by a reload meanwhile
                 self._waiters.remove(waiter)
@@ -221,15 +233,23 @@ class ControlServer:
                 if waiter.seen.get(each.id) != shown:
                     waiter.seen[each.id] = shown
                     progress = {"progress": {"actor": each.id, "state": shown}}
-                    self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "more": True, "result": progress})
+                    message = {"v": 1, "id": waiter.req_id, "ok": True, "more": True, "result": progress}
+                    if not self.send(waiter.route, message):  # the client has gone
+                        self._waiters.remove(waiter)
+                        break
                 finished = shown == "WAITING" or each.state in waiter.targets[each.id] or each.state == State.FATAL
                 done = done and finished and not each.restart_pending
-            if done:
-                self._waiters.remove(waiter)
-                states = {c.id: outcome(c) for c in children if c is not None}
-                reasons = {c.id: c.why() for c in children if c is not None and c.why()}
-                result = {"states": states, "reasons": reasons}
-                self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "result": result})
+            else:  # no break: the client is still there
+                if done:
+                    self._complete(waiter, children)
+
+    def _complete(self, waiter: _Waiter, children: list[Child | None]) -> None:
+        """Send every actor's outcome (and why, for those not running) and forget the waiter."""
+        self._waiters.remove(waiter)
+        states = {c.id: outcome(c) for c in children if c is not None}
+        reasons = {c.id: c.why() for c in children if c is not None and c.why()}
+        result = {"states": states, "reasons": reasons}
+        self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "result": result})
 
     def _logs(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
         name = str(args.get("actor", ""))
