@@ -240,3 +240,15 @@ def test_wait_shows_each_state_change_on_a_terminal(agent_factory: Any) -> None:
     assert result.returncode == 0 and result.stdout.strip() == "one: restarted"
     progress = shown.decode()
     assert "one: STOPPING..." in progress and "one: STARTING..." in progress and "one: RUNNING..." in progress
+
+
+def test_status_renders_a_state_it_does_not_know_with_its_reason() -> None:
+    """States added to the supervisor later (e.g. DORMANT) show as they come, with their reason."""
+    from concierge.supervisor.cli_render import render_status
+
+    actor = {"id": "input", "state": "DORMANT", "pid": None, "uptime_s": 12.0, "restarts": 0, "restarts_recent": 0}
+    actor |= {"health": "unknown", "detail": "", "last_exit": "", "waiting": False, "reason": "no tablet yet"}
+    text = render_status({"version": "x", "pid": 1, "uptime_s": 5.0, "actors": [actor]}, tty=True)
+    row = next(line for line in text.splitlines() if line.startswith("input"))
+    assert "DORMANT" in row and "12.0s" not in row, "no uptime for an actor that is not running"
+    assert "input: dormant: no tablet yet" in text
