@@ -252,3 +252,38 @@ def test_status_renders_a_state_it_does_not_know_with_its_reason() -> None:
     row = next(line for line in text.splitlines() if line.startswith("input"))
     assert "DORMANT" in row and "12.0s" not in row, "no uptime for an actor that is not running"
     assert "input: dormant: no tablet yet" in text
+
+
+def test_log_format_is_text_on_a_terminal_and_json_otherwise(agent_factory: Any) -> None:
+    import pty
+
+    from concierge.testing.harness import AgentHarness, catalog
+
+    root = agent_factory({"one": ECHO}, extra=FAST).root
+    config = root / "tty.toml"
+    config.write_text(catalog({"one": ECHO}, extra=FAST))
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    cmd = [sys.executable, "-m", "concierge", "run", "--runtime-dir", str(root / "r"), "--config", str(config)]
+    agent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"actor ready" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 65536)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=20)
+        os.close(master)
+    lines = [line for line in seen.decode(errors="replace").splitlines() if "spawned one" in line]
+    assert lines and not lines[0].lstrip().startswith("{"), lines
+    assert "supervisor actor.spawned: spawned one" in lines[0]
+    (root / "piped").mkdir()
+    piped = AgentHarness(root / "piped", catalog({"one": ECHO}, extra=FAST))  # no --log-format: the default
+    try:
+        piped.start()
+    finally:
+        piped.stop()
+    spawned = [line for line in piped.log_path.read_text().splitlines() if "spawned one" in line]
+    assert spawned and json.loads(spawned[0])["event"] == "actor.spawned", "JSON when stderr is not a terminal"
