@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from concierge.testing.rpc import ActorClient
+
 ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
 FAST = "[supervisor]\nbackoff_base_s = 0.05\n[agent]\nheartbeat_interval_s = 0.2\n"
 #: the real sso actor on a guest without a system bus (no logind): it exits 69, WAITING
@@ -149,6 +151,12 @@ def test_systemd_status_line_follows_the_actors(agent_factory: Any, tmp_path: Pa
         agent.cli("stop", "two", "--wait")
         status_until("STATUS=1/2 actors running")
         agent.cli("start", "two", "--wait")
+        seen.clear()
+        status_until("STATUS=2/2 actors running")
+        with ActorClient(agent.runtime_dir, "tester") as client:
+            client.request("one", "note", {"type": "freeze.state", "body": {"frozen": True, "deadline_s": 30}})
+            status_until("STATUS=2/2 actors running, frozen")
+            client.request("one", "note", {"type": "freeze.state", "body": {"frozen": False}})
         seen.clear()
         status_until("STATUS=2/2 actors running")
     finally:

@@ -75,6 +75,11 @@ class EchoNode(ServiceNode):
         """Publish ``{"topic", "body"}`` on the event plane."""
         self.ctx.publish(msg.body["topic"], msg.body.get("body"))
 
+    @handler("note")
+    def note(self, msg: Incoming) -> None:
+        """Send ``{"type", "body"}`` to the supervisor as a note (as lifecycle sends freeze.state)."""
+        self.ctx.notify_supervisor(str(msg.body["type"]), msg.body.get("body"))
+
     @handler("exit")
     def exit(self, msg: Incoming) -> None:
         """Exit the process with the given code (simulates a crash)."""
