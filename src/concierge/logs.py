@@ -4,6 +4,11 @@ Every record carries a stable ``event`` name (``log.info("...", extra={"event": 
 the actor id and pid. :class:`Secret` wraps credentials so they can never reach a log line.
 While filesystems are frozen, :class:`FreezableHandler` buffers records in memory instead of
 writing them (a write to a frozen journal or file would block the whole process).
+
+Priorities: when stderr is the journal's stream (``$JOURNAL_STREAM`` names its device and
+inode), every line starts with the sd-daemon ``<N>`` syslog priority, so ``journalctl -p err``
+finds errors. Actors always write that prefix on the pipe to their supervisor (which knows the
+level of each line it re-emits and strips the prefix when its own stderr is not the journal).
 Standard library only.
 """
 
@@ -19,6 +24,14 @@ import time
 from typing import Any, Generic, TextIO, TypeVar
 
 T = TypeVar("T")
+
+#: logging level -> syslog priority (sd-daemon(3) prefixes)
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+#: the line an actor writes last on its stderr pipe when it exits because of a config error, an
+#: absent resource or a crash: the reason ``concierge status`` shows (consumed, not re-emitted)
+EXIT_REASON_MARK = "\x1econcierge-exit-reason "
+#: lines kept of the supervisor's own log for ``concierge logs supervisor``
+SUPERVISOR_RING = 2000
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"})
 
@@ -83,6 +96,77 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (between the named levels: the next more severe)."""
+    for level in sorted(_PRIORITY, reverse=True):
+        if levelno >= level:
+            return _PRIORITY[level]
+    return 7
+
+
+def split_priority(line: str) -> tuple[int | None, str]:
+    """``"<3>text"`` -> ``(3, "text")``; a line without a prefix -> ``(None, line)``."""
+    if len(line) >= 3 and line[0] == "<" and line[2] == ">" and line[1].isdigit():
+        return int(line[1]), line[3:]
+    return None, line
+
+
+def journal_stream(stream: TextIO | None = None) -> bool:
+    """True when ``stream`` (stderr) is the journal's stream this service was started with."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def resolve_format(fmt: str | None) -> str:
+    """``auto`` (the default): text on a terminal, JSON otherwise (the journal, a pipe, a file)."""
+    if fmt in ("json", "text"):
+        return fmt
+    try:
+        return "text" if sys.stderr.isatty() else "json"
+    except (ValueError, AttributeError):
+        return "json"
+
+
+class PriorityFormatter(logging.Formatter):
+    """Prefixes every line of another formatter's output with ``<N>`` (a traceback too)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        """``<3>...`` for an error, ``<6>...`` for info."""
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+class RingHandler(logging.Handler):
+    """Keeps the last formatted lines in memory and hands each new one to listeners: the
+    supervisor's own log for ``concierge logs supervisor`` (actors' lines have their own ring)."""
+
+    def __init__(self, formatter: logging.Formatter, capacity: int = SUPERVISOR_RING) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self.lines: collections.deque[str] = collections.deque(maxlen=capacity)
+        self.listeners: list[Any] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and keep the record; a listener's failure never reaches the caller."""
+        try:
+            line = self.format(record)
+            self.lines.append(line)
+            for listener in self.listeners:
+                listener(line)
+        except Exception:  # noqa: BLE001 - logging must never raise into the code that logs
+            self.handleError(record)
+
+
 class FreezableHandler(logging.StreamHandler[TextIO]):
     """A stream handler that buffers (bounded) while the guest's filesystems are frozen."""
 
@@ -125,12 +209,25 @@ class FreezableHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
-def setup_logging(actor: str, *, fmt: str | None = None, level: str | None = None) -> FreezableHandler:
-    """Configure the root logger of this process; returns the handler (for freeze control)."""
-    fmt = fmt or os.environ.get("CONCIERGE_LOG_FORMAT", "json")
+def make_formatter(actor: str, fmt: str | None) -> logging.Formatter:
+    """Text or JSON (``auto``: text on a terminal)."""
+    return TextFormatter(actor) if resolve_format(fmt) == "text" else JsonFormatter(actor)
+
+
+def setup_logging(
+    actor: str, *, fmt: str | None = None, level: str | None = None, priority: bool | None = None
+) -> FreezableHandler:
+    """Configure the root logger of this process; returns the handler (for freeze control).
+
+    ``priority`` prefixes lines with ``<N>``; None: when stderr is the journal's stream.
+    """
+    fmt = fmt or os.environ.get("CONCIERGE_LOG_FORMAT", "auto")
     level = level or os.environ.get("CONCIERGE_LOG_LEVEL", "info")
     handler = FreezableHandler(sys.stderr)
-    handler.setFormatter(TextFormatter(actor) if fmt == "text" else JsonFormatter(actor))
+    formatter = make_formatter(actor, fmt)
+    if priority if priority is not None else journal_stream():
+        formatter = PriorityFormatter(formatter)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     if logging.getLevelName(root.level) != level.upper():

@@ -39,7 +39,7 @@ def test_stop_start_restart_wait_and_exit_codes(agent_factory: Any) -> None:
     agent = agent_factory({"one": ECHO, "two": ECHO}, extra=FAST)
     agent.start()
     old = agent.actor("one")["pid"]
-    result = agent.cli("restart", "one", "--wait")
+    result = agent.cli("restart", "one", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["states"] == {"one": "RUNNING"}
     assert agent.actor("one")["pid"] != old

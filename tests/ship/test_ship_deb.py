@@ -54,6 +54,7 @@ def test_ship_deb_contents(deb: Path) -> None:
         "/usr/lib/python3/dist-packages/concierge/__init__.py",
     ):
         assert expected in paths, expected
+    assert not [p for p in paths if "/concierge/testing" in p], "test fakes are not shipped"
     assert any(p.startswith("/usr/lib/concierge/vendor/msgspec/") for p in paths)
     assert any(p.startswith("/usr/lib/concierge/vendor/pykka/") for p in paths)
     assert not any("/tests/" in p or p.startswith("/usr/lib/python3/dist-packages/tests") for p in paths)
@@ -74,6 +75,7 @@ def test_ship_deb_control(deb: Path, tmp_path: Path) -> None:
     assert "/etc/concierge/fsfreeze-hook" in conffiles
     postinst = (tmp_path / "ctl/postinst").read_text()
     assert "udevadm trigger --subsystem-match=virtio-ports" in postinst
+    assert "concierge config import-qemu-ga" in postinst
     assert "deb-systemd-helper --user enable 'concierge-session.service'" in postinst
 
 

@@ -198,7 +198,9 @@ def test_ship_bash_completion() -> None:
     assert complete("concierge metrics --format p") == ["prometheus"]
     assert "--wait" in complete("concierge restart ")
     assert "monitor" in complete("concierge restart ")  # fallback list without a running agent
-    assert complete("concierge config ") == ["--config", "check"]
+    assert complete("concierge config i") == ["import-qemu-ga"]
+    assert complete("concierge status --j") == ["--json"], "global options after the subcommand too"
+    assert complete("concierge doctor --j") == ["--json"]
 
 
 def make_hook(directory: Path, name: str, log: Path, status: int = 0) -> Path:

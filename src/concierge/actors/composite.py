@@ -12,10 +12,14 @@ first part that accepts it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
+from concierge.optional import missing_dependency
 from concierge.runtime.node import Incoming, Node, NodeContext
+
+log = logging.getLogger(__name__)
 
 
 class _PartContext:
@@ -60,9 +64,24 @@ class CompositeNode(Node):
         self.accepts = frozenset(accepted)
 
     def start(self) -> None:
-        """Start every part (their accept sets are final only after start)."""
-        for member in self.members:
-            member.start()
+        """Start every part (their accept sets are final only after start). A part other than
+        the first whose optional library is absent (no python-xlib for the clipboard) is left
+        out with a warning naming the package: the others keep working instead of the whole
+        group exiting and being restarted in a loop."""
+        for member in list(self.members):
+            try:
+                member.start()
+            except ImportError as err:
+                unavailable = missing_dependency(err)
+                if unavailable is None or member is self.members[0]:
+                    raise unavailable or err from err
+                log.warning(
+                    "%s unavailable: %s",
+                    part_key(type(member)),
+                    unavailable,
+                    extra={"event": "actor.part_unavailable"},
+                )
+                self.members.remove(member)
         if all(member.accepts is not None for member in self.members):
             self.accepts = frozenset().union(*(m.accepts for m in self.members if m.accepts is not None))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from concierge.config.schema import ActorSection, AgentConfig, ChannelSection
 from concierge.errors import ConfigError
@@ -48,16 +49,60 @@ def _convert(data: Any, struct: type[T], source: str, prefix: str) -> T:
     try:
         return msgspec.convert(data, struct)
     except msgspec.ValidationError as err:
-        text = str(err)
-        match = re.search(r"at `\$\.?(.*?)`", text)
-        key = match.group(1).replace("[", ".").replace("]", "").replace("'", "") if match else ""
-        message = re.sub(r" - at `.*`", "", text)
-        field = re.search(r"unknown field `(.*?)`", message)
-        if field:
-            key = f"{key}.{field.group(1)}" if key else field.group(1)
-            message = "unknown key"
-        full = ".".join(part for part in (prefix, key) if part)
-        raise ConfigError(message, source=source, key=full) from None
+        raise validation_error(err, struct, source, prefix) from None
+
+
+def validation_error(err: msgspec.ValidationError, struct: Any, source: str, prefix: str) -> ConfigError:
+    """A ConfigError naming the dotted key; an unknown key says which keys exist there, a wrong
+    enum value lists the allowed ones."""
+    text = str(err)
+    match = re.search(r"at `\$\.?(.*?)`", text)
+    key = match.group(1).replace("[", ".").replace("]", "").replace("'", "") if match else ""
+    message = re.sub(r" - at `.*`", "", text)
+    field = re.search(r"unknown field `(.*?)`", message)
+    if field:
+        known = _known_keys(struct, key)
+        key = f"{key}.{field.group(1)}" if key else field.group(1)
+        message = "unknown key" + (f" (known here: {', '.join(known)})" if known else "")
+    elif message.startswith("Invalid enum value"):
+        allowed = _literal_values(struct, key)
+        if allowed:
+            message += f" (allowed: {', '.join(map(str, allowed))})"
+    full = ".".join(part for part in (prefix, key) if part)
+    return ConfigError(message, source=source, key=full)
+
+
+def _type_at(struct: Any, dotted: str) -> Any:
+    """The msgspec type info at a dotted path (list indexes and dict keys step inside)."""
+    info: Any = msgspec.inspect.type_info(struct)
+    for part in [p for p in dotted.split(".") if p]:
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info)
+            if isinstance(info, msgspec.inspect.UnionType):
+                return None
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.name == part), None)
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.TupleType | msgspec.inspect.VarTupleType):
+            info = info.item_type if hasattr(info, "item_type") else None
+        else:
+            return None
+    return info
+
+
+def _known_keys(struct: Any, dotted: str) -> list[str]:
+    info = _type_at(struct, dotted)
+    return sorted(f.name for f in info.fields) if isinstance(info, msgspec.inspect.StructType) else []
+
+
+def _literal_values(struct: Any, dotted: str) -> list[Any]:
+    info = _type_at(struct, dotted)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return list(info.values)
+    if isinstance(info, msgspec.inspect.EnumType):
+        return [member.value for member in info.cls]
+    return []
 
 
 def _validate(data: dict[str, Any], source: str) -> AgentConfig:

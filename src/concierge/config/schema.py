@@ -15,7 +15,8 @@ Restart = Literal["permanent", "transient", "temporary"]
 class AgentSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Agent-wide settings."""
 
-    log_format: Literal["json", "text"] = "json"
+    #: auto: text on a terminal, JSON otherwise (the journal keeps one object per line)
+    log_format: Literal["auto", "json", "text"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     heartbeat_interval_s: float = 0.5
     heartbeat_timeout_s: float = 3.0

@@ -24,7 +24,9 @@ import zmq
 
 from concierge import __version__
 from concierge.errors import ConfigError, ExitCode, ProtocolError, UnavailableError
-from concierge.logs import setup_logging
+from concierge.logs import EXIT_REASON_MARK, setup_logging
+from concierge.optional import missing_dependency
+from concierge.proctitle import set_title
 from concierge.runtime import envelope, sockets
 from concierge.runtime.bridge import Bridge
 from concierge.runtime.endpoints import RuntimeLayout
@@ -33,13 +35,12 @@ from concierge.runtime.node import Node
 log = logging.getLogger("concierge.runner")
 
 PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
 
 
 def _name_process(actor_id: str) -> None:
-    """Show ``cc-<actor>`` in ps/top (forked actors share the supervisor's command line)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, f"cc-{actor_id}"[:15].encode(), 0, 0, 0)
+    """Show ``concierge: <actor>`` in ps and ``systemctl status``, ``cc-<actor>`` in top
+    (forked actors would otherwise all show the supervisor's command line)."""
+    set_title(f"concierge: {actor_id}", comm=f"cc-{actor_id}")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -85,18 +86,26 @@ def _load_node(entry: str) -> type[Node]:
     return cls
 
 
+def _last_words(reason: str) -> None:
+    """Tell the supervisor why we exit (one line on the stderr pipe it reads before reaping us:
+    the reason ``concierge status`` and ``--wait`` show). Never raises."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(EXIT_REASON_MARK + " ".join(reason.split())[:500] + "\n")
+        sys.stderr.flush()
+
+
 def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
     """Run one actor process to completion; returns its exit code."""
     _die_with_parent(parent_pid)
     _name_process(actor_id)
-    handler = setup_logging(actor_id)
+    handler = setup_logging(actor_id, priority=True)  # stderr is the supervisor's pipe
     layout = RuntimeLayout(runtime_dir)
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     control = sockets.dealer(zctx, layout.url(layout.control), actor_id)
     bridge: Bridge | None = None
     try:
         welcome = _handshake(control, actor_id, timeout_s=10.0)
-        handler = setup_logging(actor_id, fmt=welcome.get("log_format"), level=welcome.get("log_level"))
+        handler = setup_logging(actor_id, fmt=welcome.get("log_format"), level=welcome.get("log_level"), priority=True)
         node_cls = _load_node(str(welcome["entry"]))
         bridge = Bridge(
             actor_id=actor_id,
@@ -118,12 +127,24 @@ def run(actor_id: str, runtime_dir: Path, parent_pid: int) -> int:
         return code
     except ConfigError as err:
         log.error("config error: %s", err, extra={"event": "actor.config_error"})
+        _last_words(f"config error: {err}")
         return ExitCode.CONFIG
     except UnavailableError as err:
         log.warning("unavailable: %s", err, extra={"event": "actor.unavailable"})
+        _last_words(str(err))
         return ExitCode.UNAVAILABLE
-    except Exception:  # process boundary: any other failure is a crash the supervisor restarts
+    except ImportError as err:
+        unavailable = missing_dependency(err)
+        if unavailable is None:
+            log.exception("actor crashed", extra={"event": "actor.crashed"})
+            _last_words(f"crashed: {type(err).__name__}: {err}")
+            return ExitCode.SOFTWARE
+        log.warning("unavailable: %s", unavailable, extra={"event": "actor.unavailable"})
+        _last_words(str(unavailable))
+        return ExitCode.UNAVAILABLE
+    except Exception as err:  # process boundary: any other failure is a crash the supervisor restarts
         log.exception("actor crashed", extra={"event": "actor.crashed"})
+        _last_words(f"crashed: {type(err).__name__}: {err}")
         return ExitCode.SOFTWARE
     finally:
         if bridge is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from concierge.config.schema import ActorSection
+from concierge.logs import EXIT_REASON_MARK, split_priority
 from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.policy import RestartWindow
 from concierge.supervisor.state import State, allowed
@@ -52,6 +53,8 @@ class Child:
     last_exit_class: str = ""
     health: str = "unknown"
     detail: str = ""
+    #: why the process last exited, as the actor said it (config error, absent resource, crash)
+    reason: str = ""
     counters: dict[str, int] = field(default_factory=dict)
     next_start: float = 0.0
     kill_at: float = 0.0
@@ -98,6 +101,16 @@ class Child:
         self.pidfd = os.pidfd_open(self.pid)
         os.set_blocking(self.stderr_fd, False)
         self.stderr_buf = b""
+        self.reason = ""
+
+    def why(self) -> str:
+        """What an operator is told about an actor that is not running: the reason it waits,
+        or why it is FATAL (the supervisor's decision, then the actor's last words)."""
+        if self.state == State.FATAL:
+            return ": ".join(part for part in (self.detail, self.reason) if part)
+        if self.state in (State.RUNNING, State.STARTING, State.STOPPING):
+            return ""
+        return self.reason
 
     def _exec(self, runtime_dir: Path, uid: int | None, gid: int | None) -> None:
         argv = [
@@ -121,7 +134,9 @@ class Child:
                 signal.pidfd_send_signal(self.pidfd, signum)
 
     def read_stderr(self) -> list[str]:
-        """Complete lines available on the child's stderr (non-blocking)."""
+        """Complete lines available on the child's stderr (non-blocking), as written (with
+        their ``<N>`` priority); the ring keeps them without it. The exit-reason line is
+        consumed here: it sets :attr:`reason` and is not returned."""
         if self.stderr_fd < 0:
             return []
         chunks = []
@@ -140,8 +155,16 @@ class Child:
         if len(self.stderr_buf) > 65536:  # a child writing without newlines cannot grow us
             lines.append(self.stderr_buf)
             self.stderr_buf = b""
-        out = [line.decode("utf-8", "replace") for line in lines if line]
-        self.logs.extend(out)
+        out = []
+        for raw in lines:
+            if not raw:
+                continue
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(EXIT_REASON_MARK):
+                self.reason = line[len(EXIT_REASON_MARK) :][:500]
+                continue
+            out.append(line)
+            self.logs.append(split_priority(line)[1])
         return out
 
     def try_reap(self) -> int | None:

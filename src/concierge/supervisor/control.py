@@ -12,6 +12,7 @@ import grp
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, int, dict[str, Any]], Any]
 _NO_REPLY = object()
+#: ``concierge logs supervisor``: the supervisor's own lines (unless an actor has that id)
+SUPERVISOR_LOG = "supervisor"
+#: ``logs -f`` clients served at once (each costs a send per forwarded line)
+MAX_FOLLOWERS = 32
+#: ``--wait`` requests pending at once (each is checked on every supervisor tick)
+MAX_WAITERS = 32
+WAITER_TTL_S = 300.0
 
 
 @dataclass
@@ -39,6 +47,18 @@ class _Waiter:
     route: bytes
     req_id: int
     targets: dict[str, frozenset[State]]
+    #: last state reported per actor (progress replies are sent on change only)
+    seen: dict[str, str]
+    #: forgotten after WAITER_TTL_S (the CLI gives up after 60 s; an actor may never settle)
+    expires: float = 0.0
+
+
+def outcome(child: Child) -> str:
+    """The state an operator is told: WAITING for an actor retried on parole because something
+    it needs is absent on this guest (its outcome is known: it will not start by retrying now)."""
+    if child.state == State.BACKOFF and child.last_exit_class == "unavailable":
+        return "WAITING"
+    return str(child.state)
 
 
 class ControlServer:
@@ -155,7 +175,10 @@ class ControlServer:
     ) -> Any:
         if not args.get("wait"):
             return {"actors": [c.id for c in children]}
-        self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}))
+        if len(self._waiters) >= MAX_WAITERS:
+            raise ConciergeError(f"too many pending --wait requests (at most {MAX_WAITERS}); the action was sent")
+        expires = time.monotonic() + WAITER_TTL_S
+        self._waiters.append(_Waiter(route, req_id, {c.id: targets for c in children}, {}, expires))
         for child in children:
             self.notify_waiters(child)
         return _NO_REPLY
@@ -188,34 +211,69 @@ class ControlServer:
                 self.sup.start_child(child)
         return self._wait_or_reply(route, req_id, args, children, frozenset({State.RUNNING, State.FATAL}))
 
-    def notify_waiters(self, child: Child) -> None:
-        """Complete ``--wait`` requests whose actors all reached their target state."""
+    def notify_waiters(self, child: Child | None = None) -> None:
+        """Report state changes to ``--wait`` requests and complete those whose actors all
+        reached an outcome: their target state, FATAL, or WAITING (with the reason). Called on
+        each transition the supervisor makes and on every tick (``child`` None: all waiters)."""
         for waiter in list(self._waiters):
-            if child.id not in waiter.targets:
+            if child is not None and child.id not in waiter.targets:
                 continue
-            if child.restart_pending:
-                continue
-            done = all(self.sup.children[name].state in states for name, states in waiter.targets.items())
-            if done:
+            if time.monotonic() > waiter.expires:
                 self._waiters.remove(waiter)
-                states = {name: str(self.sup.children[name].state) for name in waiter.targets}
-                self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "result": {"states": states}})
+                continue
+            children = [self.sup.children.get(name) for name in waiter.targets]
+            if any(c is None for c in children):  # removed by a reload meanwhile
+                self._waiters.remove(waiter)
+                self.reply_error(waiter.route, waiter.req_id, ErrorCode.NOT_FOUND, "actor removed while waiting")
+                continue
+            done = True
+            for each in children:
+                assert each is not None
+                shown = outcome(each)
+                if waiter.seen.get(each.id) != shown:
+                    waiter.seen[each.id] = shown
+                    progress = {"progress": {"actor": each.id, "state": shown}}
+                    message = {"v": 1, "id": waiter.req_id, "ok": True, "more": True, "result": progress}
+                    if not self.send(waiter.route, message):  # the client has gone
+                        self._waiters.remove(waiter)
+                        break
+                finished = shown == "WAITING" or each.state in waiter.targets[each.id] or each.state == State.FATAL
+                done = done and finished and not each.restart_pending
+            else:  # no break: the client is still there
+                if done:
+                    self._complete(waiter, children)
+
+    def _complete(self, waiter: _Waiter, children: list[Child | None]) -> None:
+        """Send every actor's outcome (and why, for those not running) and forget the waiter."""
+        self._waiters.remove(waiter)
+        states = {c.id: outcome(c) for c in children if c is not None}
+        reasons = {c.id: c.why() for c in children if c is not None and c.why()}
+        result = {"states": states, "reasons": reasons}
+        self.send(waiter.route, {"v": 1, "id": waiter.req_id, "ok": True, "result": result})
 
     def _logs(self, route: bytes, req_id: int, args: dict[str, Any]) -> Any:
-        (child,) = self._select({"actors": [args.get("actor", "")]})
+        name = str(args.get("actor", ""))
+        if name == SUPERVISOR_LOG and name not in self.sup.children:
+            ring = self.sup.own_log.lines
+        else:
+            (child,) = self._select({"actors": [name]})
+            ring, name = child.logs, child.id
         count = int(args.get("n", 200))
-        lines = list(child.logs)[-count:] if count > 0 else []
+        lines = list(ring)[-count:] if count > 0 else []
         if not args.get("follow"):
             return {"lines": lines}
+        if len(self._followers) >= MAX_FOLLOWERS:
+            raise ConciergeError(f"too many 'logs -f' clients (at most {MAX_FOLLOWERS})")
         self.send(route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": lines}})
-        self._followers.append((route, req_id, child.id))
+        self._followers.append((route, req_id, name))
         return _NO_REPLY
 
-    def follow(self, child: Child, line: str) -> None:
-        """Forward a new log line to ``logs -f`` clients; drop clients that have gone."""
+    def follow(self, source: str, line: str) -> None:
+        """Forward a new log line of ``source`` (an actor id or ``supervisor``) to ``logs -f``
+        clients; drop clients that have gone."""
         for entry in list(self._followers):
             route, req_id, actor = entry
-            if actor == child.id and not self.send(
+            if actor == source and not self.send(
                 route, {"v": 1, "id": req_id, "ok": True, "more": True, "result": {"lines": [line]}}
             ):
                 self._followers.remove(entry)

@@ -25,7 +25,7 @@ from concierge import __version__
 from concierge.clock import Clock, MonotonicClock
 from concierge.config.schema import AgentConfig
 from concierge.errors import ExitCode, ProtocolError
-from concierge.logs import FreezableHandler
+from concierge.logs import FreezableHandler, RingHandler, TextFormatter, journal_stream, split_priority
 from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
 from concierge.supervisor.children import Child, make_rng
@@ -71,6 +71,9 @@ class Supervisor:
         self.running = True
         self.notifier = SystemdNotifier()
         self.ready_sent = False
+        #: our stderr is the journal: children's ``<N>`` priorities are passed on, else stripped
+        self.journal = journal_stream()
+        self._status_line = ""
         self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.control = sockets.router(self.zctx, layout.url(layout.control))
         self.ctl = ControlServer(self, self.zctx)
@@ -86,6 +89,17 @@ class Supervisor:
         self._sig_w.setblocking(False)
         self.poller.register(self._sig_r.fileno(), zmq.POLLIN)
         self._fd_owner: dict[int, tuple[str, Child]] = {}
+        self.own_log = self._keep_own_log(log_handler)
+
+    def _keep_own_log(self, handler: FreezableHandler | None) -> RingHandler:
+        """Keep our own lines for ``concierge logs supervisor`` (formatted as on stderr,
+        without the journal priority) and forward them to ``logs supervisor -f`` clients."""
+        formatter = handler.formatter if handler is not None else None
+        inner = getattr(formatter, "inner", formatter) or TextFormatter("supervisor")
+        ring = RingHandler(inner)
+        ring.listeners.append(lambda line: self.ctl.follow("supervisor", line))
+        logging.getLogger().addHandler(ring)
+        return ring
 
     def _apply_catalog(self, config: AgentConfig, settings: dict[str, dict[str, Any]]) -> None:
         sup = config.supervisor
@@ -147,6 +161,7 @@ class Supervisor:
             return
         for line in child.read_stderr():
             self._emit(line)
+            self.ctl.follow(child.id, split_priority(line)[1])
         pidfd, stderr_fd = child.pidfd, child.stderr_fd
         code = child.try_reap()
         if code is None:
@@ -167,6 +182,7 @@ class Supervisor:
         child.health = "unknown"
         log.info("%s exited: %s", child.id, child.last_exit, extra={"event": "actor.exited"})
         if child.state == State.STOPPING or not child.wanted:
+            child.running_since = 0.0
             child.set_state(State.STOPPED)
             if child.restart_pending and not self._stopping:
                 child.restart_pending = False
@@ -361,8 +377,9 @@ class Supervisor:
                     else:
                         for line in child.read_stderr():
                             self._emit(line)
-                            self.ctl.follow(child, line)
+                            self.ctl.follow(child.id, split_priority(line)[1])
             self._tick()
+            self.ctl.notify_waiters()
         self.close()
         return self.exit_code
 
@@ -464,7 +481,8 @@ class Supervisor:
     def _systemd(self, now: float) -> None:
         if not self.ready_sent and all(c.state == State.RUNNING for c in self.children.values() if c.spec.essential):
             self.ready_sent = True
-            self.notifier.notify("READY=1", f"STATUS=running {len(self.children)} actors")
+            self._status_line = self.status_line()
+            self.notifier.notify("READY=1", f"STATUS={self._status_line}")
             log.info("agent ready", extra={"event": "agent.ready"})
         if not self._all_running_logged and all(c.state == State.RUNNING for c in self.children.values()):
             self._all_running_logged = True
@@ -476,13 +494,41 @@ class Supervisor:
                 since_exec_ms,
                 extra={"event": "agent.all_running", "elapsed_ms": elapsed_ms, "since_exec_ms": since_exec_ms},
             )
+        self._update_status_line()
         interval = self.notifier.watchdog_interval_s()
         if interval and now - self._last_watchdog >= interval:
             self._last_watchdog = now
             self.notifier.notify("WATCHDOG=1")
 
+    def status_line(self) -> str:
+        """What ``systemctl status`` shows: ``3 channels, 6/7 actors running, 1 waiting, frozen``."""
+        states = [c.state for c in self.children.values()]
+        running = sum(1 for state in states if state == State.RUNNING)
+        waiting = sum(
+            1 for c in self.children.values() if c.state == State.BACKOFF and c.last_exit_class == "unavailable"
+        )
+        fatal = sum(1 for state in states if state == State.FATAL)
+        parts = []
+        channels = self._extra_settings.get("transport", {}).get("channels")
+        if channels is not None:
+            parts.append(f"{len(channels)} channel{'s' if len(channels) != 1 else ''}")
+        parts.append(f"{running}/{len(states)} actors running")
+        parts += [f"{waiting} waiting"] * bool(waiting) + [f"{fatal} FATAL"] * bool(fatal)
+        parts += ["frozen"] * self.frozen() + ["stopping"] * self._stopping
+        return ", ".join(parts)
+
+    def _update_status_line(self) -> None:
+        """Send ``STATUS=`` to systemd when the summary changed (one datagram per change)."""
+        line = self.status_line()
+        if line != self._status_line and self.ready_sent:
+            self._status_line = line
+            self.notifier.notify(f"STATUS={line}")
+
     def _emit(self, line: str) -> None:
-        """Re-emit a child's log line on our stderr (journald), buffered while frozen."""
+        """Re-emit a child's log line on our stderr (journald), buffered while frozen; its
+        ``<N>`` priority is kept for the journal only."""
+        if not self.journal:
+            line = split_priority(line)[1]
         if self.log_handler is not None and self.log_handler.is_frozen():
             self.log_handler.hold_line(line)
             return
@@ -501,13 +547,16 @@ class Supervisor:
                     "pid": child.pid or None,
                     "restarts": child.restarts,
                     "restarts_recent": child.window.recent(now),
-                    "uptime_s": round(now - child.running_since, 3) if child.running_since else 0.0,
+                    "uptime_s": round(now - child.running_since, 3)
+                    if child.running_since and child.state == State.RUNNING
+                    else 0.0,
                     "last_exit": child.last_exit,
                     "health": child.health,
                     "detail": child.detail,
                     "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
                     "essential": child.spec.essential,
                     "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
+                    "reason": child.why(),
                     "counters": child.counters,
                 }
             )
@@ -517,12 +566,17 @@ class Supervisor:
             "uptime_s": round(now - self.started_at, 3),
             "frozen": self.frozen(),
             "runtime_dir": str(self.layout.root),
+            "restart_window": {
+                "intensity": self.config.supervisor.intensity,
+                "period_s": self.config.supervisor.period_s,
+            },
             "actors": actors,
         }
 
     def close(self) -> None:
         """Close sockets; the event proxy thread dies with the process."""
         self.notifier.notify("STOPPING=1")
+        logging.getLogger().removeHandler(self.own_log)
         signal.set_wakeup_fd(-1)
         self.ctl.close()
         self.control.close(0)

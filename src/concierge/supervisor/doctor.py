@@ -30,6 +30,7 @@ from concierge.supervisor.doctor_checks import (
     probe_stock_agents,
     probe_uinput,
 )
+from concierge.supervisor.doctor_migration import probe_qemu_ga
 
 _COLOURS = {OK: "\x1b[32m", INFO: "\x1b[36m", WARN: "\x1b[33m", FAIL: "\x1b[31m"}
 _RESET = "\x1b[0m"
@@ -43,6 +44,7 @@ def collect(view: HostView, config: Mapping[str, Any] | None) -> list[Finding]:
         ("devices", lambda: probe_uinput(view)),
         ("services", lambda: probe_logind(view)),
         ("services", lambda: probe_displays(view)),
+        ("migration", lambda: probe_qemu_ga(view.root)),
     ]
     if config is not None:
         probes.append(("policy", lambda: probe_policy(config)))

@@ -65,6 +65,8 @@ class HostView:
     run_user: Path = Path("/run/user")
     x11_dir: Path = Path("/tmp/.X11-unix")  # noqa: S108 - fixed by the X11 convention
     systemctl: str | None = field(default_factory=lambda: shutil.which("systemctl"))
+    #: where /etc is looked up (qemu-ga's configuration, our drop-ins)
+    root: Path = Path("/")
     bus_timeout_s: float = 2.0
 
 

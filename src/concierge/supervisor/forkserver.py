@@ -145,6 +145,9 @@ class ForkServer:
         pid = os.fork()
         if pid == 0:  # the fork server
             parent_sock.close()
+            from concierge.proctitle import set_title  # noqa: PLC0415 - standard library only
+
+            set_title("concierge: fork server", comm="cc-forkserver")
             code = 0
             try:
                 _serve(child_sock, supervisor_pid, keep_fds, spawns)

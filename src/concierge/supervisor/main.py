@@ -18,7 +18,8 @@ from typing import IO, Any
 from concierge.config.loader import load_config
 from concierge.config.schema import AgentConfig
 from concierge.errors import ConfigError, ExitCode
-from concierge.logs import setup_logging
+from concierge.logs import resolve_format, setup_logging
+from concierge.proctitle import set_title
 from concierge.runtime.endpoints import RuntimeLayout, default_runtime_dir
 
 log = logging.getLogger("concierge.supervisor")
@@ -35,7 +36,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="host channel, e.g. qga=unix-listen:/run/qga.sock (repeatable)",
     )
     parser.add_argument("--input-sink", help="uinput (default) or file:PATH for raw input_event records")
-    parser.add_argument("--log-format", choices=("json", "text"))
+    parser.add_argument("--log-format", choices=("auto", "json", "text"), help="default: text on a terminal, else json")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_config(args.config, explicit=args.config is not None)[0]
         agent = msgspec.structs.replace(
             loaded.agent,
-            log_format=args.log_format or loaded.agent.log_format,
+            log_format=resolve_format(args.log_format or loaded.agent.log_format),
             log_level=args.log_level or loaded.agent.log_level,
         )
         return msgspec.structs.replace(loaded, agent=agent)
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"concierge: config error: {err}", file=sys.stderr)  # noqa: T201
         return ExitCode.CONFIG
     agent = config.agent
+    set_title("concierge: supervisor")
     handler = setup_logging("supervisor", fmt=agent.log_format, level=agent.log_level)
     layout = RuntimeLayout(args.runtime_dir or default_runtime_dir())
     try:

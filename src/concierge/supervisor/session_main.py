@@ -24,7 +24,8 @@ import msgspec
 
 from concierge.config.schema import ActorSection, AgentConfig, AgentSection
 from concierge.errors import ExitCode
-from concierge.logs import setup_logging
+from concierge.logs import resolve_format, setup_logging
+from concierge.proctitle import set_title
 from concierge.runtime.endpoints import RuntimeLayout
 
 #: the compact session group (default): every user actor in one process, restarted together
@@ -59,7 +60,9 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ACTOR",
         help="with --split, run only these user actors besides the link (repeatable)",
     )
-    parser.add_argument("--log-format", choices=("json", "text"), default="json")
+    parser.add_argument(
+        "--log-format", choices=("auto", "json", "text"), default="auto", help="default: text on a terminal, else json"
+    )
 
 
 def session_runtime_dir() -> Path:
@@ -71,7 +74,7 @@ def session_runtime_dir() -> Path:
 def session_config(args: argparse.Namespace) -> AgentConfig:
     """The per-user configuration (built in code: users have no config file to maintain)."""
     link: dict[str, Any] = {"gateway_dir": str(args.gateway_dir), "display": args.display}
-    agent = msgspec.structs.replace(AgentSection(), log_format=args.log_format)
+    agent = msgspec.structs.replace(AgentSection(), log_format=resolve_format(args.log_format))
     if not args.split:
         parts = {"session": {**link, "grouped": True}, "display": {"geometry_to": "session"}}
         group = ActorSection(entry=GROUP_ENTRY, essential=True, settings=parts)
@@ -94,6 +97,7 @@ def run_session(args: argparse.Namespace, runtime_dir: Path | None) -> int:
     if args.display:
         os.environ["DISPLAY"] = args.display
     config = session_config(args)
+    set_title("concierge: session supervisor")
     handler = setup_logging("session-supervisor", fmt=config.agent.log_format, level=config.agent.log_level)
     layout = RuntimeLayout(runtime_dir or session_runtime_dir())
     try:

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from concierge.actors.composite import CompositeNode
 from concierge.errors import ConfigError, UnavailableError
 from concierge.runtime.node import Incoming, Reply
 from concierge.runtime.service import ServiceNode, handler
@@ -116,6 +117,11 @@ class EchoNode(ServiceNode):
     def publish(self, msg: Incoming) -> None:
         """Publish ``{"topic", "body"}`` on the event plane."""
         self.ctx.publish(msg.body["topic"], msg.body.get("body"))
+
+    @handler("note")
+    def note(self, msg: Incoming) -> None:
+        """Send ``{"type", "body"}`` to the supervisor as a note (as lifecycle sends freeze.state)."""
+        self.ctx.notify_supervisor(str(msg.body["type"]), msg.body.get("body"))
 
     @handler("exit")
     def exit(self, msg: Incoming) -> None:
@@ -234,3 +240,17 @@ class InlineEchoNode(EchoNode):
     def echo(self, msg: Incoming) -> Any:
         """Return the body unchanged, from the bridge thread."""
         return msg.body
+
+
+class NeedsXlibNode(EchoNode):
+    """Imports python-xlib when it starts, as the X11 clipboard and display back-ends do."""
+
+    def on_start(self) -> None:
+        """Fail with ImportError where python-xlib is absent (or hidden by a test)."""
+        import Xlib  # noqa: F401, PLC0415 - the optional dependency under test
+
+
+class PartlyOptionalNode(CompositeNode):
+    """A group whose second part needs python-xlib: without it the first part keeps serving."""
+
+    parts = (EchoNode, NeedsXlibNode)

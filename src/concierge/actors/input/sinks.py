@@ -26,6 +26,7 @@ from concierge.actors.input.events import (
     REL_WHEEL,
 )
 from concierge.errors import ConfigError, UnavailableError
+from concierge.optional import missing_dependency
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class UInputSink:
         try:
             import evdev  # noqa: PLC0415 - optional dependency, only where uinput is used
         except ImportError as err:
-            raise ConfigError("python-evdev is not installed", key="actors.input.settings.sink") from err
+            raise missing_dependency(err) or err from err
         self._evdev: Any = evdev
         self.name = "uinput"
         self.device_name = device_name

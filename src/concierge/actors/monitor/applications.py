@@ -1,6 +1,8 @@
 """Installed applications for oVirt's ``applications`` report: the dpkg status database and
 the rpm sqlite database read directly (no shelling out per request), cached by the files'
 identity (inode, size, mtime), filtered by oVirt-style name patterns (exact names or globs).
+Older rpm databases (BerkeleyDB ``Packages`` on RHEL <= 8, ndb ``Packages.db`` on SUSE) are
+listed with ``rpm -qa`` instead, once per change of the database file.
 
 A Debian virtual package (``Provides``) matching a pattern reports as
 ``<virtual>-<provider version>``, as the oVirt agent's python-apt code did.
@@ -12,14 +14,22 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shutil
 import sqlite3
 import struct
+import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 _GONE_STATES = frozenset({"not-installed", "config-files"})
 _RPM_NAME, _RPM_VERSION, _RPM_RELEASE = 1000, 1001, 1002
+#: rpm databases only the rpm tool reads (ndb first: SUSE keeps a stale BerkeleyDB beside it)
+RPM_TOOL_DATABASES = ("Packages.db", "Packages")
+#: ``rpm -qa`` may wait for a lock held by a running transaction: give up after this long
+RPM_QUERY_TIMEOUT_S = 30.0
+#: the listing is read up to this many bytes (thousands of packages take ~100 kB)
+RPM_QUERY_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,40 @@ def read_rpm_sqlite(path: str) -> list[Package]:
     return packages
 
 
+def read_rpm_tool(path: str) -> list[Package]:
+    """Installed packages of the rpm database beside ``path``, listed by ``rpm -qa`` (for the
+    BerkeleyDB and ndb formats); empty when rpm is not installed or does not answer in time."""
+    rpm = shutil.which("rpm")
+    if rpm is None:
+        return []
+    query = "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"
+    result = subprocess.run(
+        [rpm, "--dbpath", os.path.dirname(path), "-qa", "--queryformat", query],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=RPM_QUERY_TIMEOUT_S,
+        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        check=False,
+    )
+    packages = []
+    for line in result.stdout[:RPM_QUERY_MAX_BYTES].decode("utf-8", "replace").splitlines():
+        name, tab, version = line.partition("\t")
+        if tab and name:
+            packages.append(Package(name, version))
+    return packages
+
+
+def rpm_database(rpmdb_dir: str) -> tuple[str, Callable[[str], list[Package]]]:
+    """The rpm database file of ``rpmdb_dir`` and how to read it (sqlite ourselves, else rpm)."""
+    sqlite = os.path.join(rpmdb_dir, "rpmdb.sqlite")
+    if not os.path.exists(sqlite):
+        for name in RPM_TOOL_DATABASES:
+            older = os.path.join(rpmdb_dir, name)
+            if os.path.exists(older):
+                return older, read_rpm_tool
+    return sqlite, read_rpm_sqlite
+
+
 def _identity(path: str) -> tuple[int, int, int] | None:
     try:
         info = os.stat(path)
@@ -105,6 +149,7 @@ class ApplicationsProbe:
 
     def __init__(self, dpkg_status: str, rpmdb_dir: str) -> None:
         self._dpkg = _Source(dpkg_status)
+        self._rpmdb_dir = rpmdb_dir
         self._rpm = _Source(os.path.join(rpmdb_dir, "rpmdb.sqlite"))
         self._lock = threading.Lock()
         self._results: dict[tuple[object, ...], list[str]] = {}
@@ -112,7 +157,10 @@ class ApplicationsProbe:
 
     def _refresh(self) -> bool:
         changed = False
-        for source, reader in ((self._dpkg, _read_dpkg), (self._rpm, read_rpm_sqlite)):
+        rpm_path, rpm_reader = rpm_database(self._rpmdb_dir)
+        if rpm_path != self._rpm.path:
+            self._rpm = _Source(rpm_path)
+        for source, reader in ((self._dpkg, _read_dpkg), (self._rpm, rpm_reader)):
             identity = _identity(source.path)
             if identity == source.identity:
                 continue
@@ -122,7 +170,7 @@ class ApplicationsProbe:
             if identity is not None:
                 try:
                     source.packages = reader(source.path)
-                except (OSError, sqlite3.Error):
+                except (OSError, sqlite3.Error, subprocess.SubprocessError):
                     source.packages = []
                 self.reads += 1
         return changed
