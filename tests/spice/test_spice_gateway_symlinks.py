@@ -59,17 +59,13 @@ def _assert_untouched(victims: Path) -> None:
     assert (victims / "shadow").read_text() == "root secret\n"
 
 
-def test_spice_planted_symlinks_are_not_followed(
-    user: tuple[str, int, int], rundir: Path, victims: Path
-) -> None:
+def test_spice_planted_symlinks_are_not_followed(user: tuple[str, int, int], rundir: Path, victims: Path) -> None:
     _, uid, gid = user
     open_endpoint(rundir, uid, gid).close()  # the user's directory exists from an earlier run
     udir = rundir / "users" / str(uid)
     for name, target in (("session.sock.lock", "nologin"), ("session.sock", "shadow")):
         subprocess.run(as_user(uid, gid, "/bin/ln", "-sfn", str(victims / target), str(udir / name)), check=True)
-    ctx = PollingFakeContext(
-        "session", {"users": [uid], "scan_run_user": False, "logind_bus": ""}, runtime_dir=rundir
-    )
+    ctx = PollingFakeContext("session", {"users": [uid], "scan_run_user": False, "logind_bus": ""}, runtime_dir=rundir)
     try:
         ctx.run_node(SessionGatewayNode)
         assert ctx.ask("session.status").unwrap()["endpoints"] == [uid]
