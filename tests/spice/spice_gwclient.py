@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 from spice_testkit import wait_for
 
 from concierge.actors.session import framing
+from concierge.testing.harness import AgentHarness, catalog
 from concierge.testing.peers import require, require_binary
 
 UID_A, UID_B = 60001, 60002  # throwaway uids: no passwd entries needed, nothing to clean up
@@ -82,3 +84,21 @@ def as_user(uid: int, gid: int, *argv: str) -> list[str]:
     setpriv = require_binary("setpriv", "util-linux")
     require(Path("/usr/bin/python3").exists(), "apt install python3")
     return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv]
+
+
+@contextlib.contextmanager
+def gateway_agent(users: list[int], **settings: Any) -> Iterator[AgentHarness]:
+    """A real ``concierge run`` with only the session gateway, in a directory users can traverse."""
+    root = Path(tempfile.mkdtemp(prefix="cc-gw-agent-"))
+    root.chmod(0o755)
+    table = {"users": users, "scan_run_user": False, "logind_bus": "", **settings}
+    actors = {"session": {"entry": "concierge.actors.session.gateway:SessionGatewayNode", "settings": table}}
+    agent = AgentHarness(root, catalog(actors), args=("--log-format", "text"))
+    try:
+        agent.start()
+        agent.runtime_dir.chmod(0o755)
+        wait_for(lambda: all((agent.runtime_dir / "users" / str(uid) / "session.sock").exists() for uid in users))
+        yield agent
+    finally:
+        agent.stop()
+        shutil.rmtree(root, ignore_errors=True)

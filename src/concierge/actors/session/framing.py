@@ -43,7 +43,7 @@ class FrameReader:
         return len(self._buf)
 
     def feed(self, data: bytes) -> Iterator[tuple[str, Any, tuple[bytes, ...]]]:
-        """Add bytes; raises ProtocolError on an oversized or undecodable frame."""
+        """Add bytes; raises ProtocolError (only) on an oversized, undecodable or too deep frame."""
         self._buf += data
         while len(self._buf) >= 4:
             (size,) = _LEN.unpack_from(self._buf)
@@ -56,7 +56,7 @@ class FrameReader:
                 with memoryview(self._buf) as view:
                     msg = _dec.decode(view[4 : 4 + size])
                 type_, body, blobs = msg["t"], msg.get("b"), msg.get("x") or []
-            except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as err:
+            except (msgspec.DecodeError, RecursionError, KeyError, TypeError, AttributeError, ValueError) as err:
                 self._buf.clear()
                 raise ProtocolError(f"undecodable frame: {err}") from err
             finally:
