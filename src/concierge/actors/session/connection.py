@@ -142,6 +142,8 @@ class AgentConn:
         try:
             if revents & POLLOUT and self._out:
                 self._flush()
+                if not self._closed and len(self._out) <= self.max_buffered and self._reader.buffered:
+                    self._process(b"")  # frames held back while the queue was full
             if self._closed:
                 return
             if self._events & POLLIN and revents & ~POLLOUT:
@@ -163,10 +165,18 @@ class AgentConn:
         if not data:
             self.close("agent disconnected")
             return
+        self._process(data)
+
+    def _process(self, data: bytes) -> None:
+        """Hand whole frames to the gateway until the outbound queue passes its limit.
+
+        What is left stays in the reader (at most one READ_CHUNK) until the queue drains, so a
+        peer that floods requests without reading answers gets at most one answer past the limit.
+        """
         try:
             for type_, body, blobs in self._reader.feed(data):
                 self._on_frame(self, type_, body, blobs)
-                if self._closed:
+                if self._closed or len(self._out) > self.max_buffered:
                     return
         except ProtocolError as err:
             self._on_frame(self, "protocol_error", str(err), ())
