@@ -29,7 +29,7 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     input_actor: str = "input"
     #: connections one uid may hold at once (an agent needs one; a restart briefly two)
     max_connections_per_uid: Annotated[int, Meta(ge=1, le=1024)] = 4
-    #: connections of all users together; with FD_RESERVE (128) it must stay below RLIMIT_NOFILE
+    #: connections of all users together; must stay 128 below the open-file limit (LimitNOFILE)
     max_connections: Annotated[int, Meta(ge=1, le=65536)] = 64
     #: seconds a new connection has to say hello and be welcomed before it is closed
     hello_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 5.0

@@ -1,0 +1,107 @@
+"""Credential socket: a real local user swapping the socket directory's name for a symlink.
+
+``socket_dir`` may be configured inside a directory a user can write. Root must then never
+chmod, bind in or unlink from whatever the name points to at the moment: every step goes
+through the descriptor of the directory it created and checked. The attacker is a useradd
+account under setpriv, swapping the name as fast as it can while root opens and closes the
+socket a few hundred times; the victim directory must come out untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from concierge.actors.sso import credsock
+from concierge.actors.sso.credsock import CredentialSocket
+from concierge.actors.sso.vault import CredentialVault
+from concierge.errors import UnavailableError
+from concierge.testing.context import FakeContext
+from concierge.testing.peers import require, require_binary
+
+ROUNDS = 300
+SWAPPER = """
+import os, sys
+parent, target, stop = sys.argv[1:]
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    try:
+        os.rename(os.path.join(parent, "sso"), os.path.join(parent, f"old-{n}"))
+    except OSError:
+        pass
+    try:
+        os.symlink(target, os.path.join(parent, "sso"))
+    except OSError:
+        pass
+    try:
+        os.unlink(os.path.join(parent, "sso")) if n % 2 else None
+    except OSError:
+        pass
+"""
+
+
+@pytest.fixture
+def user() -> Iterator[tuple[int, int]]:
+    require(os.geteuid() == 0, "creating users needs root")
+    require_binary("useradd", "passwd")
+    name = f"ccsso{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        entry = pwd.getpwnam(name)
+        yield entry.pw_uid, entry.pw_gid
+    finally:
+        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)
+
+
+def test_sso_socket_dir_swapped_for_symlink_is_never_followed(user: tuple[int, int]) -> None:
+    uid, gid = user
+    setpriv = require_binary("setpriv", "util-linux")
+    base = Path(tempfile.mkdtemp(prefix="cc-sso-link-"))
+    base.chmod(0o755)
+    attic, victim, stop = base / "attic", base / "victim", base / "stop"
+    attic.mkdir(mode=0o755)
+    os.chown(attic, uid, gid)  # the admin put socket_dir under a user's directory
+    victim.mkdir(mode=0o755)
+    ctx = FakeContext("sso", {})
+    vault = CredentialVault(time.monotonic, 20.0)
+    argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "/usr/bin/python3", "-c", SWAPPER]
+    attacker = subprocess.Popen([*argv, str(attic), str(victim), str(stop)])
+    opened = refused = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not (attic / "sso").is_symlink() and time.monotonic() < deadline:
+            time.sleep(0.001)  # the attacker is running
+        while opened + refused < ROUNDS or (refused == 0 and opened + refused < 3 * ROUNDS):
+            sock = CredentialSocket(
+                ctx, vault, attic / "sso", dir_mode=0o700, socket_mode=0o600, allowed_uids=(0,), client_timeout_s=1.0
+            )
+            try:
+                sock.open()
+            except (UnavailableError, OSError):
+                refused += 1
+                continue
+            opened += 1
+            sock.close()
+    finally:
+        stop.touch()
+        attacker.wait(30)
+        ctx.close()
+    try:
+        assert list(victim.iterdir()) == [], "root created the socket in the symlink's target"
+        st = victim.stat()
+        assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o755), "root chmodded the symlink's target"
+        assert opened > 0 and refused > 0, (opened, refused)  # both outcomes: the race was run
+        leftovers = [p for p in attic.iterdir() if (p / credsock.SOCKET_NAME).exists()]
+        assert leftovers == [], "a closed socket left its file behind"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
