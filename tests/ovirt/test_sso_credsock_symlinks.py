@@ -30,23 +30,18 @@ from concierge.testing.peers import require, require_binary
 
 ROUNDS = 300
 SWAPPER = """
-import os, sys
+import os, sys, time
 parent, target, stop = sys.argv[1:]
-n = 0
+name, n = os.path.join(parent, "sso"), 0
 while not os.path.exists(stop):
     n += 1
-    try:
-        os.rename(os.path.join(parent, "sso"), os.path.join(parent, f"old-{n}"))
-    except OSError:
-        pass
-    try:
-        os.symlink(target, os.path.join(parent, "sso"))
-    except OSError:
-        pass
-    try:
-        os.unlink(os.path.join(parent, "sso")) if n % 2 else None
-    except OSError:
-        pass
+    for step in (lambda: os.unlink(name), lambda: time.sleep(0.0003 * (n % 4)),
+                 lambda: os.rename(name, os.path.join(parent, f"old-{n}")), lambda: os.symlink(target, name),
+                 lambda: time.sleep(0.0002 * (n % 3))):
+        try:
+            step()
+        except OSError:
+            pass
 """
 
 
