@@ -52,7 +52,12 @@ class Client:
     def wait_frame(self, type_: str) -> Any:
         return wait_for(lambda: next((b for t, b in self.frames() if t == type_), None))
 
+    def go(self) -> None:
+        """Let a ``late`` client send the rest of its frames."""
+        Path(f"{self.out}.go").touch()
+
     def stop(self) -> None:
+        Path(f"{self.out}.go").unlink(missing_ok=True)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)

@@ -78,12 +78,6 @@ def _root_dir(parent_fd: int | None, path: str | Path, mode: int) -> int:
     return fd
 
 
-def users_dir(runtime_dir: Path) -> Path:
-    """``RUNTIME_DIR/users``, created 0755 (only the per-uid directories are private)."""
-    os.close(_root_dir(None, runtime_dir / "users", 0o755))
-    return runtime_dir / "users"
-
-
 def lock_path(runtime_dir: Path, uid: int) -> Path:
     """Where the endpoint lock of ``uid`` lives (root-owned directory, never the user's)."""
     return runtime_dir / PRIVATE_DIR_NAME / f"{uid}.lock"
