@@ -3,7 +3,7 @@
 Usage: spice_hostile_client.py SOCKET CASEFILE OUTFILE
 CASEFILE: one case per line, hex frames separated by spaces. For each case: a fresh connection,
 the frames in order, then everything the gateway says until it closes the connection or stays
-silent for 1 s. OUTFILE: one line per case, ``CLOSED <hex>`` or ``OPEN <hex>`` (or ``ERR errno``).
+silent for 5 s. OUTFILE: one line per case, ``CLOSED <hex>`` or ``OPEN <hex>`` (or ``ERR errno``).
 Runs under /usr/bin/python3 (no venv).
 """
 
@@ -26,7 +26,7 @@ def run_case(path: str, frames: list[bytes]) -> str:
                 sock.sendall(frame)
             except OSError:
                 break  # closed on us: the reason is still readable
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:

@@ -109,6 +109,11 @@ def _served(agent: AgentHarness, uid: int) -> None:
         client.stop()
 
 
+def _closed_by_gateway(agent: AgentHarness) -> int:
+    counters = agent.actor("session")["counters"]
+    return int(counters.get("session.refused", 0) + counters.get("session.rejected", 0))
+
+
 def _settle_pss(pid: int) -> int:
     time.sleep(0.5)
     return max(pss_kb(pid) for _ in range(5))
@@ -129,7 +134,9 @@ def test_spice_huge_frames_before_hello_and_idle_flood_are_refused(attacker: tup
                 flood = Flood(agent, uid, gid, "idle", 3000)
                 wait_for(lambda: flood.field("refused") is not None, timeout_s=120)
                 _served(agent, UID_A)  # during the flood: another user is welcomed
-                time.sleep(2.5)  # past the hello timeout: the few admitted ones are closed too
+                # every connection is refused at accept or, once admitted, closed by the hello timeout
+                # (2 s; under load, later ones are admitted as earlier ones time out)
+                wait_for(lambda: _closed_by_gateway(agent) >= 4 + 3000, timeout_s=120)
                 idle_flood = flood.stop()
             after = _settle_pss(pid)
             assert big["connected"] == [4] and big["closed"] == 4, big
@@ -139,7 +146,7 @@ def test_spice_huge_frames_before_hello_and_idle_flood_are_refused(attacker: tup
             assert after - idle < PSS_SLACK_KB, (idle, after)
             status = agent.actor("session")
             assert (status["pid"], status["restarts"]) == (pid, 0)
-            assert status["counters"].get("session.refused", 0) >= 2900
+            assert status["counters"].get("session.refused", 0) >= 2000  # most at accept, by the caps
             assert other.proc.poll() is None and "EOF" not in other.lines()
             _served(agent, UID_A)
         finally:
