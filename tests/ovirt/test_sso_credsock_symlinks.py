@@ -10,12 +10,10 @@ socket a few hundred times; the victim directory must come out untouched.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from concierge.actors.sso.credsock import CredentialSocket
 from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import UnavailableError
 from concierge.testing.context import FakeContext
-from concierge.testing.peers import require, require_binary
+from concierge.testing.localuser import as_user, local_user
 
 ROUNDS = 300
 SWAPPER = """
@@ -47,20 +45,12 @@ while not os.path.exists(stop):
 
 @pytest.fixture
 def user() -> Iterator[tuple[int, int]]:
-    require(os.geteuid() == 0, "creating users needs root")
-    require_binary("useradd", "passwd")
-    name = f"ccsso{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
-    try:
-        entry = pwd.getpwnam(name)
-        yield entry.pw_uid, entry.pw_gid
-    finally:
-        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)
+    with local_user("ccsso") as (_, uid, gid):
+        yield uid, gid
 
 
 def test_sso_socket_dir_swapped_for_symlink_is_never_followed(user: tuple[int, int]) -> None:
     uid, gid = user
-    setpriv = require_binary("setpriv", "util-linux")
     base = Path(tempfile.mkdtemp(prefix="cc-sso-link-"))
     base.chmod(0o755)
     attic, victim, stop = base / "attic", base / "victim", base / "stop"
@@ -69,7 +59,7 @@ def test_sso_socket_dir_swapped_for_symlink_is_never_followed(user: tuple[int, i
     victim.mkdir(mode=0o755)
     ctx = FakeContext("sso", {})
     vault = CredentialVault(time.monotonic, 20.0)
-    argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "/usr/bin/python3", "-c", SWAPPER]
+    argv = as_user(uid, gid, "/usr/bin/python3", "-c", SWAPPER)
     attacker = subprocess.Popen([*argv, str(attic), str(victim), str(stop)])
     opened = refused = 0
     try:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,27 +65,6 @@ def hello(uid: int | None = None) -> bytes:
     if uid is not None:
         body["uid"] = uid
     return framing.encode("hello", body)
-
-
-@contextlib.contextmanager
-def local_user() -> Iterator[tuple[str, int, int]]:
-    """A real throwaway local account (useradd), removed afterwards; yields (name, uid, gid)."""
-    require(os.geteuid() == 0, "creating users needs root")
-    require_binary("useradd", "passwd")
-    name = f"ccgw{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
-    try:
-        entry = pwd.getpwnam(name)
-        yield name, entry.pw_uid, entry.pw_gid
-    finally:
-        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)
-
-
-def as_user(uid: int, gid: int, *argv: str) -> list[str]:
-    """``argv`` run as ``uid``/``gid`` with no supplementary groups (setpriv, util-linux)."""
-    setpriv = require_binary("setpriv", "util-linux")
-    require(Path("/usr/bin/python3").exists(), "apt install python3")
-    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv]
 
 
 @contextlib.contextmanager

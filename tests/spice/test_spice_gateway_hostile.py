@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spice_gwclient import UID_B, Client, as_user, gateway_agent, hello, local_user
+from spice_gwclient import UID_B, Client, gateway_agent, hello
 from spice_testkit import wait_for
 
 from concierge.actors.session import framing
 from concierge.errors import ProtocolError
 from concierge.testing.harness import AgentHarness
+from concierge.testing.localuser import as_user, local_user
 
 HOSTILE = Path(__file__).with_name("spice_hostile_client.py")
 GEOMETRY = {"monitors": [{"x": 0, "y": 0, "width": 1280, "height": 800, "display_id": 0}]}

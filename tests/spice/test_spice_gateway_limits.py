@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spice_gwclient import UID_A, UID_B, Client, as_user, gateway_agent, hello, local_user
+from spice_gwclient import UID_A, UID_B, Client, gateway_agent, hello
 from spice_testkit import wait_for
 
 from concierge.actors.session import framing
@@ -27,6 +27,7 @@ from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.runtime.node import Incoming
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.harness import AgentHarness
+from concierge.testing.localuser import as_user, local_user
 
 FLOOD = Path(__file__).with_name("spice_flood_client.py")
 GEOMETRY = {"monitors": [{"x": 0, "y": 0, "width": 1280, "height": 800, "display_id": 0}]}

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spice_gwclient import as_user, local_user
 from spice_testkit import wait_for
 
 from concierge.actors.session.endpoints import lock_path, open_endpoint
 from concierge.actors.session.gateway import SessionGatewayNode
 from concierge.testing.fdloop import PollingFakeContext
+from concierge.testing.localuser import as_user, local_user
 
 SWAPPER = Path(__file__).with_name("spice_symlink_swapper.py")
 SWAP_ROUNDS = 300
