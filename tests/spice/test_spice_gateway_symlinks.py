@@ -109,3 +109,21 @@ def test_spice_symlink_swap_race_while_endpoint_is_recreated(
     assert swaps > SWAP_ROUNDS // 3 and opened > SWAP_ROUNDS // 2, (swaps, opened)
     _assert_untouched(victims)
     assert [p.name for p in lock_path(rundir, uid).parent.iterdir()] == [f"{uid}.lock"]
+
+
+def test_spice_user_blocking_their_socket_name_only_loses_their_own_endpoint(
+    user: tuple[str, int, int], rundir: Path
+) -> None:
+    _, uid, gid = user
+    open_endpoint(rundir, uid, gid).close()
+    blocker = rundir / "users" / str(uid) / "session.sock"
+    subprocess.run(as_user(uid, gid, "/bin/mkdir", str(blocker)), check=True)
+    table = {"users": [uid, 60002], "scan_run_user": False, "logind_bus": "", "poll_s": 0.1}
+    ctx = PollingFakeContext("session", table, runtime_dir=rundir)
+    try:
+        ctx.run_node(SessionGatewayNode)
+        assert ctx.ask("session.status").unwrap()["endpoints"] == [60002]
+        subprocess.run(as_user(uid, gid, "/bin/rmdir", str(blocker)), check=True)
+        wait_for(lambda: ctx.ask("session.status").unwrap()["endpoints"] == sorted([60002, uid]))
+    finally:
+        ctx.close()

@@ -57,6 +57,7 @@ class SessionGatewayNode(Node):
         self.rejected = 0
         self._cache: dict[str, tuple[Any, tuple[bytes, ...]]] = {}
         self._guest_grabs: set[int] = set()
+        self._endpoint_failed: set[int] = set()
         self._ready_sent: bool | None = None
         self._timer: TimerHandle | None = None
         self._logind: LogindWorker | None = None
@@ -123,9 +124,12 @@ class SessionGatewayNode(Node):
                 gid = uid
             try:
                 ep = open_endpoint(self.ctx.runtime_dir, uid, gid)
-            except OSError as err:
-                log.warning("no endpoint for uid %d: %s", uid, err, extra={"event": "session.endpoint_failed"})
-                continue  # e.g. another gateway holds the lock: retried on the next poll
+            except OSError as err:  # e.g. another gateway holds the lock: retried every poll
+                if uid not in self._endpoint_failed:  # once: a user can make theirs fail forever
+                    self._endpoint_failed.add(uid)
+                    log.warning("no endpoint for uid %d: %s", uid, err, extra={"event": "session.endpoint_failed"})
+                continue
+            self._endpoint_failed.discard(uid)
             self.endpoints[uid] = ep
             self.ctx.watch_fd(ep.sock.fileno(), functools.partial(self._guarded, self._accept, ep))
             log.info("endpoint for uid %d", uid, extra={"event": "session.endpoint"})
