@@ -2,11 +2,10 @@
 
 Runs as root (config id ``session``). Every socket is non-blocking and served on the bridge
 thread; logind round trips run on a worker thread (``logind_worker.py``) and come back with
-``call_soon``. Identity is
-the endpoint's uid plus SO_PEERCRED (never message content); PID reuse is caught by comparing
-/proc/PID's uid and start time with the credentials at connect time; a second agent for an
-already served session is refused. Policy lives in ``arbiter.py``, the wire in ``framing.py``,
-frame validation in ``inbound.py``.
+``call_soon``. Identity is the endpoint's uid plus SO_PEERCRED (never message content); PID
+reuse is caught by comparing /proc/PID's uid and start time with the credentials at connect
+time; a second agent for an already served session is refused. Policy lives in ``arbiter.py``,
+the wire in ``framing.py``, frame validation in ``inbound.py``.
 
 Every local user is a hostile peer of this root process: each frame is validated before use (a
 bad one rejects that connection), every fd, timer and logind callback is guarded so nothing a
@@ -16,7 +15,6 @@ in ``settings.py``, threat model in docs/security-gateway.md). Must not import z
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import pwd
@@ -27,7 +25,8 @@ from typing import Any
 
 import msgspec
 
-from concierge.actors.session import arbiter, framing, inbound
+from concierge.actors.session import arbiter, inbound
+from concierge.actors.session.admission import WarningThrottle, refuse
 from concierge.actors.session.arbiter import Agent
 from concierge.actors.session.connection import AgentConn
 from concierge.actors.session.endpoints import Endpoint, open_endpoint, run_user_uids
@@ -58,6 +57,7 @@ class SessionGatewayNode(Node):
         self._cache: dict[str, tuple[Any, tuple[bytes, ...]]] = {}
         self._guest_grabs: set[int] = set()
         self._endpoint_failed: set[int] = set()
+        self._warnings = WarningThrottle()  # one refusal line per uid and poll period
         self._ready_sent: bool | None = None
         self._timer: TimerHandle | None = None
         self._logind: LogindWorker | None = None
@@ -100,6 +100,7 @@ class SessionGatewayNode(Node):
     def _tick(self) -> None:
         """Periodic: re-read logind (worker thread) and the user list."""
         self._timer = self.ctx.call_later(self.settings.poll_s, self._tick)
+        self._warnings.new_period()
         if self._logind is not None:
             self._logind.poll()
 
@@ -175,9 +176,11 @@ class SessionGatewayNode(Node):
         if refusal is not None:
             self.rejected += 1
             self.ctx.count("session.refused")
-            log.warning("refused pid %d uid %d: %s", peer.pid, peer.uid, refusal, extra={"event": "session.refused"})
-            with contextlib.suppress(OSError):
-                sock.send(framing.encode("reject", {"reason": refusal}), socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            if self._warnings.first(peer.uid):
+                log.warning(
+                    "refused pid %d uid %d: %s", peer.pid, peer.uid, refusal, extra={"event": "session.refused"}
+                )
+            refuse(sock, refusal)
             return
         conn = AgentConn(
             self.ctx,
@@ -295,7 +298,8 @@ class SessionGatewayNode(Node):
         self.rejected += 1
         self.ctx.count("session.rejected")
         peer = conn.peer
-        log.warning("rejected agent pid %d uid %d: %s", peer.pid, peer.uid, reason, extra={"event": "session.rejected"})
+        if self._warnings.first(peer.uid):
+            log.warning("rejected pid %d uid %d: %s", peer.pid, peer.uid, reason, extra={"event": "session.rejected"})
         conn.discard_output()
         conn.send("reject", {"reason": reason})
         conn.close(reason)
