@@ -9,6 +9,7 @@ behavioural bound, generous against the hundreds of MB of the fault it guards.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ from spice_testkit import wait_for
 
 from concierge.actors.session import framing
 from concierge.actors.session.gateway import SessionGatewayNode
+from concierge.errors import ConfigError
 from concierge.runtime.node import Incoming
 from concierge.testing.fdloop import PollingFakeContext
 from concierge.testing.harness import AgentHarness
@@ -237,3 +239,33 @@ def test_spice_host_flooding_an_agent_that_does_not_read_closes_it(gateway: tupl
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_spice_global_cap_refuses_at_accept_and_fd_budget_is_checked(tmp_path: Path) -> None:
+    rundir = Path(tempfile.mkdtemp(prefix="cc-gw-cap-"))
+    rundir.chmod(0o755)
+    settings = {"users": [UID_A, UID_B], "scan_run_user": False, "logind_bus": "", "max_connections": 2}
+    ctx = PollingFakeContext("session", settings, runtime_dir=rundir)
+    held: list[Client] = []
+    try:
+        ctx.run_node(SessionGatewayNode)
+        held = [Client(rundir, UID_A, UID_A, "hold") for _ in range(2)]
+        wait_for(lambda: ctx.ask("session.status").unwrap()["connections"] == 2)
+        late = Client(rundir, UID_B, UID_B, "plain", hello())
+        held.append(late)
+        assert late.wait_frame("reject") == {"reason": "the gateway holds its maximum of 2 connections"}
+    finally:
+        for client in held:
+            client.stop()
+        ctx.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+    # with the usual 1,024 descriptors, 1,000 connections leave too little for everything else
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    huge = PollingFakeContext("session", {"max_connections": 1000, "logind_bus": ""}, runtime_dir=tmp_path)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        with pytest.raises(ConfigError, match="open-file limit 1024"):
+            huge.run_node(SessionGatewayNode)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        huge.close()
