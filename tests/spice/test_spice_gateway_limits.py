@@ -75,7 +75,7 @@ class Flood:
     """The flood client running as the attacker; ``result()`` after ``stop()``."""
 
     def __init__(self, agent: AgentHarness, uid: int, gid: int, mode: str, count: int, *extra: str) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="cc-gw-flood-"))
+        self.work = Path(tempfile.mkdtemp(prefix="flood-", dir=agent.root))  # removed with the agent
         self.work.chmod(0o777)
         self.out, self.stopfile = self.work / "out", self.work / "stop"
         sock = agent.runtime_dir / "users" / str(uid) / "session.sock"
