@@ -132,12 +132,13 @@ def test_spice_file_transfer_without_agent_is_refused(gateway: PollingFakeContex
 def test_spice_two_users_without_logind_means_nobody_active(gateway: PollingFakeContext, rundir: Path) -> None:
     paste = framing.encode("spice.send", {"type": "clipboard_request", "body": {"selection": 1, "type": 1}})
     a = Client(rundir, UID_A, UID_A, "hold", hello())
-    b = Client(rundir, UID_B, UID_B, "hold", hello(), paste)
+    b = Client(rundir, UID_B, UID_B, "late", hello(), paste)
     try:
         a.wait_frame("welcome")
         b.wait_frame("welcome")
         wait_for(lambda: len(gateway.ask("session.status").unwrap()["agents"]) == 2)
         assert gateway.ask("session.status").unwrap()["active_session"] == ""
+        b.go()  # the paste only once both are welcomed (else b may briefly be the only agent)
         # an inactive session's paste is answered "no data" at once, never sent to the client
         assert b.wait_frame("spice.clipboard") == {"selection": 1, "type": 0}
         assert not [c for c in gateway.casts if c[1] == "spice.send"]

@@ -32,6 +32,19 @@ class Agent:
     monitors: list[dict[str, Any]] = field(default_factory=list)
 
 
+def agent_info(agent: Agent, active: bool) -> dict[str, Any]:
+    """One agent as ``session.status`` shows it (``AgentInfo``)."""
+    return {
+        "uid": agent.uid,
+        "pid": agent.pid,
+        "session_id": agent.session_id,
+        "session_class": agent.session_class,
+        "locked": agent.locked,
+        "active": active,
+        "monitors": agent.monitors,
+    }
+
+
 def duplicate_of(agents: list[Agent], new: Agent) -> Agent | None:
     """Another ready agent of the same session (the "second agent" case: the new one loses)."""
     return next((a for a in agents if a.ready and a.key != new.key and a.session_id == new.session_id), None)
@@ -59,4 +72,21 @@ def file_xfer_refusal(active: Agent | None) -> int | None:
         return XFER_SESSION_LOCKED
     if active.session_class != "user":
         return XFER_DISABLED  # greeter / lock-screen sessions never receive files
+    return None
+
+
+def admission_refusal(
+    peer_uid: int, endpoint_uid: int, same_uid: int, total: int, *, per_uid: int, overall: int
+) -> str | None:
+    """Why a freshly accepted connection must go at once, or None to keep it.
+
+    ``same_uid`` and ``total`` count the connections already held (of the peer's uid, of
+    everyone). Root may use any endpoint (an administrator's tools); the caps apply to it too.
+    """
+    if peer_uid not in (0, endpoint_uid):
+        return f"uid {peer_uid} may not use the endpoint of uid {endpoint_uid}"
+    if total >= overall:
+        return f"the gateway holds its maximum of {overall} connections"
+    if same_uid >= per_uid:
+        return f"uid {peer_uid} already holds its maximum of {per_uid} connections"
     return None

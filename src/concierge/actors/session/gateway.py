@@ -1,11 +1,16 @@
 """SessionGatewayNode: per-uid endpoints for session processes, and routing to the active one.
 
 Runs as root (config id ``session``). Every socket is non-blocking and served on the bridge
-thread; logind round trips run on one worker thread and come back with ``call_soon``. Identity is
-the endpoint's uid plus SO_PEERCRED (never message content); PID reuse is caught by comparing
-/proc/PID's uid and start time with the credentials at connect time; a second agent for an
-already served session is refused. Policy lives in ``arbiter.py``, the wire in ``framing.py``.
-Must not import zmq.
+thread; logind round trips run on a worker thread (``logind_worker.py``) and come back with
+``call_soon``. Identity is the endpoint's uid plus SO_PEERCRED (never message content); PID
+reuse is caught by comparing /proc/PID's uid and start time with the credentials at connect
+time; a second agent for an already served session is refused. Policy lives in ``arbiter.py``,
+the wire in ``framing.py``, frame validation in ``inbound.py``.
+
+Every local user is a hostile peer of this root process: each frame is validated before use (a
+bad one rejects that connection), every fd, timer and logind callback is guarded so nothing a
+peer sends can raise into the bridge loop, and admission is capped per uid and overall (limits
+in ``settings.py``, threat model in docs/security-gateway.md). Must not import zmq.
 """
 
 from __future__ import annotations
@@ -13,26 +18,28 @@ from __future__ import annotations
 import functools
 import logging
 import pwd
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import resource
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from concierge.actors.session import arbiter
+from concierge.actors.session import arbiter, inbound
+from concierge.actors.session.admission import WarningThrottle, refuse
 from concierge.actors.session.arbiter import Agent
 from concierge.actors.session.connection import AgentConn
 from concierge.actors.session.endpoints import Endpoint, open_endpoint, run_user_uids
 from concierge.actors.session.identity import peer_of, proc_uid, still_same_process
-from concierge.actors.session.logind import Logind, SessionInfo
-from concierge.actors.session.settings import GatewaySettings
-from concierge.errors import ConfigError, UnavailableError
+from concierge.actors.session.logind import SessionInfo
+from concierge.actors.session.logind_worker import LogindWorker, PollResult
+from concierge.actors.session.settings import GatewaySettings, fd_budget_error
+from concierge.errors import ConfigError
 from concierge.runtime.node import POLLIN, Incoming, Node, NodeContext, TimerHandle
 
 log = logging.getLogger(__name__)
 
 _CACHED = ("spice.announce_capabilities", "spice.graphics_device_info", "spice.monitors_config")
-_MAX_MONITORS = 64
 
 
 class SessionGatewayNode(Node):
@@ -49,12 +56,11 @@ class SessionGatewayNode(Node):
         self.rejected = 0
         self._cache: dict[str, tuple[Any, tuple[bytes, ...]]] = {}
         self._guest_grabs: set[int] = set()
+        self._endpoint_failed: set[int] = set()
+        self._warnings = WarningThrottle()  # one refusal line per uid and poll period
         self._ready_sent: bool | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._logind: Logind | None = None
         self._timer: TimerHandle | None = None
-        self._signals: Logind | None = None
-        self._stop_event = threading.Event()
+        self._logind: LogindWorker | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -63,10 +69,17 @@ class SessionGatewayNode(Node):
             self.settings = msgspec.convert(dict(self.ctx.settings), GatewaySettings)
         except msgspec.ValidationError as err:
             raise ConfigError(str(err), key=f"actors.{self.ctx.actor_id}.settings") from err
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-logind")
-        if self.settings.logind_bus:
-            self._watcher = threading.Thread(target=self._watch_logind, name="session-logind-watch", daemon=True)
-            self._watcher.start()
+        problem = fd_budget_error(self.settings, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        if problem is not None:
+            raise ConfigError(problem, key=f"actors.{self.ctx.actor_id}.settings.max_connections")
+        self._logind = LogindWorker(
+            self.ctx,
+            self.settings.logind_bus,
+            self.settings.poll_s,
+            functools.partial(self._guarded, self._apply_logind),
+            functools.partial(self._guarded, self._on_session),
+        )
+        self._logind.start()
         self._refresh_endpoints(set())
         self._push_geometry()
         self._tick()
@@ -81,17 +94,25 @@ class SessionGatewayNode(Node):
             self.ctx.unwatch_fd(ep.sock.fileno())
             ep.close()
         self.endpoints.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._stop_event.set()
-        if self._signals is not None:
-            self._signals.close()  # wakes the watcher thread, which then exits
+        if self._logind is not None:
+            self._logind.stop()
 
     def _tick(self) -> None:
         """Periodic: re-read logind (worker thread) and the user list."""
-        if self._pool is not None:
-            self._pool.submit(self._poll_logind)
         self._timer = self.ctx.call_later(self.settings.poll_s, self._tick)
+        self._warnings.new_period()
+        if self._logind is not None:
+            self._logind.poll()
+
+    def _guarded(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run a bridge callback; an exception is logged and counted, never raised into the loop."""
+        try:
+            callback(*args)
+        except Exception as err:  # boundary: the loop serves every user
+            self.ctx.count("session.callback_failed")
+            log.exception(
+                "session gateway callback failed: %s", type(err).__name__, extra={"event": "session.callback_failed"}
+            )
 
     def _refresh_endpoints(self, extra: set[int]) -> None:
         uids = set(self.settings.users) | extra
@@ -104,66 +125,18 @@ class SessionGatewayNode(Node):
                 gid = uid
             try:
                 ep = open_endpoint(self.ctx.runtime_dir, uid, gid)
-            except OSError as err:
-                log.warning(
-                    "no endpoint for uid %d: %s",
-                    uid,
-                    err,
-                    extra={"event": "session.endpoint_failed"},
-                )
+            except OSError as err:  # e.g. another gateway holds the lock: retried every poll
+                if uid not in self._endpoint_failed:  # once: a user can make theirs fail forever
+                    self._endpoint_failed.add(uid)
+                    log.warning("no endpoint for uid %d: %s", uid, err, extra={"event": "session.endpoint_failed"})
                 continue
+            self._endpoint_failed.discard(uid)
             self.endpoints[uid] = ep
-            self.ctx.watch_fd(ep.sock.fileno(), functools.partial(self._accept, ep))
+            self.ctx.watch_fd(ep.sock.fileno(), functools.partial(self._guarded, self._accept, ep))
             log.info("endpoint for uid %d", uid, extra={"event": "session.endpoint"})
 
-    # --- logind (worker thread) ------------------------------------------------------------------
-    def _logind_client(self) -> Logind | None:
-        if self._logind is None and self.settings.logind_bus:
-            try:
-                self._logind = Logind(self.settings.logind_bus)
-            except UnavailableError:
-                return None
-        return self._logind
-
-    def _watch_logind(self) -> None:
-        """Signal thread: any logind signal re-reads logind at once (the poll is the fallback)."""
-        stop = self._stop_event
-        while not stop.is_set():
-            try:
-                self._signals = Logind(self.settings.logind_bus)
-                self._signals.watch()
-                while not stop.is_set():
-                    self._signals.wait_signal()
-                    if self._pool is not None and not stop.is_set():
-                        self._pool.submit(self._poll_logind)
-            except (UnavailableError, OSError, ValueError, TimeoutError, RuntimeError):
-                # logind absent or restarting (the poll covers it), or we are stopping
-                stop.wait(self.settings.poll_s)
-
-    def _poll_logind(self) -> None:
-        client = self._logind_client()
-        result: tuple[str, dict[str, SessionInfo], set[int]] | None = None
-        if client is not None:
-            try:
-                sessions = {s[0]: client.info(s[2]) for s in client.sessions()}
-                result = (client.active_session(), sessions, {s.uid for s in sessions.values()})
-            except UnavailableError as err:
-                log.info("logind unavailable: %s", err, extra={"event": "session.logind_down"})
-                self._logind = None
-        self.ctx.call_soon(lambda: self._apply_logind(result))
-
-    def _lookup(self, key: int, pid: int, uid: int) -> None:
-        client = self._logind_client()
-        info: SessionInfo | None = None
-        if client is not None:
-            try:
-                info = client.session_of(pid, uid)
-            except UnavailableError:
-                info = None
-        self.ctx.call_soon(lambda: self._on_session(key, info, client is not None))
-
     # --- logind results (bridge) -----------------------------------------------------------------
-    def _apply_logind(self, result: tuple[str, dict[str, SessionInfo], set[int]] | None) -> None:
+    def _apply_logind(self, result: PollResult) -> None:
         self.logind_ok = result is not None
         extra: set[int] = set()
         if result is not None:
@@ -188,14 +161,46 @@ class SessionGatewayNode(Node):
             except OSError as err:
                 log.warning("accept failed: %s", err, extra={"event": "session.accept_failed"})
                 return
-            sock.setblocking(False)
-            peer = peer_of(sock)
-            conn = AgentConn(self.ctx, sock, peer, self._frame, self._closed)
-            self.conns[conn.agent.key] = conn
-            if peer.uid not in (0, ep.uid):
-                self._reject(conn, f"uid {peer.uid} may not use the endpoint of uid {ep.uid}")
-            elif proc_uid(peer.pid) != peer.uid:
-                self._reject(conn, "connecting process changed or exited (PID reuse)")
+            with sock:
+                self._admit(ep, sock)
+
+    def _admit(self, ep: Endpoint, sock: socket.socket) -> None:
+        """Keep an accepted connection (the ``with`` in ``_accept`` then leaves it open) or refuse it."""
+        sock.setblocking(False)
+        peer = peer_of(sock)
+        same_uid = sum(1 for c in self.conns.values() if c.peer.uid == peer.uid)
+        s = self.settings
+        refusal = arbiter.admission_refusal(
+            peer.uid, ep.uid, same_uid, len(self.conns), per_uid=s.max_connections_per_uid, overall=s.max_connections
+        )
+        if refusal is not None:
+            self.rejected += 1
+            self.ctx.count("session.refused")
+            if self._warnings.first(peer.uid):
+                log.warning(
+                    "refused pid %d uid %d: %s", peer.pid, peer.uid, refusal, extra={"event": "session.refused"}
+                )
+            refuse(sock, refusal)
+            return
+        conn = AgentConn(
+            self.ctx,
+            socket.socket(fileno=sock.detach()),
+            peer,
+            self._frame,
+            self._closed,
+            max_frame=s.max_frame_bytes,
+            max_buffered=s.max_buffered_bytes,
+        )
+        self.conns[conn.agent.key] = conn
+        conn.hello_timer = self.ctx.call_later(
+            s.hello_timeout_s, functools.partial(self._guarded, self._hello_expired, conn)
+        )
+        if proc_uid(peer.pid) != peer.uid:
+            self._reject(conn, "connecting process changed or exited (PID reuse)")
+
+    def _hello_expired(self, conn: AgentConn) -> None:
+        if not conn.closed and not conn.agent.ready:
+            self._reject(conn, f"not welcomed within {self.settings.hello_timeout_s:g} s of connecting")
 
     def _frame(self, conn: AgentConn, type_: str, body: Any, blobs: tuple[bytes, ...]) -> None:
         agent = conn.agent
@@ -203,11 +208,16 @@ class SessionGatewayNode(Node):
             self._reject(conn, f"bad frame: {body}")
             return
         if type_ == "hello":
+            try:
+                inbound.hello(body)
+            except inbound.BadFrameError as err:
+                self._reject(conn, str(err))
+                return
             if agent.hello:
                 return  # a second hello is ignored
             agent.hello = True
-            if self._pool is not None:
-                self._pool.submit(self._lookup, agent.key, agent.pid, agent.uid)
+            if self._logind is not None:
+                self._logind.lookup(agent.key, agent.pid, agent.uid)
             return
         if not agent.hello:
             self._reject(conn, f"{type_} before hello")
@@ -230,11 +240,7 @@ class SessionGatewayNode(Node):
             if agent.uid not in (0, info.uid):
                 self._reject(conn, "the process's session belongs to another user")
                 return
-            agent.session_id, agent.session_class, agent.locked = (
-                info.id,
-                info.session_class,
-                info.locked,
-            )
+            agent.session_id, agent.session_class, agent.locked = info.id, info.session_class, info.locked
         else:
             # No logind, or a process outside any session: one session per uid.
             agent.session_id = "" if with_logind else f"uid-{agent.uid}"
@@ -242,14 +248,10 @@ class SessionGatewayNode(Node):
             self._reject(conn, f"session {agent.session_id} already has an agent (pid {other.pid})")
             return
         agent.ready = True
+        conn.welcomed()
         self.logind_ok = with_logind
-        log.info(
-            "agent pid %d uid %d session %s",
-            agent.pid,
-            agent.uid,
-            agent.session_id,
-            extra={"event": "session.agent_attached"},
-        )
+        ids = (agent.pid, agent.uid, agent.session_id)
+        log.info("agent pid %d uid %d session %s", *ids, extra={"event": "session.agent_attached"})
         conn.send(
             "welcome",
             {
@@ -265,42 +267,39 @@ class SessionGatewayNode(Node):
 
     def _on_geometry(self, conn: AgentConn, body: Any) -> None:
         try:
-            monitors = [
-                {k: int(m[k]) for k in ("x", "y", "width", "height", "display_id")}
-                for m in body["monitors"][:_MAX_MONITORS]
-            ]
-        except (KeyError, TypeError, ValueError, AttributeError):
+            monitors = inbound.geometry(body)
+        except inbound.BadFrameError as err:
             self.ctx.count("session.bad_geometry")
+            self._reject(conn, str(err))
             return
-        conn.agent.monitors = monitors
+        conn.agent.monitors = list(monitors)
         if conn.agent is self.active:
             self._push_geometry()
 
     def _on_agent_send(self, conn: AgentConn, body: Any, blobs: tuple[bytes, ...]) -> None:
-        if conn.agent is not self.active or not isinstance(body, dict):
-            self.ctx.count("session.inactive_send")
-            inner = body.get("body") if isinstance(body, dict) else None
-            if isinstance(body, dict) and body.get("type") == "clipboard_request" and isinstance(inner, dict):
-                # an app pasting in an inactive session gets "no data" at once, as in vdagentd
-                none = {"selection": int(inner.get("selection", 0)), "type": 0}
-                conn.send("spice.clipboard", none, (b"",))
+        try:
+            kind, inner = inbound.spice_send(body)
+        except inbound.BadFrameError as err:
+            self.ctx.count("session.bad_send")
+            self._reject(conn, str(err))
             return
-        kind, inner = body.get("type"), body.get("body")
-        if isinstance(inner, dict) and kind in ("clipboard_grab", "clipboard_release"):
-            sel = int(inner.get("selection", 0))
+        if conn.agent is not self.active:
+            self.ctx.count("session.inactive_send")
+            if kind == "clipboard_request":
+                # an app pasting in an inactive session gets "no data" at once, as in vdagentd
+                conn.send("spice.clipboard", {"selection": inner["selection"], "type": 0}, (b"",))
+            return
+        if kind in ("clipboard_grab", "clipboard_release"):
+            sel = inner["selection"]
             (self._guest_grabs.add if kind == "clipboard_grab" else self._guest_grabs.discard)(sel)
-        self.ctx.cast(self.settings.transport_actor, "spice.send", body, blobs=blobs)
+        self.ctx.cast(self.settings.transport_actor, "spice.send", {"type": kind, "body": inner}, blobs=blobs)
 
     def _reject(self, conn: AgentConn, reason: str) -> None:
         self.rejected += 1
         self.ctx.count("session.rejected")
-        log.warning(
-            "rejected agent pid %d uid %d: %s",
-            conn.peer.pid,
-            conn.peer.uid,
-            reason,
-            extra={"event": "session.rejected"},
-        )
+        peer = conn.peer
+        if self._warnings.first(peer.uid):
+            log.warning("rejected pid %d uid %d: %s", peer.pid, peer.uid, reason, extra={"event": "session.rejected"})
         conn.discard_output()
         conn.send("reject", {"reason": reason})
         conn.close(reason)
@@ -398,20 +397,9 @@ class SessionGatewayNode(Node):
         """Snapshot for ``session.status`` (and the operator's ``concierge status``)."""
         return {
             "endpoints": sorted(self.endpoints),
-            "agents": [
-                {
-                    "uid": a.uid,
-                    "pid": a.pid,
-                    "session_id": a.session_id,
-                    "session_class": a.session_class,
-                    "locked": a.locked,
-                    "active": a is self.active,
-                    "monitors": a.monitors,
-                }
-                for a in self._agents()
-                if a.ready
-            ],
+            "agents": [arbiter.agent_info(a, a is self.active) for a in self._agents() if a.ready],
             "active_session": self.active.session_id if self.active else "",
             "logind": self.logind_ok,
             "rejected": self.rejected,
+            "connections": len(self.conns),
         }

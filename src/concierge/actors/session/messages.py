@@ -19,8 +19,12 @@ Actor messages (ZeroMQ runtime):
 
 Session wire (gateway <-> ``python -m concierge.actors.session.agent``): a unix *stream* socket
 ``RUNTIME_DIR/users/<uid>/session.sock`` (directory 0700 owned by the uid, socket 0600), framed
-as ``u32 big-endian length`` + one msgpack map ``{"t": type, "b": body, "x": [blobs]}``; frames
-above 160 MiB close the connection. Chosen over ZeroMQ ipc because SO_PEERCRED needs the
+as ``u32 big-endian length`` + one msgpack map ``{"t": type, "b": body, "x": [blobs]}``. Frame
+limits come from the protocol: a frame carries at most one vdagent message, so ``MAX_FRAME`` is
+the SPICE reassembly limit (128 MiB, above spice-gtk's 100 MiB clipboard) plus ``FRAME_ENVELOPE``
+for the msgpack map; before its welcome an agent may only send ``HANDSHAKE_FRAME`` bytes (hello
+and geometry are tiny). The limit is checked on the 4-byte header, before any of the body is
+buffered; a frame above it closes the connection. Chosen over ZeroMQ ipc because SO_PEERCRED needs the
 connection's own socket (ZeroMQ hides it) and one stream per agent gives "connection gone =
 agent gone" for free. Identity is the endpoint's uid and SO_PEERCRED, never a body field.
 
@@ -29,15 +33,22 @@ as the actor cast). Gateway -> agent: ``welcome`` ``Welcome``; ``reject`` ``{"re
 then close; ``active`` ``{"active": bool, "file_xfer": bool}``; ``spice.<snake_name>`` as
 received from the front-end.
 
-Standard library only.
+Standard library only (and the stdlib-only SPICE wire constants).
 """
 
 from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
+from concierge.transport.spice.wire import MAX_MESSAGE_SIZE
+
 WIRE_VERSION = 1
-MAX_FRAME = 160 * 1024 * 1024
+#: room for the msgpack map, the type string, the body fields and the blob headers of one frame
+FRAME_ENVELOPE = 64 * 1024
+#: largest frame on the wire: one reassembled vdagent message plus its envelope
+MAX_FRAME = MAX_MESSAGE_SIZE + FRAME_ENVELOPE
+#: largest frame a connection may send before the gateway has welcomed it
+HANDSHAKE_FRAME = FRAME_ENVELOPE
 SOCKET_NAME = "session.sock"
 
 
@@ -95,4 +106,5 @@ class StatusBody(TypedDict):
     agents: list[AgentInfo]
     active_session: str
     logind: bool
-    rejected: int
+    rejected: int  # connections refused or closed for a protocol or policy violation
+    connections: int  # open agent connections, welcomed or not

@@ -6,6 +6,15 @@ SO_PEERCRED against ``allowed_peer_uids`` before it may say anything, many clien
 at once (one impostor cannot consume "the" accept), and a slow client is dropped after
 ``client_timeout_s``. Runs on the bridge thread, non-blocking.
 
+Root never follows a path here: the directory is created, then opened with ``O_NOFOLLOW`` and
+checked and chmodded through that descriptor, and every later step (the stale-socket check,
+``bind`` through ``/proc/self/fd/N``, ``chmod``, the final ``unlink``) is relative to the
+descriptor. Swapping the directory's name for a symlink (possible if ``socket_dir`` sits in a
+directory another user can write) therefore changes nothing, and inside the root-owned
+directory nobody else can create a name. No ``umask`` dance: it is process-wide (other threads
+create files), and it is not needed: ``bind`` creates the node 0755 at most (only root may
+connect) until the ``chmod`` to ``socket_mode``, and SO_PEERCRED is checked on every client.
+
 Wire format, version 1 (all integers big-endian)::
 
     request  = b"CCSSO" version:u8 len:u32 token[len]
@@ -18,13 +27,13 @@ Must not import zmq; never logs tokens or passwords.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import os
 import socket
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +47,8 @@ MAGIC = b"CCSSO"
 VERSION = 1
 OK, NOT_FOUND, FORBIDDEN, BAD_REQUEST = 0, 1, 2, 3
 MAX_TOKEN = 256
+#: clients served at once (allowed peers only; anyone else is answered FORBIDDEN and closed)
+MAX_CLIENTS = 32
 SOCKET_NAME = "cred.sock"
 
 
@@ -64,21 +75,28 @@ def peer_uid(sock: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
-def secure_dir(path: Path, mode: int) -> None:
-    """Create ``path`` with ``mode`` or verify an existing one is ours, a real dir, not open.
+def secure_dir(path: Path, mode: int) -> int:
+    """Create ``path`` with ``mode`` (or verify an existing one is ours); return a descriptor of it.
+
+    Opened with ``O_NOFOLLOW | O_DIRECTORY``, checked with ``fstat`` and chmodded with ``fchmod``,
+    so the checks and every later use concern the same directory whatever happens to its name.
 
     Raises:
         UnavailableError: the directory is a symlink, not a directory, or owned by someone else.
     """
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=mode)
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise UnavailableError(f"credential socket dir {path} is not a directory")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise UnavailableError(f"credential socket dir {path} is not a directory ({err.strerror})") from None
+    st = os.fstat(fd)
     if st.st_uid != os.geteuid():
+        os.close(fd)
         raise UnavailableError(f"credential socket dir {path} is owned by uid {st.st_uid}: refusing")
     if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)
+        os.fchmod(fd, mode)
+    return fd
 
 
 @dataclass
@@ -112,30 +130,33 @@ class CredentialSocket:
         self.allowed_uids = frozenset(allowed_uids)
         self.client_timeout_s = client_timeout_s
         self._listener: socket.socket | None = None
+        self._dir_fd = -1
         self._clients: dict[int, _Client] = {}
 
     def open(self) -> None:
         """Create the directory and socket and start accepting."""
-        secure_dir(self.directory, self.dir_mode)
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
-                raise UnavailableError(f"{self.path} exists and is not our socket: refusing")
-            os.unlink(self.path)
+        dir_fd = secure_dir(self.directory, self.dir_mode)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)
         try:
-            listener.bind(str(self.path))
-        finally:
-            os.umask(old)
-        os.chmod(self.path, self.socket_mode)
-        listener.listen(16)
+            try:
+                st = os.stat(SOCKET_NAME, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                    raise UnavailableError(f"{self.path} exists and is not our socket: refusing")
+                os.unlink(SOCKET_NAME, dir_fd=dir_fd)
+            listener.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
+            os.chmod(SOCKET_NAME, self.socket_mode, dir_fd=dir_fd)
+            listener.listen(16)
+        except BaseException:
+            listener.close()
+            os.close(dir_fd)
+            raise
+        self._dir_fd = dir_fd
         listener.setblocking(False)
         self._listener = listener
-        self.ctx.watch_fd(listener.fileno(), self._on_accept)
+        self.ctx.watch_fd(listener.fileno(), functools.partial(self._guarded, self._accept_all, -1))
 
     def close(self) -> None:
         """Stop accepting, drop clients, remove the socket file."""
@@ -146,25 +167,39 @@ class CredentialSocket:
             self._listener.close()
             self._listener = None
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+                os.unlink(SOCKET_NAME, dir_fd=self._dir_fd)
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
-    def _on_accept(self, revents: int) -> None:
+    def _guarded(self, callback: Callable[[int], None], fd: int, revents: int = 0) -> None:
+        """fd callback boundary: a failure drops the client concerned, never the actor."""
+        del revents
+        try:
+            callback(fd)
+        except Exception as err:  # noqa: BLE001 - boundary; no traceback: its text could quote a secret
+            self.ctx.count("sso.socket_failed")
+            log.warning("credential socket failure: %s", type(err).__name__, extra={"event": "sso.socket_failed"})
+            self._drop(fd)
+
+    def _accept_all(self, _: int) -> None:
         while self._listener is not None:
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
-                if err.errno in (errno.EMFILE, errno.ENFILE, errno.ECONNABORTED):
-                    log.warning(
-                        "credential socket accept failed: %s",
-                        err,
-                        extra={"event": "sso.accept_failed"},
-                    )
-                    return
-                raise
+                log.warning("credential socket accept failed: %s", err, extra={"event": "sso.accept_failed"})
+                return
             sock.setblocking(False)
-            uid = peer_uid(sock)
+            try:
+                uid = peer_uid(sock)
+            except OSError:
+                sock.close()
+                continue
+            if len(self._clients) >= MAX_CLIENTS:
+                self.ctx.count("sso.busy")
+                self._send_close(sock, build_reply(BAD_REQUEST))
+                continue
             if uid not in self.allowed_uids:
                 self.ctx.count("sso.peer_refused")
                 log.warning("credential socket: uid %d refused", uid, extra={"event": "sso.peer_refused"})
@@ -174,9 +209,9 @@ class CredentialSocket:
             fd = sock.fileno()
             self._clients[fd] = client
             client.timer = self.ctx.call_later(self.client_timeout_s, functools.partial(self._drop, fd))
-            self.ctx.watch_fd(fd, functools.partial(self._on_data, fd))
+            self.ctx.watch_fd(fd, functools.partial(self._guarded, self._on_data, fd))
 
-    def _on_data(self, fd: int, revents: int = 0) -> None:
+    def _on_data(self, fd: int) -> None:
         client = self._clients.get(fd)
         if client is None:
             return
