@@ -23,6 +23,8 @@ from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
+from concierge.actors.guestproc import run_guest
+
 log = logging.getLogger(__name__)
 
 UNSUPPORTED_SUSPEND = "the requested suspend mode is not supported by the guest"
@@ -218,15 +220,14 @@ class Power:
 
     def _run(self, argv: list[str]) -> int:
         try:
-            return subprocess.run(
+            return run_guest(
                 argv,
+                timeout_s=self.timeout_s,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=self.timeout_s,
-                check=False,
                 start_new_session=True,
-            ).returncode
+            )
         except subprocess.TimeoutExpired:
             return -1
         except OSError as err:
