@@ -79,6 +79,8 @@ class LifecycleNode(ServiceNode):
         self._grace: dict[str, threading.Timer] = {}
         self._grace_lock = threading.Lock()
         self.recovered = threading.Event()
+        #: filesystems a killed predecessor left frozen and this run thawed, until a thaw reports them
+        self._recovered_count = 0
         self.clock_watch: ClockWatch | None = None
         if s.clock_watch_s > 0:
             self.clock_watch = ClockWatch(
@@ -102,6 +104,7 @@ class LifecycleNode(ServiceNode):
         try:
             count = self.quiescer.recover()
             if count is not None:
+                self._recovered_count = count
                 self.ctx.count("freeze.recovered")
         except Exception:  # thread boundary: a failed recovery is logged, the actor keeps serving
             log.exception("freeze recovery failed", extra={"event": "freeze.recover_failed"})
@@ -163,8 +166,15 @@ class LifecycleNode(ServiceNode):
 
     @handler(m.THAW, blocking=True)
     def on_thaw(self, msg: Incoming) -> int:
-        """Thaw now (cancels a freeze in progress)."""
-        return self.quiescer.thaw("request")
+        """Thaw now (cancels a freeze in progress).
+
+        A host whose thaw reached us after a crash of the previous run (the transport re-sends it
+        once we are back) gets the number of filesystems the recovery thawed, as if the thaw
+        had done it: they were frozen at its request and are thawed now."""
+        self.recovered.wait(timeout=self.settings.hook_timeout_s + 5)
+        count = self.quiescer.thaw("request")
+        recovered, self._recovered_count = self._recovered_count, 0
+        return count or recovered
 
     @handler(m.FREEZE_STATUS, inline=True)
     def on_freeze_status(self, msg: Incoming) -> str:
