@@ -47,12 +47,15 @@ def check_exec_plain_process(ctx: E2EContext) -> dict[str, Any]:
     return {"probe": ours.splitlines()}
 
 
-def record_stock_exec_probe(ctx: E2EContext) -> dict[str, Any]:
-    """Stock phase: the same probe under qemu-ga (the reference of check_exec_plain_process)."""
+def record_stock_reference(ctx: E2EContext) -> dict[str, Any]:
+    """Stock phase: the exec probe and fsinfo mount points under qemu-ga, the references of
+    check_exec_plain_process and check_fsinfo_own_mounts."""
     with QgaClient(ctx.qga, timeout=60) as qga:
         qga.sync()
-        ctx.results.setdefault("stock", {})["exec-probe"] = exec_probe(qga)
-    return {"recorded": True}
+        stock = ctx.results.setdefault("stock", {})
+        stock["exec-probe"] = exec_probe(qga)
+        stock["fsinfo-mountpoints"] = sorted(fs["mountpoint"] for fs in qga.execute("guest-get-fsinfo"))
+    return {"recorded": sorted(stock)}
 
 
 def check_fsinfo_own_mounts(ctx: E2EContext) -> dict[str, Any]:
