@@ -52,7 +52,17 @@ def _set_memory_blocks(args: dict[str, Any]) -> dict[str, Any]:
 
 
 ROUTES: tuple[QgaRoute, ...] = (
-    QgaRoute("guest-shutdown", ACTOR, m.SHUTDOWN, timeout_s=30.0, success_response=False, to_request=_shutdown),
+    # re-sent when the lifecycle actor died before answering: a lost shutdown looks like a
+    # successful one to the host (no reply on success); a duplicate PowerOff is harmless
+    QgaRoute(
+        "guest-shutdown",
+        ACTOR,
+        m.SHUTDOWN,
+        timeout_s=30.0,
+        success_response=False,
+        retry_unavailable=True,
+        to_request=_shutdown,
+    ),
     QgaRoute(
         "guest-suspend-disk",
         ACTOR,
