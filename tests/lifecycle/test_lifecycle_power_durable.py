@@ -66,7 +66,7 @@ def test_request_of_a_killed_run_is_carried_out_by_the_next(tmp_path: Path) -> N
     PowerJournal(state).record(PowerRequest("reboot", 0, "hypervisor initiated shutdown", time.time()))
     ctx = _node_with_state(state, {"power_backend": "binaries", "bin_path": str(bindir)})
     try:
-        assert wait_for(lambda: log.exists(), timeout_s=10.0)
+        assert wait_for(log.exists, timeout_s=10.0)
         assert log.read_text().splitlines() == ["shutdown -h -r +0 hypervisor initiated shutdown"]
         assert wait_for(lambda: not (state / JOURNAL_NAME).exists(), timeout_s=5.0)
     finally:
