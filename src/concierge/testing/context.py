@@ -110,9 +110,11 @@ class FakeContext:
         self._deliver(msg)
         return future.result(timeout=timeout_s)
 
-    def tell(self, type_: str, body: Any = None, *, kind: str = "cast", src: str = "test") -> None:
+    def tell(
+        self, type_: str, body: Any = None, *, kind: str = "cast", src: str = "test", blobs: tuple[bytes, ...] = ()
+    ) -> None:
         """Deliver a cast (or an event with ``kind="evt"``) to the node."""
-        self._deliver(Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src))
+        self._deliver(Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src, blobs=blobs))
 
     def close(self) -> None:
         """Stop the node, its actors and the bridge thread."""
