@@ -13,7 +13,6 @@ import msgspec
 from concierge.errors import ConfigError
 from concierge.transport.qga import lexer
 
-
 #: the QEMU release whose guest-agent schema the front-end implements (its newest command,
 #: guest-get-load, is "since 10.0"). guest-info reports it as ``version``: tools that compare
 #: qemu-ga versions to decide what they may send (or show "qemu-guest-agent-<version>", as vdsm
