@@ -103,3 +103,20 @@ def check_dpkg_remove(ctx: E2EContext) -> dict[str, Any]:
     for port in ("org.qemu.guest_agent.0", "com.redhat.spice.0", "ovirt-guest-agent.0"):
         ctx.vm.wait_port(port, open_=False, timeout=60)
     return {"ports_closed_s": round(time.monotonic() - start, 2)}
+
+
+def check_shutdown_survives_lifecycle_kill(ctx: E2EContext) -> dict[str, Any]:
+    """Item 7 (replaces the final power-off phase): guest-shutdown, then the lifecycle actor is
+    SIGKILLed right away (a guest-side job started first), and the guest must still power off:
+    the request is durable until carried out (power-request.json, the QGA re-send)."""
+    with QgaClient(ctx.qga, timeout=60) as qga:
+        qga.sync()
+        killer = "sleep 0.2; pkill -9 -f 'concierge.*lifecycle'"
+        qga.execute("guest-exec", {"path": "sh", "arg": ["-c", killer]})
+        start = time.monotonic()
+        qga.send_no_reply("guest-shutdown", {"mode": "powerdown"})
+        assert ctx.vm.proc is not None
+        while ctx.vm.proc.poll() is None and time.monotonic() < start + 180:
+            ctx.vm.poll_events(wait=0.5)
+    assert ctx.vm.proc.returncode == 0, "the guest did not power off"
+    return {"poweroff_s": round(time.monotonic() - start, 2)}
