@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from test_session_clipboard_x11 import CAPS
 
 from concierge.actors.clipboard.images import encode_png
 from concierge.actors.clipboard.node import ClipboardNode
-from concierge.testing.peers import require_binary
+from concierge.testing.peers import require, require_binary
 from concierge.testing.polling_context import PollingFakeContext
 from concierge.testing.spice_host import LinkNode, SpiceHost, unix_channel
 from concierge.transport.spice.wire import MsgType
@@ -52,12 +53,28 @@ def client() -> Iterator[tuple[SpiceHost, PollingFakeContext]]:
         os.close(host_fd)
 
 
+GTK_OWNER = Path(__file__).with_name("gtk_clipboard_owner.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _require_gtk() -> None:
+    code = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"
+    found = (
+        os.path.exists(SYSTEM_PYTHON)
+        and subprocess.run([SYSTEM_PYTHON, "-c", code], capture_output=True, check=False).returncode == 0
+    )
+    require(found, "GTK 3 for Python missing (apt install python3-gi gir1.2-gtk-3.0)")
+
+
 def _owner(app: str, display: str, data: bytes) -> subprocess.Popen[bytes]:
+    env = None
     if app == "xclip":
         argv = ["xclip", "-d", display, "-quiet", "-i", "-selection", "clipboard"]
-    else:
+    elif app == "xsel":
         argv = ["xsel", "--display", display, "--nodetach", "--input", "--clipboard"]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        argv, env = [SYSTEM_PYTHON, str(GTK_OWNER)], {**os.environ, "DISPLAY": display, "GDK_BACKEND": "x11"}
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdin is not None
     proc.stdin.write(data)
     proc.stdin.close()
@@ -65,11 +82,14 @@ def _owner(app: str, display: str, data: bytes) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("app", ["xclip", "xsel"])
+@pytest.mark.parametrize("app", ["xclip", "xsel", "gtk"])
 def test_text_copied_in_the_guest_reaches_the_client_byte_exact(
     clip: RecordingContext, client: tuple[SpiceHost, PollingFakeContext], xvfb: str, app: str, size: int
 ) -> None:
-    require_binary(app, app)
+    if app == "gtk":
+        _require_gtk()
+    else:
+        require_binary(app, app)
     host, link = client
     data = (os.urandom(size // 2 + 1).hex().encode())[:size]
     grabs = len(sent(clip, "clipboard_grab"))
