@@ -1,9 +1,10 @@
-"""Guest -> client clipboard through every hop a real copy takes (issue 15 item 5): a real X
-application owns the selection (xclip, xsel), the clipboard actor reads it from Xvfb, and the
-exact cast it sends (body and blob frames, as the session gateway relays them unchanged) is
-handed to the real SPICE front-end, whose bytes the SPICE host simulator decodes as the client
-would. 1 MiB copied with xclip used to reach the client as 262,144 bytes: the front-end sent
-the first 256 KiB blob frame only, and the actor-level tests joined the frames themselves.
+"""Guest -> client clipboard through every hop a real copy takes (issue 15 item 5): a real
+application owns the selection (xclip, xsel, a GTK 3 app under Xvfb; wl-copy under sway), the
+clipboard actor reads it, and the exact cast it sends (body and blob frames, as the session
+gateway relays them unchanged) is handed to the real SPICE front-end, whose bytes the SPICE
+host simulator decodes as the client would. 1 MiB copied with xclip used to reach the client
+as 262,144 bytes: the front-end sent the first 256 KiB blob frame only, and the actor-level
+tests joined the frames themselves.
 """
 
 from __future__ import annotations
@@ -142,6 +143,41 @@ def test_large_png_copied_in_the_guest_reaches_the_client_byte_exact(
         _port, kind, message, blob = host.read(timeout_s=30)
         assert (kind, message["type"]) == (MsgType.CLIPBOARD, PNG)
         assert blob == png
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+@pytest.mark.parametrize("size", [262_145, 1 << 20, 4 << 20])
+def test_wl_copy_under_sway_reaches_the_client_byte_exact(
+    sway: dict[str, str], session_ctx: Any, client: tuple[SpiceHost, PollingFakeContext], size: int
+) -> None:
+    """The same path from a Wayland application (wl-copy, wlr-data-control)."""
+    require_binary("wl-copy", "wl-clipboard")
+    host, link = client
+    clip: RecordingContext = session_ctx("clipboard", {"backend": "wayland", "wayland_display": sway["socket"]})
+    clip.run_node(ClipboardNode)
+    clip.tell("spice.announce_capabilities", {"request": 1, "caps": CAPS})
+    env = dict(os.environ, XDG_RUNTIME_DIR=sway["XDG_RUNTIME_DIR"], WAYLAND_DISPLAY=sway["WAYLAND_DISPLAY"])
+    env.pop("DISPLAY", None)
+    data = (os.urandom(size // 2 + 1).hex().encode())[:size]
+    argv = ["wl-copy", "--foreground", "-t", "text/plain;charset=utf-8"]
+    owner = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE)
+    assert owner.stdin is not None
+    owner.stdin.write(data)
+    owner.stdin.close()
+    try:
+        wait_until(lambda: [g for g in sent(clip, "clipboard_grab") if g["selection"] == 0 and 1 in g["types"]])
+        before = len(clip.blob_casts)
+        clip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
+        cast = wait_until(
+            lambda: [c for c in list(clip.blob_casts)[before:] if c[2].get("type") == "clipboard"],
+            timeout=30,
+            what="clipboard data",
+        )[-1]
+        link.tell(cast[1], cast[2], blobs=tuple(cast[3]))
+        _port, kind, _message, blob = host.read(timeout_s=30)
+        assert kind == MsgType.CLIPBOARD and blob == data
     finally:
         owner.kill()
         owner.wait()
