@@ -181,3 +181,61 @@ def test_wl_copy_under_sway_reaches_the_client_byte_exact(
     finally:
         owner.kill()
         owner.wait()
+
+
+class _RecordingLink(PollingFakeContext):
+    """The transport side, also keeping the blob frames of what the front-end casts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blob_casts: list[tuple[str, str, Any, tuple[bytes, ...]]] = []
+
+    def cast(self, dst: str, type: str, body: Any = None, *, blobs: tuple[bytes, ...] = (), **kw: Any) -> None:
+        self.blob_casts.append((dst, type, body, tuple(blobs)))
+        super().cast(dst, type, body, blobs=blobs, **kw)
+
+
+@pytest.mark.parametrize("size", [1, 262_145, 1 << 20, 4 << 20])
+def test_text_copied_on_the_client_is_pasted_byte_exact_by_a_guest_app(
+    clip: RecordingContext, xvfb: str, size: int
+) -> None:
+    """Client -> guest through the same hops: SPICE host simulator -> front-end (2048-byte
+    chunks reassembled) -> clipboard actor -> ``xclip -o`` in the guest."""
+    require_binary("xclip", "xclip")
+    host_fd, guest_fd = unix_channel()
+    link = _RecordingLink("transport", {"fd": guest_fd, "name": "spice"})
+    link.run_node(LinkNode)
+    host = SpiceHost(host_fd)
+    try:
+        host.handshake()
+        wait_until(lambda: link.counters.get("spice.rx.announce_capabilities"), what="client capabilities")
+
+        def relay_to_guest(type_: str, seen: int) -> tuple[Any, tuple[bytes, ...]]:
+            found = wait_until(lambda: [c for c in link.blob_casts[seen:] if c[1] == type_], timeout=30, what=type_)
+            return found[0][2], found[0][3]
+
+        data = (os.urandom(size // 2 + 1).hex().encode())[:size]
+        seen = len(link.blob_casts)
+        host.send(MsgType.CLIPBOARD_GRAB, {"selection": 0, "serial": 0, "types": [1]})
+        body, _ = relay_to_guest("spice.clipboard_grab", seen)
+        clip.tell("spice.clipboard_grab", body)
+        requests = len(sent(clip, "clipboard_request"))
+        paste = subprocess.Popen(
+            ["xclip", "-d", xvfb, "-o", "-selection", "clipboard", "-t", "UTF8_STRING"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        request = wait_until(lambda: sent(clip, "clipboard_request")[requests:], timeout=30, what="REQUEST")[0]
+        link.tell("spice.send", {"type": "clipboard_request", "body": request})
+        _port, kind, asked, _ = host.read(timeout_s=30)
+        assert kind == MsgType.CLIPBOARD_REQUEST and asked["type"] == 1
+        seen = len(link.blob_casts)
+        host.send(MsgType.CLIPBOARD, {"selection": 0, "type": 1}, data)
+        body, blobs = relay_to_guest("spice.clipboard", seen)
+        clip.deliver("spice.clipboard", body, blobs)
+        out, err = paste.communicate(timeout=60)
+        assert paste.returncode == 0, err
+        assert len(out) == size and out == data
+    finally:
+        link.close()
+        os.close(host_fd)
