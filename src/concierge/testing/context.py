@@ -195,7 +195,7 @@ class FakeContext:
         self.casts.append((dst, type, body))
         peer = self.peers.get(dst)
         if isinstance(peer, FakeContext):
-            peer.tell(type, body, src=self.actor_id)
+            peer.tell(type, body, src=self.actor_id, blobs=blobs)
 
     def publish(self, topic: str, body: Any = None) -> None:
         """Record the event."""
