@@ -9,6 +9,7 @@ the stock suite records its answers in ``ctx.results["stock"]`` (phase 3 of run-
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -120,3 +121,77 @@ def check_shutdown_survives_lifecycle_kill(ctx: E2EContext) -> dict[str, Any]:
             ctx.vm.poll_events(wait=0.5)
     assert ctx.vm.proc.returncode == 0, "the guest did not power off"
     return {"poweroff_s": round(time.monotonic() - start, 2)}
+
+
+#: commands whose complete answers are compared value for value (time and counters excluded)
+ANSWER_SET = [
+    "guest-info",
+    "guest-get-osinfo",
+    "guest-get-host-name",
+    "guest-get-timezone",
+    "guest-get-fsinfo",
+    "guest-get-vcpus",
+    "guest-get-memory-blocks",
+    "guest-get-memory-block-info",
+    "guest-network-get-interfaces",
+    "guest-fsfreeze-status",
+    "guest-get-users",
+    "guest-get-disks",
+    "guest-nope",
+]
+#: the differences docs/migration.md lists (anything else is a regression)
+DOCUMENTED = {
+    ("guest-info", "version"),
+    ("guest-info", "supported_commands"),
+}
+#: members whose values move between two reads (fsinfo's used bytes, interface counters)
+VOLATILE = {"used-bytes", "total-bytes", "total-bytes-privileged", "statistics"}
+
+
+def _answers(ctx: E2EContext) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with QgaClient(ctx.qga, timeout=60) as qga:
+        qga.sync()
+        for command in ANSWER_SET:
+            out[command] = _strip(qga.execute_raw(command))
+    return out
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def record_stock_answers(ctx: E2EContext) -> dict[str, Any]:
+    """Stock phase: qemu-ga's complete answers (the reference of check_qga_answers)."""
+    ctx.results.setdefault("stock", {})["answers"] = _answers(ctx)
+    return {"commands": len(ANSWER_SET)}
+
+
+def check_qga_answers(ctx: E2EContext) -> dict[str, Any]:
+    """The complete answer set of both agents in the same guest: every difference is printed
+    (and written to qga-answers-diff.json); only the documented ones may remain."""
+    stock = ctx.results.get("stock", {}).get("answers")
+    assert stock is not None, "run the stock phase with this check selected"
+    ours = _answers(ctx)
+    diffs: dict[str, Any] = {}
+    for command in ANSWER_SET:
+        a, b = stock.get(command), ours.get(command)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and "return" in a and "return" in b:
+            ra, rb = a["return"], b["return"]
+            if isinstance(ra, dict) and isinstance(rb, dict):
+                keys = {k for k in ra.keys() | rb.keys() if ra.get(k) != rb.get(k)}
+                diffs.update({f"{command}:{k}": {"stock": ra.get(k), "ours": rb.get(k)} for k in keys})
+                continue
+        diffs[command] = {"stock": a, "ours": b}
+    (ctx.vm.workdir / "qga-answers-diff.json").write_text(json.dumps(diffs, indent=1, sort_keys=True))
+    for key, value in sorted(diffs.items()):
+        print(f"difference {key}: {json.dumps(value, sort_keys=True)[:400]}")
+    undocumented = [k for k in diffs if tuple(k.split(":", 1)) not in DOCUMENTED]
+    assert not undocumented, f"undocumented differences: {undocumented}"
+    return {"compared": len(ANSWER_SET), "documented_differences": sorted(diffs)}
