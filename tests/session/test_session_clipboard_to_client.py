@@ -82,6 +82,24 @@ def _owner(app: str, display: str, data: bytes) -> subprocess.Popen[bytes]:
     return proc
 
 
+def paste_to_client(
+    clip: RecordingContext, client: tuple[SpiceHost, PollingFakeContext], clip_type: int
+) -> tuple[int, MsgType, dict[str, Any], bytes | None]:
+    """The client asks for the guest's data; the clipboard actor's cast (body and blob frames)
+    is relayed to the front-end as the gateway does; returns what the client receives."""
+    host, link = client
+    before = len(clip.blob_casts)
+    clip.tell("spice.clipboard_request", {"selection": 0, "type": clip_type})
+    cast = wait_until(
+        lambda: [c for c in list(clip.blob_casts)[before:] if c[2].get("type") == "clipboard"],
+        timeout=30,
+        what="clipboard data",
+    )[-1]
+    _dst, mtype, body, blobs = cast
+    link.tell(mtype, body, blobs=tuple(blobs))
+    return host.read(timeout_s=30)
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("app", ["xclip", "xsel", "gtk"])
 def test_text_copied_in_the_guest_reaches_the_client_byte_exact(
@@ -91,22 +109,12 @@ def test_text_copied_in_the_guest_reaches_the_client_byte_exact(
         _require_gtk()
     else:
         require_binary(app, app)
-    host, link = client
     data = (os.urandom(size // 2 + 1).hex().encode())[:size]
     grabs = len(sent(clip, "clipboard_grab"))
     owner = _owner(app, xvfb, data)
     try:
         wait_until(lambda: sent(clip, "clipboard_grab")[grabs:], what="guest GRAB")
-        before = len(clip.blob_casts)
-        clip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
-        cast = wait_until(
-            lambda: [c for c in list(clip.blob_casts)[before:] if c[2].get("type") == "clipboard"],
-            timeout=30,
-            what="clipboard data",
-        )[-1]
-        _dst, mtype, body, blobs = cast
-        link.tell(mtype, body, blobs=tuple(blobs))  # what the gateway relays to the transport
-        port, kind, message, blob = host.read(timeout_s=30)
+        port, kind, message, blob = paste_to_client(clip, client, 1)
         assert (port, kind, message["selection"], message["type"]) == (1, MsgType.CLIPBOARD, 0, 1)
         assert blob is not None and len(blob) == size
         assert blob == data
@@ -120,7 +128,6 @@ def test_large_png_copied_in_the_guest_reaches_the_client_byte_exact(
 ) -> None:
     """An image well above one blob frame (random pixels: ~1.9 MB of PNG)."""
     require_binary("xclip", "xclip")
-    host, link = client
     width, height = 800, 600
     png = encode_png(width, height, [os.urandom(width * 4) for _ in range(height)], True)
     assert len(png) > 4 * 262_144
@@ -132,15 +139,7 @@ def test_large_png_copied_in_the_guest_reaches_the_client_byte_exact(
     owner.stdin.close()
     try:
         wait_until(lambda: sent(clip, "clipboard_grab")[grabs:], what="guest GRAB")
-        before = len(clip.blob_casts)
-        clip.tell("spice.clipboard_request", {"selection": 0, "type": PNG})
-        cast = wait_until(
-            lambda: [c for c in list(clip.blob_casts)[before:] if c[2].get("type") == "clipboard"],
-            timeout=30,
-            what="clipboard data",
-        )[-1]
-        link.tell(cast[1], cast[2], blobs=tuple(cast[3]))
-        _port, kind, message, blob = host.read(timeout_s=30)
+        _port, kind, message, blob = paste_to_client(clip, client, PNG)
         assert (kind, message["type"]) == (MsgType.CLIPBOARD, PNG)
         assert blob == png
     finally:
@@ -154,7 +153,6 @@ def test_wl_copy_under_sway_reaches_the_client_byte_exact(
 ) -> None:
     """The same path from a Wayland application (wl-copy, wlr-data-control)."""
     require_binary("wl-copy", "wl-clipboard")
-    host, link = client
     clip: RecordingContext = session_ctx("clipboard", {"backend": "wayland", "wayland_display": sway["socket"]})
     clip.run_node(ClipboardNode)
     clip.tell("spice.announce_capabilities", {"request": 1, "caps": CAPS})
@@ -168,15 +166,7 @@ def test_wl_copy_under_sway_reaches_the_client_byte_exact(
     owner.stdin.close()
     try:
         wait_until(lambda: [g for g in sent(clip, "clipboard_grab") if g["selection"] == 0 and 1 in g["types"]])
-        before = len(clip.blob_casts)
-        clip.tell("spice.clipboard_request", {"selection": 0, "type": 1})
-        cast = wait_until(
-            lambda: [c for c in list(clip.blob_casts)[before:] if c[2].get("type") == "clipboard"],
-            timeout=30,
-            what="clipboard data",
-        )[-1]
-        link.tell(cast[1], cast[2], blobs=tuple(cast[3]))
-        _port, kind, _message, blob = host.read(timeout_s=30)
+        _port, kind, _message, blob = paste_to_client(clip, client, 1)
         assert kind == MsgType.CLIPBOARD and blob == data
     finally:
         owner.kill()
