@@ -75,7 +75,7 @@ class OurClient:
         return {"error": {"class": klass, "desc": reply.message}}
 
 
-def start_qemu_ga(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_qemu_ga(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start the real qemu-ga on a unix socket under ``tmp``; returns it and the socket path."""
     binary = require_binary("qemu-ga", "qemu-guest-agent")
     state = tmp / "qga-state"
@@ -85,6 +85,7 @@ def start_qemu_ga(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
         [binary, "-m", "unix-listen", "-p", sock, "-t", str(state), "-f", str(state / "pid"), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     deadline = time.monotonic() + 10
     while not os.path.exists(sock):

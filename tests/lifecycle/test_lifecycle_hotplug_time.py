@@ -3,6 +3,7 @@ and the QGA route table of the lifecycle actor."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +61,11 @@ def _online(tmp_path: Path, cpu: int) -> str:
     return (tmp_path / "sys/devices/system/cpu" / f"cpu{cpu}" / "online").read_text().strip()
 
 
-def test_get_vcpus(ctx: FakeContext) -> None:
-    assert ctx.ask(m.GET_VCPUS).unwrap() == [
+def test_get_vcpus(ctx: FakeContext, tmp_path: Path) -> None:
+    listed = ctx.ask(m.GET_VCPUS).unwrap()
+    readdir = [int(n[3:]) for n in os.listdir(tmp_path / "sys/devices/system/cpu") if n[3:].isdigit()]
+    assert [c["logical-id"] for c in listed] == readdir  # qemu-ga's order: the directory's
+    assert sorted(listed, key=lambda c: c["logical-id"]) == [
         {"logical-id": 0, "online": True, "can-offline": False},
         {"logical-id": 1, "online": True, "can-offline": True},
         {"logical-id": 2, "online": False, "can-offline": True},
@@ -98,7 +102,10 @@ def test_set_cpus_count_for_ovirt(ctx: FakeContext, tmp_path: Path) -> None:
 
 
 def test_memory_blocks(ctx: FakeContext, tmp_path: Path) -> None:
-    assert ctx.ask(m.GET_MEMORY_BLOCKS).unwrap() == [
+    listed = ctx.ask(m.GET_MEMORY_BLOCKS).unwrap()
+    readdir = [int(n[6:]) for n in os.listdir(tmp_path / "sys/devices/system/memory") if n[6:].isdigit()]
+    assert [b["phys-index"] for b in listed] == readdir  # qemu-ga's order: the directory's
+    assert sorted(listed, key=lambda b: b["phys-index"]) == [
         {"phys-index": 0, "online": True, "can-offline": False},
         {"phys-index": 3, "online": True, "can-offline": True},
         {"phys-index": 7, "online": False, "can-offline": True},

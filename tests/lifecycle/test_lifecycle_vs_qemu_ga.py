@@ -93,3 +93,10 @@ def test_read_only_queries_match(qga: QgaClient, ours: Any) -> None:
         theirs, mine = qga.cmd(command), ours(command)
         assert sorted(mine["return"], key=key) == sorted(theirs["return"], key=key)
     assert ours("guest-get-memory-block-info") == qga.cmd("guest-get-memory-block-info")
+
+
+def test_vcpus_and_memory_blocks_in_qemu_gas_order(qga: QgaClient, ours: Any) -> None:
+    """qemu-ga lists them in sysfs readdir order (cpu1 before cpu0 on a 2-vCPU machine), not
+    sorted; a client that zips them with its own list must see the same order (issue 15 item 9)."""
+    for command in ("guest-get-vcpus", "guest-get-memory-blocks"):
+        assert ours(command) == qga.cmd(command), command

@@ -1,7 +1,7 @@
 """Runs inside a private mount namespace (``unshare -m``) on behalf of the monitor tests, so
 the hanging FUSE mount or the loop-mounted filesystem is invisible to the rest of the machine.
 
-Usage: ``python monitor_ns_script.py fuse-hang|loop-mount WORKDIR`` -> one JSON object on
+Usage: ``python monitor_ns_script.py fuse-hang|loop-mount|agent-mounts WORKDIR`` -> one JSON object on
 stdout. Never run it outside a private mount namespace.
 """
 
@@ -147,10 +147,42 @@ def loop_mount(work: Path, qga_binary: str) -> dict[str, Any]:
     return out
 
 
+def agent_mounts(work: Path) -> dict[str, Any]:
+    """Bind-mount a block-backed directory over a configured state dir and over
+    ``$STATE_DIRECTORY`` (what systemd does for ``StateDirectory=``): neither may be listed."""
+    image, disk, state, env_state = work / "fs.img", work / "disk", work / "state", work / "env-state"
+    for path in (disk, state, env_state):
+        path.mkdir()
+    with open(image, "wb") as handle:
+        handle.truncate(16 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(disk)], check=True)
+    (disk / "a").mkdir()
+    (disk / "b").mkdir()
+    subprocess.run(["mount", "--bind", str(disk / "a"), str(state)], check=True)
+    subprocess.run(["mount", "--bind", str(disk / "b"), str(env_state)], check=True)
+    os.environ["STATE_DIRECTORY"] = str(env_state)
+    ctx = FakeContext("monitor", {"hidden_mounts": [str(state)]})
+    out: dict[str, Any] = {"disk": str(disk), "hidden": [str(state), str(env_state)]}
+    try:
+        ctx.run_node(MonitorNode)
+        for scope in ("block", "all"):
+            body = ctx.ask("monitor.filesystems", {"scope": scope}).body
+            out[scope] = [f["mountpoint"] for f in body["filesystems"]]
+    finally:
+        for path in (env_state, state, disk):
+            subprocess.run(["umount", str(path)], check=False, capture_output=True)
+        ctx.close()
+    return out
+
+
 def main() -> None:
     """Dispatch on the mode argument."""
     mode, work = sys.argv[1], Path(sys.argv[2])
-    result = fuse_hang(work) if mode == "fuse-hang" else loop_mount(work, sys.argv[3])
+    if mode == "agent-mounts":
+        result = agent_mounts(work)
+    else:
+        result = fuse_hang(work) if mode == "fuse-hang" else loop_mount(work, sys.argv[3])
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)  # a stuck probe thread must not keep the namespace alive

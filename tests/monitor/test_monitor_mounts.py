@@ -87,3 +87,14 @@ def test_loop_mount_is_visible_at_next_request_and_matches_qemu_ga(tmp_path: Pat
     assert json.dumps(result["ours_disks"]) == json.dumps(result["qga_disks"])
     # ... and go away once the loop device was detached
     assert loop_dev not in result["disks_after_umount"]
+
+
+def test_agent_own_bind_mounts_are_never_listed(tmp_path: Path) -> None:
+    """systemd's StateDirectory= bind mount (here: a configured path and $STATE_DIRECTORY)
+    appeared in guest-get-fsinfo and oVirt's disks-usage; qemu-ga never lists it."""
+    require_binary("mkfs.ext4", "e2fsprogs")
+    result = run_in_namespace("agent-mounts", str(tmp_path))
+    for scope in ("block", "all"):
+        assert result["disk"] in result[scope], result
+        for hidden in result["hidden"]:
+            assert hidden not in result[scope], (scope, result)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from monitor_peers import monitor_node, qemu_ga
 
-from concierge.actors.monitor.users import USER_PROCESS, pack_utmp
+from concierge.actors.utmp import USER_PROCESS, pack_utmp
 from concierge.transport.qga.commands.monitor import ROUTES
 
 pytestmark = pytest.mark.peer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from concierge.testing.qapi import check_value, find_reference, load_schema
 from concierge.testing.qga_inproc import Agent
 from concierge.testing.qga_peer import RawClient
+from concierge.testing.reference import reference_file
 from concierge.transport.qga import argspec
 
 
@@ -76,3 +78,17 @@ def test_protocol_replies_conform(schema: dict[str, dict[str, Any]], agent: Agen
     assert check_value(schema, "int", sync["return"]) == []
     assert ping == {"return": {}}
     assert check_value(schema, "GuestAgentInfo", {"version": 1, "x": 2}) != []
+
+
+def test_guest_info_version_is_the_schema_release_implemented() -> None:
+    """guest-info said "0.1.0" (Concierge's own version): a client comparing qemu-ga versions
+    took it for an agent older than any qemu-ga (issue 15 item 9). It is the QEMU release of
+    the newest command implemented."""
+    from concierge.transport.qga.settings import QGA_SCHEMA_RELEASE, QgaSettings
+
+    newest = max(
+        tuple(int(part) for part in since.split("."))
+        for since in re.findall(r"Since: (\d+\.\d+)", reference_file("qga-qapi-schema.json").read_text())
+    )
+    assert QgaSettings().version == QGA_SCHEMA_RELEASE
+    assert tuple(int(part) for part in QGA_SCHEMA_RELEASE.split(".")[:2]) == newest

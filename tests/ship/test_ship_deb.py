@@ -77,6 +77,10 @@ def test_ship_deb_control(deb: Path, tmp_path: Path) -> None:
     assert "udevadm trigger --subsystem-match=virtio-ports" in postinst
     assert "concierge config import-qemu-ga" in postinst
     assert "deb-systemd-helper --user enable 'concierge-session.service'" in postinst
+    # dh_installsystemd --no-start adds no stop on remove: debian/prerm does (issue 15 item 4)
+    prerm = (tmp_path / "ctl/prerm").read_text()
+    assert "deb-systemd-invoke stop concierge.service" in prerm
+    assert "udevadm trigger --subsystem-match=virtio-ports" in (tmp_path / "ctl/postrm").read_text()
 
 
 @pytest.mark.slow

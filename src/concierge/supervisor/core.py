@@ -38,6 +38,8 @@ from concierge.supervisor.state import State
 log = logging.getLogger(__name__)
 #: a supervisor tick this much later than due means the supervisor stood still (see _tick)
 _STALL_S = 1.0
+#: the actor that freezes filesystems: the only one restarted (at once) while they are frozen
+FREEZE_OWNER = "lifecycle"
 
 
 class Supervisor:
@@ -113,7 +115,7 @@ class Supervisor:
     # --- process control ----------------------------------------------------------------------
     def start_child(self, child: Child) -> None:
         """Spawn ``child`` (state STARTING) and watch its pidfd and stderr."""
-        if self.frozen() and child.id != "lifecycle":
+        if self.frozen() and child.id != FREEZE_OWNER:
             child.set_state(State.BACKOFF)
             child.next_start = self.frozen_until
             return
@@ -222,7 +224,12 @@ class Supervisor:
         child.attempt += 1
         child.restarts += 1
         child.set_state(State.BACKOFF)
-        child.next_start = max(now + delay, self.frozen_until)
+        if child.id == FREEZE_OWNER and self.frozen():
+            # only a running lifecycle can thaw (its marker tells the new one what was frozen):
+            # holding it back until the freeze deadline left the guest frozen for the lease
+            child.next_start = now
+        else:
+            child.next_start = max(now + delay, self.frozen_until)
 
     def _announce_down(self, gone: Child) -> None:
         """Tell the other actors that ``gone`` exited: what they had sent on its lane is lost
@@ -399,7 +406,7 @@ class Supervisor:
         hb_timeout = self.config.agent.heartbeat_timeout_s * (10 if self.frozen() else 1)
         for child in self.children.values():
             if child.state == State.BACKOFF and child.wanted and now >= child.next_start and not self.stopping_all():
-                if not self.frozen() or child.id == "lifecycle":
+                if not self.frozen() or child.id == FREEZE_OWNER:
                     self.start_child(child)
             elif child.state == State.STARTING:
                 limit = child.spec.start_timeout_s or self.config.supervisor.start_timeout_s

@@ -111,9 +111,11 @@ class FakeContext:
         self._deliver(msg)
         return future.result(timeout=timeout_s)
 
-    def tell(self, type_: str, body: Any = None, *, kind: str = "cast", src: str = "test") -> None:
+    def tell(
+        self, type_: str, body: Any = None, *, kind: str = "cast", src: str = "test", blobs: tuple[bytes, ...] = ()
+    ) -> None:
         """Deliver a cast (or an event with ``kind="evt"``) to the node."""
-        self._deliver(Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src))
+        self._deliver(Incoming(kind="evt" if kind == "evt" else "cast", type=type_, body=body, src=src, blobs=blobs))
 
     def close(self) -> None:
         """Stop the node, its actors and the bridge thread."""
@@ -198,7 +200,7 @@ class FakeContext:
         self.casts.append((dst, type, body))
         peer = self.peers.get(dst)
         if isinstance(peer, FakeContext):
-            peer.tell(type, body, src=self.actor_id)
+            peer.tell(type, body, src=self.actor_id, blobs=blobs)
 
     def send_fds(self, dst: str, type: str, body: Any, fds: tuple[int, ...], *, ttl_s: float = 5.0) -> bool:
         """Hand dups of ``fds`` (what SCM_RIGHTS does) to a FakeContext peer; False without one."""

@@ -179,6 +179,7 @@ class LinkNode(Node):
     def _io(self, revents: int) -> None:
         if revents & POLLOUT:
             self.link.flush()
+            self._rewatch()
         try:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
@@ -202,6 +203,13 @@ class LinkNode(Node):
             self.frontend.event(msg.type, msg.body)
         elif not self.frontend.deliver(msg):
             super().handle(msg)
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        """Wait for room to write while output is pending (a large message exceeds the
+        socket buffer; the real transport's StreamLink does the same)."""
+        if self.link.is_connected:
+            self.ctx.watch_fd(self.fd, self._io, POLLIN | (POLLOUT if self.link.out else 0))
 
     def stop(self) -> None:
         """Close the channel."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from concierge.actors.guestops import qbase64
+from concierge.actors.guestproc import run_guest
 from concierge.errors import ActorError, ErrorCode
 from concierge.logs import Secret
 
@@ -44,21 +45,18 @@ def set_password(username: str, password: Secret[bytes], crypted: bool, tool: st
         raise _bad("forbidden characters in username")
     argv = [tool, "-e"] if crypted else [tool]
     try:
-        proc = subprocess.run(
+        status = run_guest(
             argv,
-            input=username.encode() + b":" + password.reveal() + b"\n",
+            timeout_s=CHPASSWD_TIMEOUT_S,
+            input_data=username.encode() + b":" + password.reveal() + b"\n",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=True,
-            timeout=CHPASSWD_TIMEOUT_S,
-            check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
         )
     except subprocess.TimeoutExpired as err:
         raise ActorError(ErrorCode.TIMEOUT, "child process has failed to set user password") from err
     except OSError as err:
         raise ActorError(ErrorCode.UNAVAILABLE, f"failed to create child process, error was '{err.strerror}'") from err
-    if proc.returncode != 0:
+    if status != 0:
         raise _bad("child process has failed to set user password")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from concierge.actors.guestops import qbase64
 from concierge.actors.guestops.reactor import Reactor
+from concierge.actors.guestproc import guest_environment, posix_spawn_guest
 from concierge.errors import ActorError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,9 @@ class ExecTable:
         data = qbase64.decode(input_b64) if input_b64 is not None else None
         executable = resolve(path)
         check(os.path.realpath(executable))
-        environment: dict[str, str] | os._Environ[str]
+        environment: dict[str, str]
         if env is None:
-            environment = os.environ
+            environment = guest_environment()  # qemu-ga: its own environment (g_spawn, NULL envp)
         else:
             environment = {}
             for item in env:
@@ -203,29 +204,7 @@ class ExecTable:
                 (os.POSIX_SPAWN_DUP2, err_w, 2),
             ]
             try:
-                try:
-                    pid = os.posix_spawn(
-                        executable,
-                        [path, *argv],
-                        environment,
-                        file_actions=actions,
-                        setpgroup=0,
-                        setsigdef=_RESET_SIGNALS,
-                        setsigmask=(),
-                    )
-                except OSError as err:
-                    if err.errno != errno.ENOEXEC:
-                        raise
-                    # like glib (and execvp): a script without "#!" is run by /bin/sh
-                    pid = os.posix_spawn(
-                        "/bin/sh",
-                        ["/bin/sh", executable, *argv],
-                        environment,
-                        file_actions=actions,
-                        setpgroup=0,
-                        setsigdef=_RESET_SIGNALS,
-                        setsigmask=(),
-                    )
+                pid = posix_spawn_guest(executable, [path, *argv], environment, actions, _RESET_SIGNALS)
             except OSError as err:
                 raise _spawn_error(path, err.errno or errno.EIO) from err
         except BaseException as err:

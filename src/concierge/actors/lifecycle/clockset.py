@@ -12,6 +12,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from concierge.actors.guestproc import run_guest
+
 UNSUPPORTED = "this feature or command is not currently supported"
 _NS = 1_000_000_000
 
@@ -61,15 +63,14 @@ class TimeSetter:
                 reason = os.strerror(err.errno or 0)
                 raise ClockError(f"Failed to set time to guest: {reason}") from err
         try:
-            status = subprocess.run(
+            status = run_guest(
                 [self.hwclock, "-w" if value_ns is not None else "-s"],
+                timeout_s=self.timeout_s,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=self.timeout_s,
-                check=False,
                 start_new_session=True,
-            ).returncode
+            )
         except subprocess.TimeoutExpired:
             raise ClockError("child process has terminated abnormally") from None
         except OSError as err:

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Literal
 
+from concierge.actors.guestproc import popen_guest
+
 log = logging.getLogger(__name__)
 
 Phase = Literal["freeze", "thaw", "freezefail"]
@@ -104,13 +106,12 @@ class HookRunner:
             raise HookError("fsfreeze hook has terminated abnormally")
         log.info("executing fsfreeze hook %s with arg '%s'", script, phase, extra={"event": "freeze.hook"})
         try:
-            proc = subprocess.Popen(
+            proc = popen_guest(
                 [script, phase],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                close_fds=True,
             )
         except OSError as err:
             reason = os.strerror(err.errno or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from concierge.actors.lifecycle.hotplug import Hotplug, HotplugError
 from concierge.actors.lifecycle.marker import FreezeMarker
 from concierge.actors.lifecycle.mounts import Mount, local_mounts
 from concierge.actors.lifecycle.power import Power, PowerError
+from concierge.actors.lifecycle.power_journal import PowerJournal, PowerRequest
 from concierge.actors.lifecycle.quiesce import QuiesceError, Quiescer
 from concierge.actors.lifecycle.settings import LifecycleSettings
 from concierge.errors import ActorError, ConfigError, ErrorCode
@@ -73,12 +75,15 @@ class LifecycleNode(ServiceNode):
             sysfs_root=s.sysfs_root,
             timeout_s=s.helper_timeout_s,
         )
+        self.power_journal = PowerJournal(s.state_dir)
         self.hotplug = Hotplug(s.sysfs_root)
         self.time_setter = TimeSetter(s.hwclock, s.helper_timeout_s)
         self._freeze_channel: str | None = None
         self._grace: dict[str, threading.Timer] = {}
         self._grace_lock = threading.Lock()
         self.recovered = threading.Event()
+        #: filesystems a killed predecessor left frozen and this run thawed, until a thaw reports them
+        self._recovered_count = 0
         self.clock_watch: ClockWatch | None = None
         if s.clock_watch_s > 0:
             self.clock_watch = ClockWatch(
@@ -102,12 +107,33 @@ class LifecycleNode(ServiceNode):
         try:
             count = self.quiescer.recover()
             if count is not None:
+                self._recovered_count = count
                 self.ctx.count("freeze.recovered")
         except Exception:  # thread boundary: a failed recovery is logged, the actor keeps serving
             log.exception("freeze recovery failed", extra={"event": "freeze.recover_failed"})
             self.ctx.set_health("degraded", "freeze recovery failed")
         finally:
             self.recovered.set()
+        self._resume_power_request()
+
+    def _resume_power_request(self) -> None:
+        """Carry out a shutdown a killed predecessor received but never finished."""
+        request = self.power_journal.pending()
+        if request is None:
+            self.power_journal.clear()  # nothing, or stale / from another boot: forget it
+            return
+        log.warning(
+            "a previous run received guest-shutdown (%s) and died before carrying it out; doing it now",
+            request.mode,
+            extra={"event": "power.resumed"},
+        )
+        self.ctx.count("power.resumed")
+        try:
+            self.power.shutdown(request.mode, request.delay_s, request.message)
+        except PowerError as err:
+            log.error("resumed shutdown failed: %s", err, extra={"event": "power.resume_failed"})
+        finally:
+            self.power_journal.clear()
 
     def _clock_stepped(self, cause: str, seconds: float, action: str) -> None:
         self.ctx.count("time.steps")
@@ -163,8 +189,15 @@ class LifecycleNode(ServiceNode):
 
     @handler(m.THAW, blocking=True)
     def on_thaw(self, msg: Incoming) -> int:
-        """Thaw now (cancels a freeze in progress)."""
-        return self.quiescer.thaw("request")
+        """Thaw now (cancels a freeze in progress).
+
+        A host whose thaw reached us after a crash of the previous run (the transport re-sends it
+        once we are back) gets the number of filesystems the recovery thawed, as if the thaw
+        had done it: they were frozen at its request and are thawed now."""
+        self.recovered.wait(timeout=self.settings.hook_timeout_s + 5)
+        count = self.quiescer.thaw("request")
+        recovered, self._recovered_count = self._recovered_count, 0
+        return count or recovered
 
     @handler(m.FREEZE_STATUS, inline=True)
     def on_freeze_status(self, msg: Incoming) -> str:
@@ -239,11 +272,15 @@ class LifecycleNode(ServiceNode):
         """Power down / halt / reboot (QGA: no reply on success)."""
         req = _convert(msg.body, m.ShutdownRequest)
         self._refuse_if_frozen()
+        # durable from here until the backend's verdict: a restart in between carries it out
+        self.power_journal.record(PowerRequest(req.mode, req.delay_s, req.message, time.time()))
         try:
             self.power.shutdown(req.mode, req.delay_s, req.message)
         except PowerError as err:
             code = ErrorCode.BAD_REQUEST if "mode is invalid" in str(err) else ErrorCode.INTERNAL
             raise ActorError(code, str(err)) from err
+        finally:
+            self.power_journal.clear()
 
     @handler(m.SUSPEND, blocking=True)
     def on_suspend(self, msg: Incoming) -> None:

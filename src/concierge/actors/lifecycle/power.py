@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
+
+from concierge.actors.guestproc import popen_guest
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +132,12 @@ class Power:
 
     def _logind_shutdown(self, mode: str, delay_s: int, message: str) -> None:
         if message:
-            self.logind.call("SetWallMessage", "sb", message, True)
+            try:  # the wall text is a courtesy: a logind too slow or too old for it must not cost the shutdown
+                self.logind.call("SetWallMessage", "sb", message, True)
+            except LogindUnreachableError:
+                raise
+            except PowerError as err:
+                log.warning("%s; shutting down without the wall message", err, extra={"event": "power.wall_failed"})
         if delay_s > 0:
             when_us = time.time_ns() // 1000 + delay_s * 1_000_000
             self.logind.call("ScheduleShutdown", "st", _SCHEDULE_TYPE[mode], when_us)
@@ -144,7 +152,7 @@ class Power:
             argv = [shutdown, "-h", _SHUTDOWN_FLAG[mode], f"+{minutes}"]
             if message:
                 argv.append(message)
-            if self._run(argv) != 0:
+            if self._run(argv, keep_running=True) != 0:
                 raise PowerError("child process has failed to shutdown")
             return
         direct = self._which(_BUSYBOX[mode])
@@ -153,7 +161,7 @@ class Power:
         if message:
             self.wall(message)
         argv = [direct] + (["-d", str(delay_s)] if delay_s else [])
-        if self._run(argv) != 0:
+        if self._run(argv, keep_running=True) != 0:
             raise PowerError("child process has failed to shutdown")
 
     def wall(self, message: str) -> None:
@@ -216,18 +224,39 @@ class Power:
     def _which(self, name: str) -> str | None:
         return shutil.which(name, path=self.bin_path)
 
-    def _run(self, argv: list[str]) -> int:
+    def _run(self, argv: list[str], *, keep_running: bool = False) -> int:
+        """Exit status of ``argv`` (-1: timed out and killed).
+
+        ``keep_running``: a shutdown helper still running at the timeout is left to finish
+        (its exit is logged) and counts as accepted. Killing it was the one way a slow guest
+        lost a guest-shutdown: qemu-ga waits for the helper however long it takes."""
         try:
-            return subprocess.run(
+            proc = popen_guest(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=self.timeout_s,
-                check=False,
                 start_new_session=True,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            return -1
+            )
         except OSError as err:
             raise PowerError(f"failed to create child process, error '{err.strerror}'") from err
+        try:
+            return proc.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            if keep_running:
+                log.warning(
+                    "%s still running after %g s; left to finish",
+                    argv[0],
+                    self.timeout_s,
+                    extra={"event": "power.slow"},
+                )
+                threading.Thread(target=_reap, args=(proc,), name="power-helper", daemon=True).start()
+                return 0
+            proc.kill()
+            proc.wait()
+            return -1
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    status = proc.wait()
+    log.info("%s exited with %d", proc.args, status, extra={"event": "power.helper_exit"})

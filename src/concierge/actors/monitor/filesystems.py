@@ -160,6 +160,25 @@ def _btrfs_device(source: str) -> tuple[int, int] | None:
     return os.major(info.st_rdev), os.minor(info.st_rdev)
 
 
+def is_hidden(mountpoint: str, hidden: tuple[str, ...]) -> bool:
+    """True when ``mountpoint`` is one of ``hidden`` or below one (paths compared normalised)."""
+    path = os.path.normpath(mountpoint)
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in hidden)
+
+
+def agent_mount_roots(configured: list[str], *extra: str | None) -> tuple[str, ...]:
+    """The agent's own directories whose mounts a host must never see.
+
+    systemd bind-mounts ``StateDirectory=``/``RuntimeDirectory=`` into the service's mount
+    namespace; qemu-ga's answer in the same guest has no such entry, so neither may ours. The
+    environment variables are systemd's (colon-separated lists).
+    """
+    roots: list[str] = list(configured) + [path for path in extra if path]
+    for variable in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY"):
+        roots.extend(part for part in os.environ.get(variable, "").split(":") if part)
+    return tuple(sorted({os.path.normpath(root) for root in roots if root.startswith("/") and root != "/"}))
+
+
 class FilesystemProbe:
     """Builds ``monitor.filesystems`` replies; safe to call from several threads."""
 
@@ -171,8 +190,10 @@ class FilesystemProbe:
         mountinfo: str = "/proc/self/mountinfo",
         sys_root: str = "/sys",
         udev: UdevDb | None = None,
+        hidden: tuple[str, ...] = (),
     ) -> None:
         self._runner = runner
+        self._hidden = hidden
         self._timeout_s = timeout_s
         self._table = MountTable(mountinfo)
         self._sys_root = sys_root
@@ -202,6 +223,8 @@ class FilesystemProbe:
         chosen: list[tuple[Mount, int, int]] = []
         seen: set[tuple[str, str]] = set()
         for mount in self._table.current():
+            if self._hidden and is_hidden(mount.mountpoint, self._hidden):
+                continue
             major, minor = mount.major, mount.minor
             if major == 0 and mount.fstype == "btrfs":
                 numbers = _btrfs_device(mount.source)

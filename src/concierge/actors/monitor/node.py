@@ -22,7 +22,7 @@ from concierge.actors.monitor import osinfo, routes, stats, users
 from concierge.actors.monitor.applications import ApplicationsProbe
 from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
 from concierge.actors.monitor.disks import DiskProbe
-from concierge.actors.monitor.filesystems import FilesystemProbe
+from concierge.actors.monitor.filesystems import FilesystemProbe, agent_mount_roots
 from concierge.actors.monitor.fswatch import DirWatch, open_watch
 from concierge.actors.monitor.network import InterfaceProbe
 from concierge.actors.monitor.settings import MonitorSettings
@@ -61,6 +61,7 @@ class MonitorNode(ServiceNode):
             timeout_s=cfg.probe_timeout_s,
             mountinfo=f"{cfg.proc_root}/self/mountinfo",
             sys_root=cfg.sys_root,
+            hidden=agent_mount_roots(cfg.hidden_mounts, str(self.ctx.agent.get("state_dir") or "")),
         )
         self.disks = DiskProbe(self.runner, timeout_s=cfg.probe_timeout_s, sys_root=cfg.sys_root)
         self.applications = ApplicationsProbe(cfg.dpkg_status_path, cfg.rpmdb_dir)

@@ -82,3 +82,7 @@ class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     os_release_paths: list[str] = msgspec.field(default_factory=lambda: ["/etc/os-release", "/usr/lib/os-release"])
     proc_root: str = "/proc"
     sys_root: str = "/sys"
+    #: mounts at or under these paths are the agent's own (systemd's StateDirectory= and
+    #: RuntimeDirectory= bind mounts) and never reported; the agent's state_dir and systemd's
+    #: $STATE_DIRECTORY/$RUNTIME_DIRECTORY are always added
+    hidden_mounts: list[str] = msgspec.field(default_factory=lambda: ["/var/lib/concierge", "/run/concierge"])

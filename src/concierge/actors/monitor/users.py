@@ -7,43 +7,24 @@ Must not import the node or transport code.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-#: glibc's struct utmp on 64-bit Linux (384 bytes; tv is two int32 for 32/64-bit compat)
-UTMP_RECORD = struct.Struct("<h2xi32s4s32s256shhi2i16s20x")
-USER_PROCESS = 7
-
-
-def pack_utmp(
-    user: str, tv_sec: int, tv_usec: int = 0, *, ut_type: int = USER_PROCESS, line: str = "pts/0", pid: int = 1
-) -> bytes:
-    """One utmp record (tests and fixtures build synthetic utmp files with it)."""
-    return UTMP_RECORD.pack(ut_type, pid, line.encode(), b"", user.encode(), b"", 0, 0, 0, tv_sec, tv_usec, b"")
+from concierge.actors.utmp import read_records
 
 
 def read_utmp(path: str) -> list[dict[str, Any]] | None:
-    """Users from ``path`` in qemu-ga's order; None when the file does not exist."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return None
-    except OSError:
+    """Users from ``path`` in qemu-ga's order; None when the file cannot be read."""
+    records = read_records(path)
+    if records is None:
         return None
     earliest: dict[str, float] = {}
     order: list[str] = []
-    for offset in range(0, len(data) - UTMP_RECORD.size + 1, UTMP_RECORD.size):
-        fields = UTMP_RECORD.unpack_from(data, offset)
-        if fields[0] != USER_PROCESS:
+    for record in records:
+        if record.user in earliest:
+            earliest[record.user] = min(earliest[record.user], record.login_time)
             continue
-        name = fields[4].split(b"\0", 1)[0].decode("utf-8", "replace")
-        login = float(fields[9]) + fields[10] / 1_000_000.0
-        if name in earliest:
-            earliest[name] = min(earliest[name], login)
-            continue
-        earliest[name] = login
-        order.append(name)
+        earliest[record.user] = record.login_time
+        order.append(record.user)
     return [{"user": n, "login_time": earliest[n], "source": "utmp"} for n in order]
 
 

@@ -27,6 +27,7 @@ from concierge.actors.sso.credsock import CredentialSocket
 from concierge.actors.sso.logind import Logind, SessionInfo
 from concierge.actors.sso.sessions import SessionTracker
 from concierge.actors.sso.settings import SsoSettings
+from concierge.actors.sso.utmpsessions import utmp_sessions
 from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import ActorError, ConfigError, ErrorCode, UnavailableError
 from concierge.logs import Secret
@@ -50,12 +51,27 @@ class SsoNode(ServiceNode):
         s = self.settings
         self.vault = CredentialVault(self.ctx.clock.monotonic, s.credential_ttl_s)
         self.tracker = SessionTracker(self.ctx.publish)
+        self.logind: Logind | None = None
+        self.signal: CredentialSignal | None = None
+        self._utmp_timer: TimerHandle | None = None
         try:
-            self.logind = Logind(s.system_bus, lambda msg: self.tracker.on_signal(msg, self.logind))
-            self.tracker.load(self.logind.list_sessions())
+            logind = Logind(s.system_bus, lambda msg: self.tracker.on_signal(msg, logind))
+            self.logind = logind
+            self.tracker.load(logind.list_sessions())
             self.signal = CredentialSignal(s.system_bus) if s.emit_signal else None
         except (OSError, ConnectionError, TimeoutError) as err:
-            raise UnavailableError(f"system bus / logind unavailable: {err}") from err
+            self._close_buses()
+            if not s.utmp_path:
+                raise UnavailableError(f"system bus / logind unavailable: {err}") from err
+            log.warning(
+                "system bus / logind unavailable (%s): sessions from %s; lock, log-off and unlock disabled",
+                err,
+                s.utmp_path,
+                extra={"event": "sso.utmp_mode"},
+            )
+            self.ctx.set_health("degraded", "no logind: sessions from utmp")
+            self.tracker.load(utmp_sessions(s.utmp_path))
+            self._poll_utmp()
         directory = Path(s.socket_dir) if s.socket_dir else self.ctx.runtime_dir / "sso"
         dir_mode = 0o700 if s.socket_mode & 0o077 == 0 else 0o711
         self.credsock = CredentialSocket(
@@ -75,6 +91,21 @@ class SsoNode(ServiceNode):
         self._expiry: TimerHandle | None = None
         self._schedule_expiry()
 
+    def _poll_utmp(self) -> None:
+        def tick() -> None:
+            try:
+                self.tracker.replace(utmp_sessions(self.settings.utmp_path))
+            except Exception:  # timer boundary: a bad utmp read must not stop the polling
+                log.exception("utmp read failed", extra={"event": "sso.utmp_failed"})
+            self._poll_utmp()
+
+        self._utmp_timer = self.ctx.call_later(self.settings.utmp_poll_s, tick)
+
+    def _need_logind(self) -> Logind:
+        if self.logind is None:
+            raise ActorError(ErrorCode.UNAVAILABLE, "not available without logind (sessions come from utmp)")
+        return self.logind
+
     def _schedule_expiry(self) -> None:
         def tick() -> None:
             if self.vault.expire():
@@ -87,6 +118,8 @@ class SsoNode(ServiceNode):
         """Wipe credentials, close the socket and the buses."""
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._utmp_timer is not None:
+            self._utmp_timer.cancel()
         self.vault.clear()
         self.credsock.close()
         self._close_buses()
@@ -94,7 +127,10 @@ class SsoNode(ServiceNode):
     def _close_buses(self) -> None:
         if self.signal is not None:
             self.signal.close()
-        self.logind.close()
+            self.signal = None
+        if self.logind is not None:
+            self.logind.close()
+            self.logind = None
 
     # --- queries -----------------------------------------------------------------------------
     @handler("sso.active_user")
@@ -126,18 +162,19 @@ class SsoNode(ServiceNode):
     def lock(self, msg: Incoming) -> dict[str, Any]:
         """Lock the console's session (not every session on the machine)."""
         console = self._console()
-        self.logind.lock_session(console.id)
+        self._need_logind().lock_session(console.id)
         log.info("locking session %s", console.id, extra={"event": "sso.lock"})
         return {"session": console.id}
 
     @handler("sso.logoff", blocking=True)
     def logoff(self, msg: Incoming) -> dict[str, Any]:
         """Graceful logout through the desktop, then logind TerminateSession."""
+        self._need_logind()
         console = self._console()
         graceful = self._graceful_logoff(console)
         if graceful and self._wait_gone(console.id, self.settings.logoff_grace_s):
             return {"session": console.id, "graceful": True}
-        self.logind.terminate_session(console.id)
+        self._need_logind().terminate_session(console.id)
         log.info("terminated session %s", console.id, extra={"event": "sso.terminate"})
         return {"session": console.id, "graceful": False}
 
@@ -210,7 +247,7 @@ class SsoNode(ServiceNode):
                 self.ctx.count("sso.unlock_denied")
                 log.warning("unlock: PAM refused (%s)", reason, extra={"event": "sso.unlock_denied"})
                 raise ActorError(ErrorCode.FORBIDDEN, f"authentication failed: {reason}")
-            self.logind.unlock_session(console.id)
+            self._need_logind().unlock_session(console.id)
             self.ctx.count("sso.unlocked")
             log.info("unlocked session %s after PAM check", console.id, extra={"event": "sso.unlocked"})
             return {"action": "unlocked"}

@@ -69,6 +69,16 @@ class SessionTracker:
         if info.locked != old.locked:
             self._publish("session.lock" if info.locked else "session.unlock", info.event_body())
 
+    def replace(self, sessions: list[SessionInfo]) -> None:
+        """A new full listing (utmp mode): publish logon/logoff for what came and went."""
+        fresh = {s.path: s for s in sessions}
+        with self._lock:
+            old, self._sessions = self._sessions, fresh
+        for path in old.keys() - fresh.keys():
+            self._publish("session.logoff", old[path].event_body())
+        for path in fresh.keys() - old.keys():
+            self._publish("session.logon", fresh[path].event_body())
+
     def sessions(self) -> list[SessionInfo]:
         """A snapshot of every known session."""
         with self._lock:

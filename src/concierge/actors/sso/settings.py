@@ -22,6 +22,11 @@ class SsoSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pam_verify_service: str = "concierge-sso-verify"
     #: D-Bus address of the system bus; empty = DBUS_SYSTEM_BUS_ADDRESS or the standard socket
     system_bus: str = ""
+    #: without a system bus / logind, sessions come from this utmp file (as qemu-ga and the oVirt
+    #: agent); "" = wait for logind instead (the actor stays in back-off until it appears)
+    utmp_path: str = "/var/run/utmp"
+    #: how often utmp is re-read in that mode (logon/logoff events are this late at most)
+    utmp_poll_s: float = 2.0
     #: emit org.ovirt.vdsm.Credentials.UserAuthenticated (GNOME Shell's oVirt hook)
     emit_signal: bool = True
     #: graceful logout command run as the session user; empty list = logind Terminate only

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import select
+from collections.abc import Callable
 from typing import Any
 
 from concierge.runtime.node import NodeContext, TimerHandle
@@ -25,6 +26,22 @@ from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deli
 log = logging.getLogger(__name__)
 
 _DEAD = select.POLLERR | select.POLLNVAL
+#: protocols whose port is held open only while the front-end wants it (``PortGate``): SPICE,
+#: where an open port switches spice-server to client mouse mode, useless without a session
+GATED_PROTOCOLS = frozenset({"spice"})
+
+
+class GatedLink(StreamLink):
+    """A stream link whose front-end decides when the port is open (see ``PortGate`` in
+    ``transport/spice/frontend.py``); the channel does the opening and closing."""
+
+    def __init__(self, *args: Any, on_wanted: Callable[[bool], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_wanted = on_wanted
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Open (True) or release (False) the port."""
+        self._on_wanted(wanted)
 
 
 class PortChannel:
@@ -50,7 +67,22 @@ class PortChannel:
         self._backoff = backoff_min_s
         self._make_frontend = make_frontend
         self._on_state = on_state
-        self.link = StreamLink(ctx, spec.name, on_ready=self._ready, on_overflow=self._overflow, max_buffer=max_buffer)
+        self.gated = spec.protocol in GATED_PROTOCOLS
+        self.wanted = not self.gated
+        self.link: StreamLink
+        if self.gated:
+            self.link = GatedLink(
+                ctx,
+                spec.name,
+                on_ready=self._ready,
+                on_overflow=self._overflow,
+                max_buffer=max_buffer,
+                on_wanted=self.set_wanted,
+            )
+        else:
+            self.link = StreamLink(
+                ctx, spec.name, on_ready=self._ready, on_overflow=self._overflow, max_buffer=max_buffer
+            )
         self.frontend: FrontEnd | None = None
         self._serial: Any = None
         self._rdev: int | None = None
@@ -67,8 +99,28 @@ class PortChannel:
         return self.link.attached
 
     def start(self) -> None:
-        """Open the port now or retry later."""
+        """Open the port now or retry later; a gated port waits for its front-end's word (the
+        front-end exists from the start so that it hears the session events that decide)."""
+        if self.gated:
+            self.frontend = self._make_frontend(self.link)
+            log.info(
+                "%s stays closed until a session agent is ready", self.spec.path, extra={"event": "host.port_gated"}
+            )
+            return
         self._try_open()
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Open the port (True) or close it and stop retrying (False)."""
+        if wanted == self.wanted or self.stopped:
+            return
+        self.wanted = wanted
+        self._cancel_timer()
+        if wanted:
+            if self.link.fd < 0:
+                self._try_open()
+            return
+        log.info("closing %s: no session agent", self.spec.path, extra={"event": "host.port_released"})
+        self._close_fd()
 
     def stop(self) -> None:
         """Close the port and cancel timers."""
@@ -88,6 +140,7 @@ class PortChannel:
             "method": self.spec.method,
             "path": self.spec.path,
             "open": self.link.fd >= 0,
+            "wanted": self.wanted,
             "attached": self.attached,
             "error": self._last_error,
         }
@@ -108,7 +161,7 @@ class PortChannel:
 
     def _try_open(self) -> None:
         self._timer = None
-        if self.stopped:
+        if self.stopped or not self.wanted:
             return
         try:
             fd = self._open()

@@ -10,6 +10,7 @@ import capability actors or zmq.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 SENTINEL = b"\xff"
 _FAST_LIMIT = 1 << 16
 _ALLOWED_MEMBERS = frozenset({"execute", "arguments", "id"})
+#: pause before re-sending an idempotent request that met a restarting actor
+_RETRY_S = 0.1
 _FREEZE_COMMANDS = frozenset({"guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"})
 
 
@@ -335,12 +338,20 @@ class QgaFrontEnd:
             if epoch != self.epoch or slot.done:
                 self.ctx.count("qga.stale_replies")
                 return
+            left = route.timeout_s - (self.ctx.clock.monotonic() - started)
+            if route.retry_unavailable and not reply.ok and reply.code == ErrorCode.UNAVAILABLE and left > _RETRY_S:
+                self.ctx.count("qga.retried")  # the actor is restarting: ask the next one
+                self.ctx.call_later(_RETRY_S, functools.partial(resend, left))
+                return
             guard.cancel()
             self.pending -= 1
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
             slot.data = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
             slot.done = True
             self._flush()
+
+        def resend(left: float) -> None:
+            self.ctx.request(route.actor, route.request, body, timeout_s=left, on_reply=on_reply)
 
         def on_deadline() -> None:
             # our own deadline: a hung capability never leaves the host without an answer

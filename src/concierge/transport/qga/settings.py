@@ -10,9 +10,15 @@ from typing import Any
 
 import msgspec
 
-from concierge import __version__
 from concierge.errors import ConfigError
 from concierge.transport.qga import lexer
+
+#: the QEMU release whose guest-agent schema the front-end implements (its newest command,
+#: guest-get-load, is "since 10.0"). guest-info reports it as ``version``: tools that compare
+#: qemu-ga versions to decide what they may send (or show "qemu-guest-agent-<version>", as vdsm
+#: does) then see the feature set they get. Concierge's own version is ``concierge --version``;
+#: a host that must pin an older answer sets ``version`` (docs/migration.md).
+QGA_SCHEMA_RELEASE = "10.0.0"
 
 
 class QgaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -24,8 +30,8 @@ class QgaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     allow_rpcs: list[str] = msgspec.field(default_factory=list)
     block_rpcs: list[str] = msgspec.field(default_factory=list)
-    #: version reported by guest-info
-    version: str = __version__
+    #: version reported by guest-info (default: the QEMU schema release implemented)
+    version: str = QGA_SCHEMA_RELEASE
     #: qemu-ga's limits: bytes of one message's tokens, tokens per message, nesting depth
     max_message_bytes: int = lexer.MAX_TOKEN_SIZE
     max_tokens: int = lexer.MAX_TOKEN_COUNT

@@ -236,7 +236,9 @@ class SpiceFrontEnd:
             self.ctx.count("spice.send_refused")
             log.warning("refused spice.send of %r", body.get("type"), extra={"event": "spice.send_refused"})
             return True
-        self.send(kind, inner, msg.blobs[0] if msg.blobs else b"")
+        # large data arrives as several blob frames (the clipboard actor's blob_chunk): all of
+        # it is the message (sending only the first cut 1 MiB of clipboard to 262,144 bytes)
+        self.send(kind, inner, b"".join(msg.blobs))
         return True
 
     def send(self, kind: MsgType, body: dict[str, Any], blob: bytes = b"") -> None:

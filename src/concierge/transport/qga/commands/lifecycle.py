@@ -52,7 +52,17 @@ def _set_memory_blocks(args: dict[str, Any]) -> dict[str, Any]:
 
 
 ROUTES: tuple[QgaRoute, ...] = (
-    QgaRoute("guest-shutdown", ACTOR, m.SHUTDOWN, timeout_s=30.0, success_response=False, to_request=_shutdown),
+    # re-sent when the lifecycle actor died before answering: a lost shutdown looks like a
+    # successful one to the host (no reply on success); a duplicate PowerOff is harmless
+    QgaRoute(
+        "guest-shutdown",
+        ACTOR,
+        m.SHUTDOWN,
+        timeout_s=30.0,
+        success_response=False,
+        retry_unavailable=True,
+        to_request=_shutdown,
+    ),
     QgaRoute(
         "guest-suspend-disk",
         ACTOR,
@@ -78,7 +88,13 @@ ROUTES: tuple[QgaRoute, ...] = (
         to_request=_const({"mode": "hybrid"}),
     ),
     QgaRoute(
-        "guest-fsfreeze-status", ACTOR, m.FREEZE_STATUS, timeout_s=5.0, allowed_while_frozen=True, to_request=_const({})
+        "guest-fsfreeze-status",
+        ACTOR,
+        m.FREEZE_STATUS,
+        timeout_s=5.0,
+        allowed_while_frozen=True,
+        retry_unavailable=True,
+        to_request=_const({}),
     ),
     QgaRoute(
         "guest-fsfreeze-freeze",
@@ -91,7 +107,15 @@ ROUTES: tuple[QgaRoute, ...] = (
     QgaRoute(
         "guest-fsfreeze-freeze-list", ACTOR, m.FREEZE, timeout_s=600.0, with_channel=True, to_request=_freeze_list
     ),
-    QgaRoute("guest-fsfreeze-thaw", ACTOR, m.THAW, timeout_s=120.0, allowed_while_frozen=True, to_request=_const({})),
+    QgaRoute(
+        "guest-fsfreeze-thaw",
+        ACTOR,
+        m.THAW,
+        timeout_s=120.0,
+        allowed_while_frozen=True,
+        retry_unavailable=True,
+        to_request=_const({}),
+    ),
     QgaRoute("guest-fstrim", ACTOR, m.FSTRIM, timeout_s=600.0, to_request=_fstrim),
     QgaRoute("guest-get-time", ACTOR, m.GET_TIME, timeout_s=5.0, to_request=_const({})),
     QgaRoute("guest-set-time", ACTOR, m.SET_TIME, timeout_s=30.0, to_request=_set_time),

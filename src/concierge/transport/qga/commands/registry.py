@@ -30,6 +30,9 @@ class QgaRoute:
     #: add ``"channel": <host channel name>`` to a dict request body (the freeze lease must know
     #: which host asked, to thaw when that host goes away)
     with_channel: bool = False
+    #: idempotent commands whose answer must not be lost to a restarting actor (a thaw while the
+    #: lifecycle actor restarts after a crash): an UNAVAILABLE reply is retried until the deadline
+    retry_unavailable: bool = False
     to_request: Callable[[dict[str, Any]], Any] = identity
     render: Callable[[Any], Any] = identity
     #: the name under which the actor pushes this answer when it changes
