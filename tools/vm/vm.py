@@ -17,9 +17,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qemu.qmp.legacy import QEMUMonitorProtocol
+if TYPE_CHECKING:  # imported where a boot needs it: the libvirt run has no QMP of its own
+    from qemu.qmp.legacy import QEMUMonitorProtocol
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -166,6 +167,8 @@ class GuestVM:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"QEMU did not start: {(self.workdir / 'qemu.log').read_text()}")
             time.sleep(0.02)
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
         self.qmp = QEMUMonitorProtocol(str(self.workdir / "qmp.sock"))
         self.qmp.connect()
 
