@@ -51,6 +51,9 @@ LANE_MAX = 60_000
 #: a heartbeat this much later than due means the whole process stood still
 _STALL_S = 1.0
 _LANE_RECV = 65_536
+#: a request to a peer without a lane asks the supervisor to wake it at most this often
+_WAKE_EVERY_S = 0.25
+_WAKE_PEERS_MAX = 64
 
 Frames = list[bytes]
 
@@ -170,6 +173,7 @@ class Bridge:
         self._lane_out: dict[str, socket.socket] = {}
         self._sub: zmq.Socket[bytes] | None = None
         self._last_supervisor = self._last_beat = self.clock.monotonic()
+        self._woken: dict[str, float] = {}  # peer -> when we last asked the supervisor to wake it
         self._watch_zmq(self._control, self._drain_control)
         self._watch_zmq(self._inbox, self._drain_inbox)
         self._poller.register(self._wake_fd, select.POLLIN)
@@ -200,6 +204,8 @@ class Bridge:
                 self._lane_waiting += 1
                 self._spin_until = time.monotonic() + self._spin_s
                 return
+            if dst not in self._lane_out:
+                self._wake(dst)
             frames = envelope.encode(header, body, blobs)
             if not self._send_dealer(dst, "default", frames):
                 self._finish(
@@ -628,6 +634,19 @@ class Bridge:
             message = f"{dst} stopped before it answered"
             self._finish(msg_id, Reply(False, code=ErrorCode.UNAVAILABLE, message=message))
 
+    def _wake(self, dst: str) -> None:
+        """``dst`` has no lane: it may be dormant (an on-demand actor not started yet, or
+        stopped as idle). Ask the supervisor to start it; the request waits in ZeroMQ's queue
+        for its inbox meanwhile, bounded by its deadline. At most every 0.25 s per peer."""
+        now = time.monotonic()
+        if now - self._woken.get(dst, -math.inf) < _WAKE_EVERY_S:
+            return
+        if len(self._woken) >= _WAKE_PEERS_MAX:  # peer names come from node code: bounded anyway
+            self._woken.clear()
+        self._woken[dst] = now
+        self._touched.add(self._control)
+        self._control.send_multipart([b"want", envelope.encode_value(dst)])
+
     def _heartbeat(self) -> None:
         now = self.clock.monotonic()
         late = now - self._last_beat - self._hb_interval
@@ -663,6 +682,7 @@ class Bridge:
             "detail": detail,
             "stuck": bool(stuck),
             "counters": dict(self._counters),
+            "hold": self._idle_hold(),
         }
         self._touched.add(self._control)
         self._control.send_multipart([b"hb", envelope.encode_value(payload)])
@@ -671,6 +691,16 @@ class Bridge:
             self.stop(75)
             return
         self.call_later(self._hb_interval, self._heartbeat)
+
+    def _idle_hold(self) -> str:
+        node = self.node
+        if node is None:
+            return ""
+        try:
+            return str(node.idle_hold())
+        except Exception:  # loop boundary: a broken hook keeps the actor running, never stops it
+            log.exception("idle_hold failed", extra={"event": "node.callback_failed"})
+            return "idle_hold failed"
 
     def close(self) -> None:
         """Stop registered actors (reverse order) and close every socket."""

@@ -73,7 +73,7 @@ def _uptime(seconds: float) -> str:
 def _color(state: str, tty: bool) -> str:
     if not tty:
         return state
-    code = {"RUNNING": "32", "FATAL": "31", "BACKOFF": "33", "STARTING": "36"}.get(state)
+    code = {"RUNNING": "32", "FATAL": "31", "BACKOFF": "33", "STARTING": "36", "DORMANT": "2"}.get(state)
     return f"\033[{code}m{state}\033[0m" if code else state
 
 
@@ -94,7 +94,7 @@ def render_status(result: dict[str, Any], tty: bool) -> str:
         )
     text = _table(rows)
     if tty:
-        for state in ("RUNNING", "FATAL", "BACKOFF", "STARTING"):
+        for state in ("RUNNING", "FATAL", "BACKOFF", "STARTING", "DORMANT"):
             text = text.replace(f"  {state} ", f"  {_color(state, tty)} ")
     head = f"concierge {result['version']} pid {result['pid']} up {_uptime(result['uptime_s'])}"
     head += " FROZEN" if result.get("frozen") else ""
@@ -105,7 +105,9 @@ def _unhealthy(result: dict[str, Any]) -> bool:
     """An actor that is not RUNNING and healthy, unless it is waiting for a device or service
     that is absent on this guest (exit 69: retried on parole, not a failure of the agent)."""
     return any(
-        (a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded")) and not a.get("waiting")
+        (a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded"))
+        and not a.get("waiting")
+        and a["state"] != "DORMANT"  # not needed now (on demand, or its channel is absent)
         for a in result["actors"]
     )
 

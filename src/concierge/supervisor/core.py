@@ -28,6 +28,7 @@ from concierge.errors import ExitCode, ProtocolError
 from concierge.logs import FreezableHandler
 from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
+from concierge.supervisor import dormancy
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
 from concierge.supervisor.forkserver import ForkServer
@@ -53,6 +54,7 @@ class Supervisor:
         forkserver: ForkServer | None = None,
         clock: Clock | None = None,
         config_loader: Any = None,
+        protocols: frozenset[str] | None = None,
     ) -> None:
         self.config = config
         self.layout = layout
@@ -64,6 +66,12 @@ class Supervisor:
         self.started_at = self.clock.monotonic()
         self.children: dict[str, Child] = {}
         self._extra_settings = settings
+        #: protocols of the host channels that exist on this guest (requirements "channel:X")
+        self.protocols = (
+            protocols
+            if protocols is not None
+            else frozenset(str(ch.get("protocol")) for ch in settings.get("transport", {}).get("channels", []))
+        )
         self._removed: set[str] = set()
         self._apply_catalog(config, settings)
         self.frozen_until = 0.0
@@ -105,6 +113,8 @@ class Supervisor:
             return
         child.set_state(State.STARTING)
         child.wanted = True
+        child.idle_stopping = False
+        child.dormant_reason = ""
         child.kill_at = 0.0
         child.term_sent = False
         child.detail = ""
@@ -126,7 +136,7 @@ class Supervisor:
     def stop_child(self, child: Child, *, wanted: bool = False) -> None:
         """Ask ``child`` to stop (Stop, then SIGTERM, then SIGKILL on timeouts)."""
         child.wanted = wanted
-        if child.state in (State.BACKOFF, State.FATAL, State.EXITED):
+        if child.state in (State.BACKOFF, State.FATAL, State.EXITED, State.DORMANT):
             child.set_state(State.STOPPED)
             return
         if child.pid == 0 or child.state == State.STOPPING:
@@ -166,6 +176,10 @@ class Supervisor:
         child.last_exit_class = str(cls)
         child.health = "unknown"
         log.info("%s exited: %s", child.id, child.last_exit, extra={"event": "actor.exited"})
+        if child.idle_stopping and not self._stopping and not child.restart_pending:
+            self._rest(child, dormancy.IDLE)
+            return
+        child.idle_stopping = False
         if child.state == State.STOPPING or not child.wanted:
             child.set_state(State.STOPPED)
             if child.restart_pending and not self._stopping:
@@ -183,6 +197,9 @@ class Supervisor:
         child.running_since = 0.0
         if cls == ExitClass.CONFIG:
             self._give_up(child, "configuration error: not restarted")
+            return
+        if cls == ExitClass.NORMAL and child.spec.activation == "on-demand":
+            self._rest(child, dormancy.IDLE)  # it went idle by itself: the next request wakes it
             return
         if cls == ExitClass.NORMAL and child.spec.restart != "permanent":
             child.set_state(State.EXITED)
@@ -207,6 +224,49 @@ class Supervisor:
         child.restarts += 1
         child.set_state(State.BACKOFF)
         child.next_start = max(now + delay, self.frozen_until)
+
+    def _start_or_rest(self, child: Child) -> None:
+        """Start ``child`` unless this guest does not need it yet (then DORMANT, saying why)."""
+        reason = dormancy.initial_reason(child.spec, self.protocols)
+        if reason:
+            self._rest(child, reason)
+        else:
+            self.start_child(child)
+
+    def _rest(self, child: Child, reason: str) -> None:
+        child.idle_stopping = False
+        child.dormant_reason = reason
+        child.health = "dormant"
+        child.detail = reason
+        child.set_state(State.DORMANT)
+        log.info("%s is dormant: %s", child.id, reason, extra={"event": "actor.dormant", "reason": reason})
+        self.ctl.notify_waiters(child)
+
+    def _on_want(self, asker: Child, target_id: Any) -> None:
+        """``asker`` sent a request to an actor without a lane: start it if it is dormant."""
+        target = self.children.get(str(target_id))
+        if target is None or self._stopping:
+            return
+        if target.state == State.STOPPING and target.idle_stopping:
+            target.restart_pending = True  # asked for while stopping as idle: back at once
+            target.idle_stopping = False
+            return
+        if not dormancy.wakeable(target.spec, target.state, target.dormant_reason):
+            return
+        log.info("waking %s for %s", target.id, asker.id, extra={"event": "actor.wake", "by": asker.id})
+        target.attempt = 0
+        self.start_child(target)
+
+    def _idle_stop(self, child: Child, now: float) -> None:
+        idle_s = round(now - child.idle.active_at, 1)
+        log.info(
+            "%s idle for %s s: stopped until the next request",
+            child.id,
+            idle_s,
+            extra={"event": "actor.idle_stop", "idle_s": idle_s},
+        )
+        self.stop_child(child)
+        child.idle_stopping = True
 
     def _announce_down(self, gone: Child) -> None:
         """Tell the other actors that ``gone`` exited: what they had sent on its lane is lost
@@ -251,12 +311,14 @@ class Supervisor:
                 if previous.pid == 0:
                     del fresh[actor_id]
         for actor_id in added:
-            self.start_child(fresh[actor_id])
+            self._start_or_rest(fresh[actor_id])
         for actor_id in changed:
             child = fresh[actor_id]
             if child.pid:
                 child.restart_pending = True
                 self.stop_child(child, wanted=True)
+            elif child.state == State.DORMANT:
+                self._start_or_rest(child)
             else:
                 self.start_child(child)
         log.info("config reloaded", extra={"event": "agent.reloaded"})
@@ -297,6 +359,7 @@ class Supervisor:
                     child.set_state(State.RUNNING)
                     child.running_since = now
                     child.health = "ok"
+                    child.idle.reset(now)
                     self.ctl.notify_waiters(child)
                     if self.frozen():
                         self._send(child.id, b"frozen", b"1")
@@ -304,11 +367,14 @@ class Supervisor:
                 child.health = str(payload.get("health", "unknown"))
                 child.detail = str(payload.get("detail", ""))
                 child.counters = dict(payload.get("counters", {}))
+                child.idle.observe(child.counters, str(payload.get("hold", "")), now)
                 self._send(child.id, b"ack")
                 if payload.get("stuck") and child.state == State.RUNNING and not self.frozen():
                     self.kill_child(child, child.detail or "watchdog: unresponsive actor thread")
             elif verb == b"note" and isinstance(payload, dict):
                 self._on_note(child, payload)
+            elif verb == b"want":
+                self._on_want(child, payload)
 
     def _welcome(self, child: Child) -> dict[str, Any]:
         agent = self.config.agent
@@ -344,7 +410,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda *_: None)
         for child in self.children.values():
-            self.start_child(child)
+            self._start_or_rest(child)
         self._last_tick = self.clock.monotonic()
         while self.running:
             for item, _ in self.poller.poll(self._timeout_ms()):
@@ -392,6 +458,13 @@ class Supervisor:
             elif child.state == State.RUNNING and now - child.last_hb > hb_timeout:
                 child.last_hb = now
                 self.kill_child(child, "watchdog: no heartbeat")
+            elif (
+                child.state == State.RUNNING
+                and child.idle.due(child.spec, now)
+                and not self.frozen()  # a frozen lifecycle holds the freeze lease: never idle
+                and not self._stopping
+            ):
+                self._idle_stop(child, now)
             elif child.state == State.STOPPING and child.kill_at and now > child.kill_at:
                 child.signal(signal.SIGKILL if child.term_sent else signal.SIGTERM)
                 child.term_sent = True
@@ -462,11 +535,14 @@ class Supervisor:
                 self.ctl.reload()
 
     def _systemd(self, now: float) -> None:
-        if not self.ready_sent and all(c.state == State.RUNNING for c in self.children.values() if c.spec.essential):
+        up = (State.RUNNING, State.DORMANT)
+        if not self.ready_sent and all(c.state in up for c in self.children.values() if c.spec.essential):
             self.ready_sent = True
-            self.notifier.notify("READY=1", f"STATUS=running {len(self.children)} actors")
+            running = sum(c.state == State.RUNNING for c in self.children.values())
+            dormant = sum(c.state == State.DORMANT for c in self.children.values())
+            self.notifier.notify("READY=1", f"STATUS=running {running} actors, {dormant} dormant")
             log.info("agent ready", extra={"event": "agent.ready"})
-        if not self._all_running_logged and all(c.state == State.RUNNING for c in self.children.values()):
+        if not self._all_running_logged and all(c.state in up for c in self.children.values()):
             self._all_running_logged = True
             elapsed_ms = round((now - self.started_at) * 1000, 1)
             since_exec_ms = round(_since_exec_s() * 1000)
@@ -508,6 +584,7 @@ class Supervisor:
                     "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
                     "essential": child.spec.essential,
                     "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
+                    "dormant": child.dormant_reason if child.state == State.DORMANT else "",
                     "counters": child.counters,
                 }
             )

@@ -60,7 +60,8 @@ class AgentHarness:
         self.log_path = root / "agent.log"
 
     def start(self, *, wait: bool = True, timeout_s: float = 20.0) -> None:
-        """Run the supervisor; with ``wait``, until every enabled actor is RUNNING."""
+        """Run the supervisor; with ``wait``, until every enabled actor is RUNNING (or DORMANT:
+        not needed on this guest until a request for it)."""
         cmd = [
             sys.executable,
             "-m",
@@ -77,7 +78,9 @@ class AgentHarness:
         if wait:
             try:
                 self.wait_for(
-                    lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), timeout_s, "all actors RUNNING"
+                    lambda s: all(a["state"] in ("RUNNING", "DORMANT") for a in s["actors"]),
+                    timeout_s,
+                    "all actors RUNNING or DORMANT",
                 )
             except BaseException:
                 self.stop()  # never leave an agent behind when a test's set-up fails

@@ -114,6 +114,12 @@ class LifecycleNode(ServiceNode):
         body = {"cause": cause, "seconds": seconds, "action": action}
         self.ctx.publish(m.EVT_CLOCK_STEPPED, body)
 
+    def idle_hold(self) -> str:
+        """A freeze (or one in progress) lives in this process: its lease and the host's thaw
+        need it running. The supervisor also never idle-stops anything while it knows of a
+        freeze; this covers the moments before its note arrives."""
+        return "filesystems frozen" if self.quiescer.active() else ""
+
     def on_stop(self) -> None:
         """Never leave the guest frozen behind a stopping actor."""
         if self.clock_watch is not None:
