@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import signal
 import socket
 import sys
@@ -21,14 +20,13 @@ from typing import Any
 import zmq
 import zmq.devices
 
-from concierge import __version__
 from concierge.clock import Clock, MonotonicClock
 from concierge.config.schema import AgentConfig
-from concierge.errors import ExitCode, ProtocolError
+from concierge.errors import ExitCode
 from concierge.logs import FreezableHandler
-from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
-from concierge.supervisor import dormancy
+from concierge.supervisor import dormancy, report
+from concierge.supervisor.actor_plane import ActorPlane
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
 from concierge.supervisor.forkserver import ForkServer
@@ -78,16 +76,16 @@ class Supervisor:
         self.exit_code = 0
         self.running = True
         self.notifier = SystemdNotifier()
-        self.ready_sent = False
+        self.readiness = report.Readiness(self.notifier)
         self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.control = sockets.router(self.zctx, layout.url(layout.control))
+        self.plane = ActorPlane(self, self.zctx)
         self.ctl = ControlServer(self, self.zctx)
         self.proxy = zmq.devices.ThreadProxy(zmq.XSUB, zmq.XPUB)  # type: ignore[no-untyped-call]
         self.proxy.bind_in(layout.url(layout.events_in))
         self.proxy.bind_out(layout.url(layout.events_out))
         self.proxy.start()
         self.poller = zmq.Poller()
-        self.poller.register(self.control, zmq.POLLIN)
+        self.poller.register(self.plane.sock, zmq.POLLIN)
         self.poller.register(self.ctl.sock, zmq.POLLIN)
         self._sig_r, self._sig_w = socket.socketpair()
         self._sig_r.setblocking(False)
@@ -242,21 +240,6 @@ class Supervisor:
         log.info("%s is dormant: %s", child.id, reason, extra={"event": "actor.dormant", "reason": reason})
         self.ctl.notify_waiters(child)
 
-    def _on_want(self, asker: Child, target_id: Any) -> None:
-        """``asker`` sent a request to an actor without a lane: start it if it is dormant."""
-        target = self.children.get(str(target_id))
-        if target is None or self._stopping:
-            return
-        if target.state == State.STOPPING and target.idle_stopping:
-            target.restart_pending = True  # asked for while stopping as idle: back at once
-            target.idle_stopping = False
-            return
-        if not dormancy.wakeable(target.spec, target.state, target.dormant_reason):
-            return
-        log.info("waking %s for %s", target.id, asker.id, extra={"event": "actor.wake", "by": asker.id})
-        target.attempt = 0
-        self.start_child(target)
-
     def _idle_stop(self, child: Child, now: float) -> None:
         idle_s = round(now - child.idle.active_at, 1)
         log.info(
@@ -330,78 +313,7 @@ class Supervisor:
 
     # --- control plane ------------------------------------------------------------------------
     def _send(self, actor_id: str, verb: bytes, payload: bytes = b"") -> None:
-        # not connected (yet or any more): the pidfd and timeout paths handle it
-        with contextlib.suppress(zmq.ZMQError):
-            self.control.send_multipart([actor_id.encode(), verb, payload], zmq.NOBLOCK)
-
-    def _drain_control(self) -> None:
-        while True:
-            try:
-                rid, verb, *rest = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            child = self.children.get(rid.decode(errors="replace"))
-            if child is None or child.pid == 0:
-                continue
-            try:
-                payload = envelope.decode_value(rest[0]) if rest and rest[0] else {}
-            except ProtocolError:
-                continue
-            now = self.clock.monotonic()
-            child.last_hb = now
-            if verb == b"hello":
-                if isinstance(payload, dict) and payload.get("pid") != child.pid:
-                    log.warning("hello from a stale process for %s", child.id, extra={"event": "actor.stale_hello"})
-                    continue
-                self._send(child.id, b"welcome", envelope.encode_value(self._welcome(child)))
-            elif verb == b"ready":
-                if child.state == State.STARTING:
-                    child.set_state(State.RUNNING)
-                    child.running_since = now
-                    child.health = "ok"
-                    child.idle.reset(now)
-                    self.ctl.notify_waiters(child)
-                    if self.frozen():
-                        self._send(child.id, b"frozen", b"1")
-            elif verb == b"hb" and isinstance(payload, dict):
-                child.health = str(payload.get("health", "unknown"))
-                child.detail = str(payload.get("detail", ""))
-                child.counters = dict(payload.get("counters", {}))
-                child.idle.observe(child.counters, str(payload.get("hold", "")), now)
-                self._send(child.id, b"ack")
-                if payload.get("stuck") and child.state == State.RUNNING and not self.frozen():
-                    self.kill_child(child, child.detail or "watchdog: unresponsive actor thread")
-            elif verb == b"note" and isinstance(payload, dict):
-                self._on_note(child, payload)
-            elif verb == b"want":
-                self._on_want(child, payload)
-
-    def _welcome(self, child: Child) -> dict[str, Any]:
-        agent = self.config.agent
-        return {
-            "id": child.id,
-            "entry": child.spec.entry,
-            "settings": child.settings,
-            "agent": {"state_dir": agent.state_dir or str(self.layout.state), "input_sink": agent.input_sink},
-            "heartbeat_interval_s": agent.heartbeat_interval_s,
-            "actor_unresponsive_s": agent.actor_unresponsive_s,
-            "lane_spin_us": agent.lane_spin_us,
-            "log_format": agent.log_format,
-            "log_level": agent.log_level,
-        }
-
-    def _on_note(self, child: Child, note: dict[str, Any]) -> None:
-        if note.get("type") == "freeze.state":
-            body = note.get("body") or {}
-            frozen = bool(body.get("frozen"))
-            deadline = float(body.get("deadline_s", 600.0))
-            self.frozen_until = self.clock.monotonic() + deadline if frozen else 0.0
-            log.info("filesystems %s", "frozen" if frozen else "thawed", extra={"event": "agent.freeze_state"})
-            if self.log_handler is not None:
-                self.log_handler.set_frozen(frozen)
-            for other in self.children.values():
-                if other.pid:
-                    self._send(other.id, b"frozen", b"1" if frozen else b"0")
+        self.plane.send(actor_id, verb, payload)
 
     # --- loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -414,8 +326,8 @@ class Supervisor:
         self._last_tick = self.clock.monotonic()
         while self.running:
             for item, _ in self.poller.poll(self._timeout_ms()):
-                if item is self.control:
-                    self._drain_control()
+                if item is self.plane.sock:
+                    self.plane.drain()
                 elif item is self.ctl.sock:
                     self.ctl.drain()
                 elif item == self._sig_r.fileno():
@@ -469,15 +381,13 @@ class Supervisor:
                 child.signal(signal.SIGKILL if child.term_sent else signal.SIGTERM)
                 child.term_sent = True
                 child.kill_at = now + 2.0
-        self._systemd(now)
+        self.readiness.tick(self, now)
         if self._stopping and all(c.pid == 0 for c in self.children.values()):
             self.running = False
         elif self._stopping:
             self._stop_next()
 
     _stopping = False
-    _all_running_logged = False
-    _last_watchdog = 0.0
     _last_tick = math.inf
 
     def _forgive_stall(self, now: float, gap: float) -> None:
@@ -534,29 +444,6 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 self.ctl.reload()
 
-    def _systemd(self, now: float) -> None:
-        up = (State.RUNNING, State.DORMANT)
-        if not self.ready_sent and all(c.state in up for c in self.children.values() if c.spec.essential):
-            self.ready_sent = True
-            running = sum(c.state == State.RUNNING for c in self.children.values())
-            dormant = sum(c.state == State.DORMANT for c in self.children.values())
-            self.notifier.notify("READY=1", f"STATUS=running {running} actors, {dormant} dormant")
-            log.info("agent ready", extra={"event": "agent.ready"})
-        if not self._all_running_logged and all(c.state in up for c in self.children.values()):
-            self._all_running_logged = True
-            elapsed_ms = round((now - self.started_at) * 1000, 1)
-            since_exec_ms = round(_since_exec_s() * 1000)
-            log.info(
-                "all actors running after %s ms (%s ms since the process started)",
-                elapsed_ms,
-                since_exec_ms,
-                extra={"event": "agent.all_running", "elapsed_ms": elapsed_ms, "since_exec_ms": since_exec_ms},
-            )
-        interval = self.notifier.watchdog_interval_s()
-        if interval and now - self._last_watchdog >= interval:
-            self._last_watchdog = now
-            self.notifier.notify("WATCHDOG=1")
-
     def _emit(self, line: str) -> None:
         """Re-emit a child's log line on our stderr (journald), buffered while frozen."""
         if self.log_handler is not None and self.log_handler.is_frozen():
@@ -567,42 +454,14 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         """Cached state of every actor (never asks an actor anything)."""
-        now = self.clock.monotonic()
-        actors = []
-        for child in self.children.values():
-            actors.append(
-                {
-                    "id": child.id,
-                    "state": str(child.state),
-                    "pid": child.pid or None,
-                    "restarts": child.restarts,
-                    "restarts_recent": child.window.recent(now),
-                    "uptime_s": round(now - child.running_since, 3) if child.running_since else 0.0,
-                    "last_exit": child.last_exit,
-                    "health": child.health,
-                    "detail": child.detail,
-                    "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
-                    "essential": child.spec.essential,
-                    "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
-                    "dormant": child.dormant_reason if child.state == State.DORMANT else "",
-                    "counters": child.counters,
-                }
-            )
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(now - self.started_at, 3),
-            "frozen": self.frozen(),
-            "runtime_dir": str(self.layout.root),
-            "actors": actors,
-        }
+        return report.status_of(self)
 
     def close(self) -> None:
         """Close sockets; the event proxy thread dies with the process."""
         self.notifier.notify("STOPPING=1")
         signal.set_wakeup_fd(-1)
         self.ctl.close()
-        self.control.close(0)
+        self.plane.close()
         if self.forkserver is not None:
             self.forkserver.close()
         self._sig_r.close()
@@ -610,16 +469,3 @@ class Supervisor:
         time.sleep(0)
         for path in (self.layout.control, self.layout.ctl, self.layout.events_in, self.layout.events_out):
             Path(path).unlink(missing_ok=True)
-
-
-def _since_exec_s() -> float:
-    """Seconds since this process was created (interpreter start and imports included), from
-    its start time in clock ticks since boot; 0 when /proc cannot tell."""
-    try:
-        with open("/proc/self/stat") as stat:
-            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as uptime:
-            up_s = float(uptime.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(0.0, up_s - start_ticks / os.sysconf("SC_CLK_TCK"))
