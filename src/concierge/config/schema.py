@@ -46,6 +46,11 @@ class SupervisorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     parole_s: float = 300.0
     start_timeout_s: float = 30.0
     shutdown_timeout_s: float = 3.0
+    #: whose modules the fork server imports before forking: "started" the actors started with
+    #: the agent (an on-demand actor imports its own when woken: smaller idle agent, ~25 ms
+    #: slower wake-up, ~1.5 MB more per awake on-demand actor), "all" every actor the guest can
+    #: run (for guests whose on-demand actors are awake most of the time)
+    preload: Literal["started", "all"] = "started"
 
 
 class ActorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

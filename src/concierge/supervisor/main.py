@@ -146,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
     forkserver = None
     if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
         # not the actors this guest cannot use (their channel is absent): an operator's
-        # `concierge start` still works, importing after the fork
+        # `concierge start` still works, importing after the fork; on-demand ones per config
         needed = [s for s in config.actors.values() if s.enabled and not s.user and not unmet_requirement(s, protocols)]
+        if config.supervisor.preload == "started":  # on-demand actors import after their fork
+            needed = [s for s in needed if s.activation == "always"]
         preload(tuple(spec.entry for spec in needed))
         forkserver = ForkServer(keep_fds=(2,))
     supervisor = Supervisor(
