@@ -192,3 +192,48 @@ def test_a_frozen_lifecycle_is_never_stopped_as_idle(tmp_path: Path) -> None:
             agent.wait_for(lambda s: entry(s, "lifecycle")["state"] == "DORMANT", 15, "lifecycle idle after thaw")
         finally:
             agent.stop()
+
+
+def test_requirements_and_idle_clock_decisions() -> None:
+    """The pure rules behind DORMANT: unmet requirements, who may be woken, when idle is due."""
+    from concierge.config.schema import ActorSection
+    from concierge.supervisor import dormancy
+    from concierge.supervisor.state import State
+
+    spice = ActorSection(entry="x:Y", requires=["channel:spice", "path:/nonexistent-concierge-test"])
+    assert dormancy.unmet_requirement(spice, {"qga"}) == "no spice channel"
+    assert dormancy.unmet_requirement(spice, {"spice"}) == "/nonexistent-concierge-test is absent"
+    assert dormancy.unmet_requirement(spice, {"spice"}, exists=lambda _p: True) == ""
+    on_demand = ActorSection(entry="x:Y", activation="on-demand", idle_stop_s=10.0)
+    assert dormancy.initial_reason(on_demand, set()) == dormancy.ON_DEMAND
+    assert dormancy.initial_reason(ActorSection(entry="x:Y"), set()) == ""
+    assert dormancy.wakeable(on_demand, State.DORMANT, dormancy.IDLE)
+    assert not dormancy.wakeable(on_demand, State.DORMANT, "no spice channel")
+    assert not dormancy.wakeable(on_demand, State.STOPPED, "")  # the operator stopped it
+
+    clock = dormancy.IdleClock()
+    clock.reset(100.0)
+    clock.observe({"msg.in": 5}, "", 101.0)
+    assert not clock.due(on_demand, 110.0)
+    assert clock.due(on_demand, 111.0)
+    clock.observe({"msg.in": 6}, "", 112.0)  # a message arrived: idle counts from here
+    assert not clock.due(on_demand, 121.0)
+    clock.observe({"msg.in": 6}, "1 open files", 130.0)  # work held: never due
+    assert not clock.due(on_demand, 1000.0)
+    always = ActorSection(entry="x:Y", idle_stop_s=1.0)
+    assert not clock.due(always, 1e9)
+
+
+def test_dormancy_keys_are_validated(tmp_path: Path) -> None:
+    from concierge.config.loader import load_config
+    from concierge.errors import ConfigError
+
+    for bad in ('requires = ["channel:vnc"]', 'requires = ["path:relative"]', "idle_stop_s = -1", 'activation = "lazy"'):
+        path = tmp_path / "bad.toml"
+        path.write_text(f"[actors.monitor]\n{bad}\n")
+        try:
+            load_config(path, explicit=True)
+        except ConfigError as err:
+            assert "actors.monitor" in str(err), err
+        else:
+            raise AssertionError(f"accepted {bad}")

@@ -77,7 +77,8 @@ class Supervisor:
         self.running = True
         self.notifier = SystemdNotifier()
         self.readiness = report.Readiness(self.notifier)
-        self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        # the event proxy thread uses Context.instance(): one context (one I/O thread) for both
+        self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.plane = ActorPlane(self, self.zctx)
         self.ctl = ControlServer(self, self.zctx)
         self.proxy = zmq.devices.ThreadProxy(zmq.XSUB, zmq.XPUB)  # type: ignore[no-untyped-call]
