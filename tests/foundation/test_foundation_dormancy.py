@@ -228,7 +228,8 @@ def test_dormancy_keys_are_validated(tmp_path: Path) -> None:
     from concierge.config.loader import load_config
     from concierge.errors import ConfigError
 
-    for bad in ('requires = ["channel:vnc"]', 'requires = ["path:relative"]', "idle_stop_s = -1", 'activation = "lazy"'):
+    bad_values = ('requires = ["channel:vnc"]', 'requires = ["path:relative"]', "idle_stop_s = -1", 'activation = "x"')
+    for bad in bad_values:
         path = tmp_path / "bad.toml"
         path.write_text(f"[actors.monitor]\n{bad}\n")
         try:
