@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stock_vdagent import StockAgent
 
+from concierge.config.loader import defaults_text
 from concierge.supervisor.procstat import sample
 from concierge.testing.dbus import LogindMock, private_system_bus
 from concierge.testing.harness import AgentHarness, catalog
@@ -136,9 +138,9 @@ def first_answer_ms(cmd: list[str], sock: Path, runs: int) -> float:
     return statistics.median(results)
 
 
-def qga_profile(rounds: int, starts: int) -> None:
+def qga_profile(rounds: int, starts: int, src: Path = SRC, label: str = "Concierge") -> None:
     """A QGA-only guest: the built-in catalog with one QGA channel, against qemu-ga."""
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sock = tmp / "qga.sock"
@@ -174,15 +176,15 @@ def qga_profile(rounds: int, starts: int) -> None:
         ours_ms = first_answer_ms([*cmd[:4], str(tmp / "run2"), *cmd[5:]], sock, starts)
         stock_cmd = [stock.binary, "-m", "unix-listen", "-p", str(sock), "-t", str(tmp), "-f", str(tmp / "ga.pid")]
         stock_ms = first_answer_ms(stock_cmd, sock, starts)
-    print("\n### QGA-only guest (built-in catalog, one QGA channel)\n")
-    print("| moment | Concierge PSS MB | processes | qemu-ga PSS MB | ratio |\n|---|---|---|---|---|")
-    for label, value, count in rows:
-        theirs = stock_busy if "mixed" in label else stock_idle
-        print(f"| {label} | {value:.1f} | {count} | {theirs:.1f} | {value / theirs:.1f} |")
+    print(f"\n### QGA-only guest (built-in catalog, one QGA channel): {label}\n")
+    print(f"| moment | {label} PSS MB | processes | qemu-ga PSS MB | ratio |\n|---|---|---|---|---|")
+    for moment, value, count in rows:
+        theirs = stock_busy if "mixed" in moment else stock_idle
+        print(f"| {moment} | {value:.1f} | {count} | {theirs:.1f} | {value / theirs:.1f} |")
     print("\n| process (awake) | PSS MB |\n|---|---|")
-    for label, value in detail:
-        print(f"| {label} | {value:.1f} |")
-    print(f"\n| exec -> first guest-ping answered (median of {starts}) | Concierge {ours_ms:.0f} ms "
+    for proc_name, value in detail:
+        print(f"| {proc_name} | {value:.1f} |")
+    print(f"\n| exec -> first guest-ping answered (median of {starts}) | {label} {ours_ms:.0f} ms "
           f"| qemu-ga {stock_ms:.1f} ms | ratio {ours_ms / stock_ms:.0f} |")  # fmt: skip
 
 
@@ -191,15 +193,28 @@ def main() -> None:
     parser.add_argument("--profile", choices=("qga", "desktop", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=20, help="mixed QGA passes (qga profile)")
     parser.add_argument("--starts", type=int, default=5, help="exec -> first answer runs (qga profile)")
+    parser.add_argument(
+        "--compare-src", type=Path, help="qga profile: also measure the agent of another checkout's src (before/after)"
+    )
     args = parser.parse_args()
     if args.profile in ("qga", "both"):
+        if args.compare_src is not None:
+            qga_profile(args.rounds, args.starts, args.compare_src.resolve(), "before")
         qga_profile(args.rounds, args.starts)
     if args.profile in ("desktop", "both"):
-        print("\n### Desktop guest (system agent + one user session)\n")
-        desktop_profile()
+        for all_started in (False, True):
+            print(f"\n### Desktop guest (system agent + one user session), all started: {all_started}\n")
+            desktop_profile(all_started)
 
 
-def desktop_profile() -> None:
+def builtin_activation() -> dict[str, dict[str, object]]:
+    """The shipped activation keys of each built-in actor (on demand, idle time, requires)."""
+    shipped = tomllib.loads(defaults_text())["actors"]
+    keys = ("activation", "idle_stop_s", "requires")
+    return {actor: {k: v for k, v in spec.items() if k in keys} for actor, spec in shipped.items()}
+
+
+def desktop_profile(all_started: bool) -> None:
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp_name, xvfb(1280, 800) as display:
         tmp = Path(tmp_name)
@@ -220,6 +235,9 @@ def desktop_profile() -> None:
                 "session": {"entry": "concierge.actors.session.gateway:SessionGatewayNode",
                             "settings": {"users": [os.getuid()], "scan_run_user": False, "logind_bus": bus}},
             }  # fmt: skip
+            if not all_started:  # the shipped defaults: quiet actors wait for their first request
+                for actor_id, keys in builtin_activation().items():
+                    actors[actor_id].update(keys)
             chans = [f"{p}=unix-listen:{tmp / p}.sock" for p in ("qga", "ovirt", "spice")]
             args = ["--log-format", "text", "--input-sink", f"file:{tmp / 'events'}"]
             for chan in chans:
@@ -261,7 +279,8 @@ def desktop_profile() -> None:
     print("| process | PSS MB |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value:.1f} |")
-    print(f"\n| total | PSS MB |\n|---|---|\n| Concierge (all system actors + one session) | {total_ours:.1f} |")
+    what = "all system actors started" if all_started else "shipped activation: on-demand actors not asked for yet"
+    print(f"\n| total | PSS MB |\n|---|---|\n| Concierge ({what}) + one session | {total_ours:.1f} |")
     print(f"| stock qemu-ga + spice-vdagentd + spice-vdagent | {total_stock:.1f} |")
     print(f"| ratio | {total_ours / total_stock:.2f} |")
 
