@@ -234,6 +234,7 @@ class Supervisor:
 
     def _rest(self, child: Child, reason: str) -> None:
         child.idle_stopping = False
+        child.running_since = 0.0
         child.dormant_reason = reason
         child.health = "dormant"
         child.detail = reason
