@@ -23,7 +23,13 @@ BUILTIN_IDS = tuple(tomllib.loads(defaults_text())["actors"])
 
 
 def catalog(actors: dict[str, dict[str, Any]], *, extra: str = "") -> str:
-    """TOML for a config running exactly ``actors`` (id -> table of ActorSection keys)."""
+    """TOML for a config running exactly ``actors`` (id -> table of ActorSection keys).
+
+    Each listed actor runs from the agent's start unless its table says otherwise: a built-in
+    id would otherwise inherit the shipped ``activation``/``requires`` (on demand, or no
+    channel) and a test would not run what it describes."""
+    neutral = {"activation": "always", "idle_stop_s": 0.0, "requires": []}
+    actors = {actor_id: {**neutral, **table} for actor_id, table in actors.items()}
     lines = []
     for actor_id in BUILTIN_IDS:
         if actor_id not in actors:
