@@ -238,3 +238,34 @@ def test_dormancy_keys_are_validated(tmp_path: Path) -> None:
             assert "actors.monitor" in str(err), err
         else:
             raise AssertionError(f"accepted {bad}")
+
+
+def test_fork_server_is_retired_when_idle_and_forked_again_for_a_wake(agent_factory: Any) -> None:
+    """With nothing to fork for FORKSERVER_IDLE_S the fork server exits (its pages are ~3 MB
+    of the idle agent); a wake-up, and a crash restart, fork a new one and work as before."""
+    from concierge.supervisor.core import FORKSERVER_IDLE_S
+
+    agent = agent_factory({"front": FRONT, "lazy": lazy(idle_s=1.0)}, extra=FAST)
+    agent.start()
+    supervisor = psutil.Process(agent.proc.pid)
+
+    def fork_servers() -> list[psutil.Process]:
+        return [p for p in supervisor.children() if not p.name().startswith("cc-")]
+
+    assert len(fork_servers()) == 1
+    deadline = time.monotonic() + FORKSERVER_IDLE_S + 10
+    while fork_servers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not fork_servers(), "the fork server stayed although nothing was forked"
+    lazy_pid = ask(agent, "lazy", "pid")["body"]
+    assert psutil.Process(lazy_pid).ppid() == agent.proc.pid  # re-parented as before
+    assert psutil.Process(lazy_pid).name() == "cc-lazy"
+    assert len(fork_servers()) == 1
+    front_pid = entry(agent.status(), "front")["pid"]
+    os.kill(front_pid, signal.SIGKILL)
+    agent.wait_for(
+        lambda s: entry(s, "front")["state"] == "RUNNING" and entry(s, "front")["pid"] not in (None, front_pid),
+        15,
+        "front restarted",
+    )
+    assert ask(agent, "lazy", "echo", "still")["body"] == "still"

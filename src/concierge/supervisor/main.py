@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         config_loader=loader,
         forkserver=forkserver,
         protocols=protocols,
+        forkserver_factory=None if forkserver is None else lambda: ForkServer(keep_fds=(2,)),
     )
     log.info("concierge starting on %s", layout.root, extra={"event": "agent.starting"})
     try:
