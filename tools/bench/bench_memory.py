@@ -255,7 +255,7 @@ def desktop_profile(all_started: bool) -> None:
             host = SpiceHost(conn.fileno())
             host.handshake()
             host.mouse(10, 10, 0, 0)
-            time.sleep(6)
+            time.sleep(12)  # settled: an idle fork server retires after 10 s
             assert agent.proc is not None
             ours = tree(agent.proc.pid)
             mine = tree(session.pid)
