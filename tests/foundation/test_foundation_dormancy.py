@@ -269,3 +269,46 @@ def test_fork_server_is_retired_when_idle_and_forked_again_for_a_wake(agent_fact
         "front restarted",
     )
     assert ask(agent, "lazy", "echo", "still")["body"] == "still"
+
+
+def test_guestops_with_an_uncollected_exec_child_is_not_stopped_as_idle(tmp_path: Path) -> None:
+    """Real guestops, on demand with a 1 s idle time: the exec child and its status live in
+    its process only, so it stays up until the host collected the status, then goes idle."""
+    sock = tmp_path / "qga.sock"
+    config = (
+        FAST
+        + "[actors.monitor]\nenabled = false\n[actors.lifecycle]\nenabled = false\n"
+        + "[actors.guestops]\nidle_stop_s = 1.0\n"
+        + f'[actors.guestops.settings]\nstate_dir = "{tmp_path / "guestops"}"\n'
+    )
+    agent = AgentHarness(tmp_path, config, args=("--log-format", "text", "--channel", f"qga=unix-listen:{sock}"))
+    agent.start()
+    try:
+        with RawClient(sock, timeout_s=15.0) as client:
+
+            def cmd(name: str, arguments: dict[str, Any]) -> Any:
+                request = json.dumps({"execute": name, "arguments": arguments}).encode()
+                return json.loads(client.exchange(request)[0])["return"]
+
+            child = cmd("guest-exec", {"path": "/bin/sleep", "arg": ["2"]})["pid"]
+            pid = entry(agent.status(), "guestops")["pid"]
+            time.sleep(4.0)  # the child ran 2 s and exited; nobody asked for 2 s more
+            status = agent.status()
+            assert entry(status, "guestops")["state"] == "RUNNING"
+            assert entry(status, "guestops")["pid"] == pid
+            assert cmd("guest-exec-status", {"pid": child}) == {"exited": True, "exitcode": 0}
+        agent.wait_for(lambda s: entry(s, "guestops")["state"] == "DORMANT", 15, "guestops idle once collected")
+    finally:
+        agent.stop()
+
+
+def test_reload_starts_an_actor_made_always(agent_factory: Any) -> None:
+    agent = agent_factory({"front": FRONT, "lazy": lazy()}, extra=FAST)
+    agent.start()
+    assert entry(agent.status(), "lazy")["state"] == "DORMANT"
+    text = agent.config_path.read_text().replace('activation = "on-demand"', 'activation = "always"')
+    agent.config_path.write_text(text)
+    reloaded = agent.cli("--json", "reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "lazy" in json.loads(reloaded.stdout)["changed"]
+    agent.wait_for(lambda s: entry(s, "lazy")["state"] == "RUNNING", 15, "lazy started by the reload")
