@@ -243,7 +243,7 @@ def test_dormancy_keys_are_validated(tmp_path: Path) -> None:
 def test_fork_server_is_retired_when_idle_and_forked_again_for_a_wake(agent_factory: Any) -> None:
     """With nothing to fork for FORKSERVER_IDLE_S the fork server exits (its pages are ~3 MB
     of the idle agent); a wake-up, and a crash restart, fork a new one and work as before."""
-    from concierge.supervisor.core import FORKSERVER_IDLE_S
+    from concierge.supervisor.forkkeeper import FORKSERVER_IDLE_S
 
     agent = agent_factory({"front": FRONT, "lazy": lazy(idle_s=1.0)}, extra=FAST)
     agent.start()

@@ -26,10 +26,11 @@ from concierge.config.schema import AgentConfig
 from concierge.errors import ExitCode
 from concierge.logs import FreezableHandler
 from concierge.runtime.endpoints import RuntimeLayout
-from concierge.supervisor import dormancy, report
+from concierge.supervisor import dormancy, reloading, report
 from concierge.supervisor.actor_plane import ActorPlane
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
+from concierge.supervisor.forkkeeper import ForkServerKeeper
 from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.notify import SystemdNotifier
 from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
@@ -38,8 +39,6 @@ from concierge.supervisor.state import State
 log = logging.getLogger(__name__)
 #: a supervisor tick this much later than due means the supervisor stood still (see _tick)
 _STALL_S = 1.0
-#: the fork server is retired after this long without a spawn (re-forked on the next one)
-FORKSERVER_IDLE_S = 10.0
 
 
 class Supervisor:
@@ -63,21 +62,19 @@ class Supervisor:
         self.clock = clock or MonotonicClock()
         self.rng = make_rng()
         self.log_handler = log_handler
-        self.forkserver = forkserver
-        self._forkserver_factory = forkserver_factory
-        self._last_spawn = self.clock.monotonic()
+        self.forks = ForkServerKeeper(forkserver, forkserver_factory, self.clock.monotonic())
         self.config_loader = config_loader
         self.started_at = self.clock.monotonic()
         self.children: dict[str, Child] = {}
-        self._extra_settings = settings
+        self.extra_settings = settings
         #: protocols of the host channels that exist on this guest (requirements "channel:X")
         self.protocols = (
             protocols
             if protocols is not None
             else frozenset(str(ch.get("protocol")) for ch in settings.get("transport", {}).get("channels", []))
         )
-        self._removed: set[str] = set()
-        self._apply_catalog(config, settings)
+        self.removed_ids: set[str] = set()
+        self.apply_catalog(config, settings)
         self.frozen_until = 0.0
         self.exit_code = 0
         self.running = True
@@ -100,7 +97,7 @@ class Supervisor:
         self.poller.register(self._sig_r.fileno(), zmq.POLLIN)
         self._fd_owner: dict[int, tuple[str, Child]] = {}
 
-    def _apply_catalog(self, config: AgentConfig, settings: dict[str, dict[str, Any]]) -> None:
+    def apply_catalog(self, config: AgentConfig, settings: dict[str, dict[str, Any]]) -> None:
         sup = config.supervisor
         for actor_id, spec in config.actors.items():
             if not spec.enabled:
@@ -123,14 +120,14 @@ class Supervisor:
         child.kill_at = 0.0
         child.term_sent = False
         child.detail = ""
-        self._ensure_forkserver()
         try:
-            child.spawn(self.layout.root, self.forkserver)
+            child.spawn(self.layout.root, self.forks.get())
         except OSError as err:
             log.error("cannot spawn %s: %s", child.id, err, extra={"event": "supervisor.spawn_failed"})
             self._after_exit(child, ExitCode.SOFTWARE)
             return
-        child.started_at = self._last_spawn = self.clock.monotonic()
+        child.started_at = self.clock.monotonic()
+        self.forks.spawned(child.started_at)
         child.last_hb = child.started_at
         child.health = "unknown"
         self._fd_owner[child.pidfd] = ("pid", child)
@@ -139,33 +136,10 @@ class Supervisor:
         self.poller.register(child.stderr_fd, zmq.POLLIN)
         log.info("spawned %s pid %d", child.id, child.pid, extra={"event": "actor.spawned"})
 
-    def _ensure_forkserver(self) -> None:
-        """Fork a new fork server if the last one was retired (or died) and we know how."""
-        if self._forkserver_factory is None or (self.forkserver is not None and self.forkserver.alive()):
-            return
-        if self.forkserver is not None:
-            self.forkserver.close()
-        try:
-            self.forkserver = self._forkserver_factory()
-        except OSError as err:  # the actor is then exec'd: slower, same behaviour
-            log.warning("cannot fork the fork server: %s", err, extra={"event": "supervisor.forkserver_failed"})
-            self.forkserver = None
-
-    def _retire_forkserver(self, now: float) -> None:
-        """The fork server only forks, but its pages that both the supervisor and the running
-        actors copied are its alone (~3 MB): with nothing to fork for a while, let it go. The
-        next spawn forks a new one from the supervisor (whose threads it does not inherit; it
-        never touches ZeroMQ and closes every inherited fd) in a few milliseconds."""
-        if (
-            self.forkserver is None
-            or self._forkserver_factory is None
-            or now - self._last_spawn < FORKSERVER_IDLE_S
-            or any(c.state == State.STARTING for c in self.children.values())
-        ):
-            return
-        self.forkserver.close()
-        self.forkserver = None
-        log.info("fork server retired until the next spawn", extra={"event": "supervisor.forkserver_retired"})
+    @property
+    def forkserver(self) -> ForkServer | None:
+        """The current fork server (None while retired, or without one)."""
+        return self.forks.current
 
     def stop_child(self, child: Child, *, wanted: bool = False) -> None:
         """Ask ``child`` to stop (Stop, then SIGTERM, then SIGKILL on timeouts)."""
@@ -223,7 +197,7 @@ class Supervisor:
                 return
             child.restart_pending = False
             self.ctl.notify_waiters(child)
-            if child.id in self._removed:
+            if child.id in self.removed_ids:
                 del self.children[child.id]
             return
         if child.running_since and now - child.running_since >= self.config.supervisor.stable_after_s:
@@ -259,7 +233,7 @@ class Supervisor:
         child.set_state(State.BACKOFF)
         child.next_start = max(now + delay, self.frozen_until)
 
-    def _start_or_rest(self, child: Child) -> None:
+    def start_or_rest(self, child: Child) -> None:
         """Start ``child`` unless this guest does not need it yet (then DORMANT, saying why)."""
         reason = dormancy.initial_reason(child.spec, self.protocols)
         if reason:
@@ -307,42 +281,7 @@ class Supervisor:
 
     def reload(self, config: AgentConfig) -> dict[str, list[str]]:
         """Apply a new configuration: start added actors, stop removed, restart changed ones."""
-        old = self.children
-        self.config = config
-        fresh: dict[str, Child] = {}
-        self.children = fresh
-        self._apply_catalog(config, self._extra_settings)
-        added, changed, removed = [], [], []
-        for actor_id, child in list(fresh.items()):
-            previous = old.get(actor_id)
-            if previous is None:
-                added.append(actor_id)
-                continue
-            if previous.spec != child.spec or previous.settings != child.settings:
-                changed.append(actor_id)
-                previous.spec, previous.settings, previous.window = child.spec, child.settings, child.window
-            fresh[actor_id] = previous
-        for actor_id, previous in old.items():
-            if actor_id not in fresh:
-                removed.append(actor_id)
-                fresh[actor_id] = previous
-                self._removed.add(actor_id)
-                self.stop_child(previous)
-                if previous.pid == 0:
-                    del fresh[actor_id]
-        for actor_id in added:
-            self._start_or_rest(fresh[actor_id])
-        for actor_id in changed:
-            child = fresh[actor_id]
-            if child.pid:
-                child.restart_pending = True
-                self.stop_child(child, wanted=True)
-            elif child.state == State.DORMANT:
-                self._start_or_rest(child)
-            else:
-                self.start_child(child)
-        log.info("config reloaded", extra={"event": "agent.reloaded"})
-        return {"added": added, "changed": changed, "removed": removed}
+        return reloading.apply(self, config)
 
     def frozen(self) -> bool:
         """True while the guest's filesystems are frozen (no restarts, no disk writes)."""
@@ -359,7 +298,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda *_: None)
         for child in self.children.values():
-            self._start_or_rest(child)
+            self.start_or_rest(child)
         self._last_tick = self.clock.monotonic()
         while self.running:
             for item, _ in self.poller.poll(self._timeout_ms()):
@@ -419,7 +358,7 @@ class Supervisor:
                 child.term_sent = True
                 child.kill_at = now + 2.0
         self.readiness.tick(self, now)
-        self._retire_forkserver(now)
+        self.forks.retire_if_idle(now, starting=any(c.state == State.STARTING for c in self.children.values()))
         if self._stopping and all(c.pid == 0 for c in self.children.values()):
             self.running = False
         elif self._stopping:
@@ -500,8 +439,7 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         self.ctl.close()
         self.plane.close()
-        if self.forkserver is not None:
-            self.forkserver.close()
+        self.forks.close()
         self._sig_r.close()
         self._sig_w.close()
         time.sleep(0)
