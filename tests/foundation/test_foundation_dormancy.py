@@ -116,6 +116,7 @@ def test_request_wakes_an_on_demand_actor_which_goes_idle_again(agent_factory: A
     assert entry(status, "lazy")["restarts"] == 0, "an idle stop is not a restart"
     # and the next request wakes it again
     assert ask(agent, "lazy", "echo", "again")["body"] == "again"
+    assert entry(agent.status(), "lazy")["wakes"] == 2
 
 
 def test_crash_of_an_on_demand_actor_restarts_it_alone(agent_factory: Any) -> None:

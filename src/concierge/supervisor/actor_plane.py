@@ -130,6 +130,7 @@ class ActorPlane:
             return
         log.info("waking %s for %s", target.id, asker.id, extra={"event": "actor.wake", "by": asker.id})
         target.attempt = 0
+        target.wakes += 1
         target.wanted = True  # while frozen, start_child defers it to BACKOFF: started at thaw
         sup.start_child(target)
 

@@ -63,6 +63,8 @@ class Child:
     #: why the actor is DORMANT (an unmet requirement, "on demand", idle), for status
     dormant_reason: str = ""
     idle: IdleClock = field(default_factory=IdleClock)
+    #: times a request started it from DORMANT (often: give it a longer idle_stop_s)
+    wakes: int = 0
     #: the current stop was decided because the actor was idle: it ends DORMANT, not STOPPED
     idle_stopping: bool = False
     logs: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LOG_RING))

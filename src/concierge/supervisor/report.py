@@ -41,6 +41,7 @@ def status_of(sup: Supervisor) -> dict[str, Any]:
                 "essential": child.spec.essential,
                 "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
                 "dormant": child.dormant_reason if child.state == State.DORMANT else "",
+                "wakes": child.wakes,
                 "counters": child.counters,
             }
         )
