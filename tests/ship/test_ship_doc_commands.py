@@ -79,7 +79,9 @@ def live_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     agent.start(wait=False)
     try:
         agent.wait_for(
-            lambda s: all(a["state"] == "RUNNING" or a["waiting"] for a in s["actors"]), 60, "the default actors"
+            lambda s: all(a["state"] in ("RUNNING", "DORMANT") or a["waiting"] for a in s["actors"]),
+            60,
+            "the default actors",
         )
         bindir = root / "bin"
         bindir.mkdir()

@@ -17,11 +17,6 @@ from concierge.testing.rpc import ActorClient
 
 ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
 FAST = "[supervisor]\nbackoff_base_s = 0.05\n[agent]\nheartbeat_interval_s = 0.2\n"
-#: the real sso actor on a guest without a system bus (no logind): it exits 69, WAITING
-SSO_NO_BUS = {
-    "entry": "concierge.actors.sso.node:SsoNode",
-    "settings": {"system_bus": "unix:path=/nonexistent/concierge-test-bus"},
-}
 
 
 def concierge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -65,23 +60,27 @@ def test_actions_print_text_and_json_on_request(agent_factory: Any) -> None:
     assert "RESTARTS = recent/total" in table, "a table with restarts explains the column"
 
 
-def test_wait_on_an_actor_without_logind_stops_at_waiting_with_its_reason(agent_factory: Any) -> None:
-    agent = agent_factory({"one": ECHO, "sso": SSO_NO_BUS}, extra=FAST)
+def test_wait_on_an_actor_whose_resource_is_absent_stops_at_waiting_with_its_reason(agent_factory: Any) -> None:
+    """An actor that exits 69 (its device or service is absent) is WAITING with the reason it
+    gave, and ``--wait`` stops there at once with exit 5. (sso without logind used to be the
+    example; it now serves sessions from utmp instead of waiting.)"""
+    absent = {"entry": "concierge.testing.nodes:UnavailableNode"}
+    agent = agent_factory({"one": ECHO, "dev": absent}, extra=FAST)
     agent.start(wait=False)
-    agent.wait_for(lambda s: any(a["waiting"] for a in s["actors"]), 30, "sso WAITING")
+    agent.wait_for(lambda s: any(a["waiting"] for a in s["actors"]), 30, "dev WAITING")
     table = agent.cli("status")
     assert table.returncode == 0, "a waiting actor is not a failure of the agent"
     assert "WAITING" in table.stdout
-    assert "sso: waiting: system bus / logind unavailable" in table.stdout
-    assert "system bus / logind unavailable" in agent.actor("sso")["reason"]
+    assert "dev: waiting: device not there yet" in table.stdout
+    assert "device not there yet" in agent.actor("dev")["reason"]
     started = time.monotonic()
-    result = agent.cli("restart", "sso", "--wait")
+    result = agent.cli("restart", "dev", "--wait")
     elapsed = time.monotonic() - started
     assert result.returncode == 5, (result.stdout, result.stderr)
-    assert result.stdout.startswith("sso: waiting: system bus / logind unavailable")
+    assert result.stdout.startswith("dev: waiting: device not there yet")
     assert elapsed < 10, f"--wait must stop once the outcome is known, took {elapsed:.1f} s (not 60 s)"
-    as_json = json.loads(agent.cli("restart", "sso", "--wait", "--json").stdout)
-    assert as_json["states"] == {"sso": "WAITING"} and "logind" in as_json["reasons"]["sso"]
+    as_json = json.loads(agent.cli("restart", "dev", "--wait", "--json").stdout)
+    assert as_json["states"] == {"dev": "WAITING"} and "device not there yet" in as_json["reasons"]["dev"]
 
 
 def test_wait_on_a_fatal_actor_names_it_and_exits_4(agent_factory: Any) -> None:

@@ -28,8 +28,9 @@ QGA_PORT = "org.qemu.guest_agent.0"
 
 def virsh(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run one virsh command against the system daemon; never raises on a non-zero exit."""
-    return subprocess.run(["virsh", "-q", "-c", URI, *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        ["virsh", "-q", "-c", URI, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 class LibvirtDaemons:
@@ -53,8 +54,9 @@ class LibvirtDaemons:
             for daemon in ("virtlogd", "libvirtd"):
                 exe = shutil.which(daemon) or f"/usr/sbin/{daemon}"
                 log = (self.logdir / f"{daemon}.log").open("wb")
-                self.procs.append(subprocess.Popen([exe], stdin=subprocess.DEVNULL, stdout=log,
-                                                   stderr=subprocess.STDOUT))
+                self.procs.append(
+                    subprocess.Popen([exe], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                )
             deadline = time.monotonic() + 30
             while not self.answering():
                 if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
@@ -86,8 +88,23 @@ class EventLog:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["virsh", "-q", "-c", URI, "event", "--domain", self.domain, "--event", "agent-lifecycle",
-             "--loop", "--timestamp"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                "virsh",
+                "-q",
+                "-c",
+                URI,
+                "event",
+                "--domain",
+                self.domain,
+                "--event",
+                "agent-lifecycle",
+                "--loop",
+                "--timestamp",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -143,16 +160,21 @@ class LibvirtGuest:
     def xml(self) -> str:
         accel_kvm = kvm_usable()
         mask = "e2e-agent.service" if self.agent == "stock" else "qemu-guest-agent.service"
-        cmdline = ("root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=0 "
-                   f"net.ifnames=0 systemd.mask={mask}")
+        cmdline = (
+            f"root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=0 net.ifnames=0 systemd.mask={mask}"
+        )
         shares = [(SOURCE, "concierge", True), (ROOT, "e2etools", True), (self.workdir / "ctl", "e2e", False)]
         fs = "".join(
             f"<filesystem type='mount' accessmode='{'passthrough' if ro else 'mapped'}'>"
             f"<source dir='{escape(str(src))}'/>"
             f"<target dir='{tag}'/>{'<readonly/>' if ro else ''}</filesystem>"
-            for src, tag, ro in shares)
-        cpu = "<cpu mode='host-passthrough'/>" if accel_kvm else (
-            "<cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>")
+            for src, tag, ro in shares
+        )
+        cpu = (
+            "<cpu mode='host-passthrough'/>"
+            if accel_kvm
+            else ("<cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>")
+        )
         return f"""<domain type='{"kvm" if accel_kvm else "qemu"}'>
   <name>{self.name}</name>
   <memory unit='MiB'>{self.memory_mb}</memory>
@@ -189,8 +211,10 @@ class LibvirtGuest:
         (ctl / "agent.sh").write_text(self.agent_script or "exit 0\n")
         overlay = self.workdir / "overlay.qcow2"
         overlay.unlink(missing_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                        str(CACHE / "base.img"), str(overlay)], check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(CACHE / "base.img"), str(overlay)],
+            check=True,
+        )
         (self.workdir / "domain.xml").write_text(self.xml())
         virsh("destroy", self.name, timeout=30)  # a leftover of an interrupted run
         self.started_at = time.monotonic()
@@ -202,8 +226,9 @@ class LibvirtGuest:
 
     def agent_command(self, command: dict[str, Any], timeout: int = 30) -> dict[str, Any]:
         """`virsh qemu-agent-command`; returns the decoded reply (raises on a libvirt error)."""
-        done = virsh("qemu-agent-command", self.name, "--timeout", str(timeout), json.dumps(command),
-                     timeout=timeout + 30)
+        done = virsh(
+            "qemu-agent-command", self.name, "--timeout", str(timeout), json.dumps(command), timeout=timeout + 30
+        )
         if done.returncode != 0:
             raise RuntimeError(f"qemu-agent-command {command.get('execute')}: {done.stderr.strip()}")
         reply: dict[str, Any] = json.loads(done.stdout)
@@ -214,8 +239,7 @@ class LibvirtGuest:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            done = virsh("qemu-agent-command", self.name, "--timeout", "5",
-                         '{"execute":"guest-ping"}', timeout=40)
+            done = virsh("qemu-agent-command", self.name, "--timeout", "5", '{"execute":"guest-ping"}', timeout=40)
             if done.returncode == 0:
                 return time.monotonic() - self.started_at
             last = done.stderr.strip()
@@ -226,8 +250,9 @@ class LibvirtGuest:
         """guest-exec through libvirt, waiting for the exit (as a host tool would)."""
         import base64
 
-        pid = self.agent_command({"execute": "guest-exec", "arguments": {
-            "path": argv[0], "arg": argv[1:], "capture-output": True}})["return"]["pid"]
+        pid = self.agent_command(
+            {"execute": "guest-exec", "arguments": {"path": argv[0], "arg": argv[1:], "capture-output": True}}
+        )["return"]["pid"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.agent_command({"execute": "guest-exec-status", "arguments": {"pid": pid}})["return"]

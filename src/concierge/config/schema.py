@@ -10,6 +10,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 Restart = Literal["permanent", "transient", "temporary"]
+#: when an actor runs: ``always`` from the agent's start; ``on-demand`` on the first request
+#: another actor sends it (socket-activation style), stopped again after ``idle_stop_s``
+Activation = Literal["always", "on-demand"]
+#: a condition the guest must meet for an actor to be started at all: ``channel:<protocol>``
+#: (a host channel of that protocol is configured) or ``path:<absolute path>`` (it exists)
+Requirement = Annotated[str, msgspec.Meta(pattern=r"^(channel:(qga|ovirt|spice)|path:/\S*)$")]
 
 
 class AgentSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -41,6 +47,11 @@ class SupervisorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     parole_s: float = 300.0
     start_timeout_s: float = 30.0
     shutdown_timeout_s: float = 3.0
+    #: whose modules the fork server imports before forking: "started" the actors started with
+    #: the agent (an on-demand actor imports its own when woken: smaller idle agent, ~25 ms
+    #: slower wake-up, ~1.5 MB more per awake on-demand actor), "all" every actor the guest can
+    #: run (for guests whose on-demand actors are awake most of the time)
+    preload: Literal["started", "all"] = "started"
 
 
 class ActorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -56,6 +67,13 @@ class ActorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     period_s: float | None = None
     user: str | None = None
     group: str | None = None
+    activation: Activation = "always"
+    #: an on-demand actor that received nothing for this long is stopped (DORMANT) until the
+    #: next request; 0 keeps it running once started. Never while filesystems are frozen, nor
+    #: while the actor holds work in progress (guestops: an exec child, an open file)
+    idle_stop_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    #: every condition must hold, else the actor is not started (DORMANT, with the reason)
+    requires: list[Requirement] = msgspec.field(default_factory=list)
     settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

@@ -37,6 +37,7 @@ from concierge.runtime.lanes import LANE_MAX, LaneOut, bind_lane, close_fds, rec
 from concierge.runtime.loop import PollLoop, readable
 from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
 from concierge.runtime.replyport import BridgeReplyPort
+from concierge.runtime.wakeups import WakeRequests
 
 __all__ = ["LANE_MAX", "Bridge"]
 
@@ -79,6 +80,7 @@ class Bridge(PollLoop):
         self._events = EventPlane(self)
         self._lane_in: socket.socket | None = None
         self._heartbeat = Heartbeat(self, control, welcome, self._counters)
+        self._wakeups = WakeRequests(self._send_want)
         self.watch_zmq(self._control, self._drain_control)
         self.watch_zmq(self._inbox, self._drain_inbox)
 
@@ -107,6 +109,8 @@ class Bridge(PollLoop):
             if sock is not None:
                 self._spin_until = time.monotonic() + self._spin_s
                 return
+            if refused or (not datagram and not self._lanes.connected(dst)):
+                self._wakeups.want(dst)  # it may be dormant: ask the supervisor to start it
             frames = envelope.encode(header, body, blobs)
             if not self._send_dealer(dst, "default", frames):
                 self._inflight.finish(
@@ -367,6 +371,10 @@ class Bridge(PollLoop):
                 self._on_frozen(rest[0] == b"1")
             elif verb == b"down" and rest:
                 self._peer_down(rest[0].decode(errors="replace"))
+
+    def _send_want(self, dst: str) -> None:
+        self.touched(self._control)
+        self._control.send_multipart([b"want", envelope.encode_value(dst)])
 
     def _on_lane_dead(self, dst: str, sock: socket.socket) -> None:
         """A send found ``dst``'s lane socket closed: that incarnation is gone. Called on any

@@ -58,6 +58,17 @@ class Heartbeat:
         self._last_supervisor = self._last_beat = self._bridge.clock.monotonic()
         return threading.get_ident()
 
+    def _idle_hold(self) -> str:
+        """Why the node must not be stopped as idle now ("" = it may be; see Node.idle_hold)."""
+        node = self._bridge.node
+        if node is None:
+            return ""
+        try:
+            return str(node.idle_hold())
+        except Exception:  # loop boundary: a broken hook keeps the actor running, never stops it
+            log.exception("idle_hold failed", extra={"event": "node.callback_failed"})
+            return "idle_hold failed"
+
     def beat(self) -> None:
         """Send one heartbeat and schedule the next (or stop an orphaned process)."""
         bridge = self._bridge
@@ -83,6 +94,7 @@ class Heartbeat:
             "detail": detail,
             "stuck": bool(stuck),
             "counters": dict(self._counters),
+            "hold": self._idle_hold(),
         }
         bridge.touched(self._control)
         self._control.send_multipart([b"hb", envelope.encode_value(payload)])

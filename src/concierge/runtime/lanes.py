@@ -79,6 +79,10 @@ class LaneOut:
         self._deaths_seen: dict[str, list[float]] = {}
         self._lock = threading.Lock()  # never on the path of a send that succeeds
 
+    def connected(self, dst: str) -> bool:
+        """True while a socket to a live incarnation of ``dst`` is held (any thread)."""
+        return dst in self._socks
+
     def send(self, dst: str, datagram: bytes) -> socket.socket | None:
         """Send one datagram to ``dst``; the connected socket it went on, or None when it is
         too big or the kernel refuses it (peer absent or dead, queue full)."""

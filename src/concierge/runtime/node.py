@@ -213,6 +213,13 @@ class Node:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
 
+    def idle_hold(self) -> str:
+        """Why this node must not be stopped as idle now ("" = it may be). An on-demand actor
+        with ``idle_stop_s`` is stopped after that long without a message; a node holding work
+        that outlives its messages (an exec child, an open file handle) says so here. Called
+        on the bridge thread at each heartbeat: must be cheap and never block."""
+        return ""
+
     def start(self) -> None:
         """Create pykka actors, open devices, register fds (raise UnavailableError if absent)."""
 

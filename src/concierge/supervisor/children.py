@@ -1,7 +1,7 @@
 """One supervised child: its spec, state, process handle, pidfd, log ring and statistics.
 
-Spawns a *fresh interpreter* per actor (never fork: zmq contexts and threads do not survive it)
-and knows how to signal it. Decisions about restarts live in :mod:`concierge.supervisor.core`.
+Spawns an actor forked from the fork server (a fresh interpreter when there is none) and
+knows how to signal it. Decisions about restarts live in :mod:`concierge.supervisor.core`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from concierge.config.schema import ActorSection
 from concierge.logs import EXIT_REASON_MARK, split_priority
+from concierge.supervisor.dormancy import IdleClock
 from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.policy import RestartWindow
 from concierge.supervisor.state import State, allowed
@@ -62,6 +63,13 @@ class Child:
     restart_pending: bool = False
     wanted: bool = True
     stderr_buf: bytes = b""
+    #: why the actor is DORMANT (an unmet requirement, "on demand", idle), for status
+    dormant_reason: str = ""
+    idle: IdleClock = field(default_factory=IdleClock)
+    #: times a request started it from DORMANT (often: give it a longer idle_stop_s)
+    wakes: int = 0
+    #: the current stop was decided because the actor was idle: it ends DORMANT, not STOPPED
+    idle_stopping: bool = False
     logs: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LOG_RING))
 
     def set_state(self, target: State) -> None:

@@ -92,7 +92,9 @@ def _unhealthy(result: dict[str, Any]) -> bool:
     """An actor that is not RUNNING and healthy, unless it is waiting for a device or service
     that is absent on this guest (exit 69: retried on parole, not a failure of the agent)."""
     return any(
-        (a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded")) and not a.get("waiting")
+        (a["state"] != "RUNNING" or a["health"] not in ("ok", "degraded"))
+        and not a.get("waiting")
+        and a["state"] != "DORMANT"  # not needed now (on demand, or its channel is absent)
         for a in result["actors"]
     )
 

@@ -166,7 +166,9 @@ class ControlServer:
         bad = [
             {"id": a["id"], "state": a["state"], "health": a["health"], "detail": a["detail"]}
             for a in self.sup.status()["actors"]
-            if (a["state"] != State.RUNNING or a["health"] not in ("ok", "degraded")) and not a["waiting"]
+            if (a["state"] != State.RUNNING or a["health"] not in ("ok", "degraded"))
+            and not a["waiting"]
+            and a["state"] != State.DORMANT  # not needed now: starts on demand or has no channel
         ]
         return {"healthy": not bad, "unhealthy": bad, "frozen": self.sup.frozen()}
 

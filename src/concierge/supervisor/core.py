@@ -10,26 +10,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.devices
 
-from concierge import __version__
 from concierge.clock import Clock, MonotonicClock
 from concierge.config.schema import AgentConfig
-from concierge.errors import ExitCode, ProtocolError
+from concierge.errors import ExitCode
 from concierge.logs import FreezableHandler, RingHandler, TextFormatter, journal_stream, split_priority
-from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
+from concierge.supervisor import dormancy, reloading, report
+from concierge.supervisor.actor_plane import ActorPlane
 from concierge.supervisor.children import Child, make_rng
 from concierge.supervisor.control import ControlServer
+from concierge.supervisor.forkkeeper import ForkServerKeeper
 from concierge.supervisor.forkserver import ForkServer
 from concierge.supervisor.notify import SystemdNotifier
 from concierge.supervisor.policy import ExitClass, RestartWindow, backoff_delay, classify_exit, describe_exit
@@ -55,36 +56,44 @@ class Supervisor:
         forkserver: ForkServer | None = None,
         clock: Clock | None = None,
         config_loader: Any = None,
+        protocols: frozenset[str] | None = None,
+        forkserver_factory: Callable[[], ForkServer] | None = None,
     ) -> None:
         self.config = config
         self.layout = layout
         self.clock = clock or MonotonicClock()
         self.rng = make_rng()
         self.log_handler = log_handler
-        self.forkserver = forkserver
+        self.forks = ForkServerKeeper(forkserver, forkserver_factory, self.clock.monotonic())
         self.config_loader = config_loader
         self.started_at = self.clock.monotonic()
         self.children: dict[str, Child] = {}
-        self._extra_settings = settings
-        self._removed: set[str] = set()
-        self._apply_catalog(config, settings)
+        self.extra_settings = settings
+        #: protocols of the host channels that exist on this guest (requirements "channel:X")
+        self.protocols = (
+            protocols
+            if protocols is not None
+            else frozenset(str(ch.get("protocol")) for ch in settings.get("transport", {}).get("channels", []))
+        )
+        self.removed_ids: set[str] = set()
+        self.apply_catalog(config, settings)
         self.frozen_until = 0.0
         self.exit_code = 0
         self.running = True
         self.notifier = SystemdNotifier()
-        self.ready_sent = False
+        self.readiness = report.Readiness(self.notifier)
         #: our stderr is the journal: children's ``<N>`` priorities are passed on, else stripped
         self.journal = journal_stream()
-        self._status_line = ""
-        self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.control = sockets.router(self.zctx, layout.url(layout.control))
+        # the event proxy thread uses Context.instance(): one context (one I/O thread) for both
+        self.zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self.plane = ActorPlane(self, self.zctx)
         self.ctl = ControlServer(self, self.zctx)
         self.proxy = zmq.devices.ThreadProxy(zmq.XSUB, zmq.XPUB)  # type: ignore[no-untyped-call]
         self.proxy.bind_in(layout.url(layout.events_in))
         self.proxy.bind_out(layout.url(layout.events_out))
         self.proxy.start()
         self.poller = zmq.Poller()
-        self.poller.register(self.control, zmq.POLLIN)
+        self.poller.register(self.plane.sock, zmq.POLLIN)
         self.poller.register(self.ctl.sock, zmq.POLLIN)
         self._sig_r, self._sig_w = socket.socketpair()
         self._sig_r.setblocking(False)
@@ -103,7 +112,7 @@ class Supervisor:
         logging.getLogger().addHandler(ring)
         return ring
 
-    def _apply_catalog(self, config: AgentConfig, settings: dict[str, dict[str, Any]]) -> None:
+    def apply_catalog(self, config: AgentConfig, settings: dict[str, dict[str, Any]]) -> None:
         sup = config.supervisor
         for actor_id, spec in config.actors.items():
             if not spec.enabled:
@@ -121,16 +130,19 @@ class Supervisor:
             return
         child.set_state(State.STARTING)
         child.wanted = True
+        child.idle_stopping = False
+        child.dormant_reason = ""
         child.kill_at = 0.0
         child.term_sent = False
         child.detail = ""
         try:
-            child.spawn(self.layout.root, self.forkserver)
+            child.spawn(self.layout.root, self.forks.get())
         except OSError as err:
             log.error("cannot spawn %s: %s", child.id, err, extra={"event": "supervisor.spawn_failed"})
             self._after_exit(child, ExitCode.SOFTWARE)
             return
         child.started_at = self.clock.monotonic()
+        self.forks.spawned(child.started_at)
         child.last_hb = child.started_at
         child.health = "unknown"
         self._fd_owner[child.pidfd] = ("pid", child)
@@ -139,10 +151,15 @@ class Supervisor:
         self.poller.register(child.stderr_fd, zmq.POLLIN)
         log.info("spawned %s pid %d", child.id, child.pid, extra={"event": "actor.spawned"})
 
+    @property
+    def forkserver(self) -> ForkServer | None:
+        """The current fork server (None while retired, or without one)."""
+        return self.forks.current
+
     def stop_child(self, child: Child, *, wanted: bool = False) -> None:
         """Ask ``child`` to stop (Stop, then SIGTERM, then SIGKILL on timeouts)."""
         child.wanted = wanted
-        if child.state in (State.BACKOFF, State.FATAL, State.EXITED):
+        if child.state in (State.BACKOFF, State.FATAL, State.EXITED, State.DORMANT):
             child.set_state(State.STOPPED)
             return
         if child.pid == 0 or child.state == State.STOPPING:
@@ -183,6 +200,10 @@ class Supervisor:
         child.last_exit_class = str(cls)
         child.health = "unknown"
         log.info("%s exited: %s", child.id, child.last_exit, extra={"event": "actor.exited"})
+        if child.idle_stopping and not self._stopping and not child.restart_pending:
+            self._rest(child, dormancy.IDLE)
+            return
+        child.idle_stopping = False
         if child.state == State.STOPPING or not child.wanted:
             child.running_since = 0.0
             child.set_state(State.STOPPED)
@@ -193,7 +214,7 @@ class Supervisor:
                 return
             child.restart_pending = False
             self.ctl.notify_waiters(child)
-            if child.id in self._removed:
+            if child.id in self.removed_ids:
                 del self.children[child.id]
             return
         if child.running_since and now - child.running_since >= self.config.supervisor.stable_after_s:
@@ -201,6 +222,9 @@ class Supervisor:
         child.running_since = 0.0
         if cls == ExitClass.CONFIG:
             self._give_up(child, "configuration error: not restarted")
+            return
+        if cls == ExitClass.NORMAL and child.spec.activation == "on-demand":
+            self._rest(child, dormancy.IDLE)  # it went idle by itself: the next request wakes it
             return
         if cls == ExitClass.NORMAL and child.spec.restart != "permanent":
             child.set_state(State.EXITED)
@@ -231,6 +255,35 @@ class Supervisor:
         else:
             child.next_start = max(now + delay, self.frozen_until)
 
+    def start_or_rest(self, child: Child) -> None:
+        """Start ``child`` unless this guest does not need it yet (then DORMANT, saying why)."""
+        reason = dormancy.initial_reason(child.spec, self.protocols)
+        if reason:
+            self._rest(child, reason)
+        else:
+            self.start_child(child)
+
+    def _rest(self, child: Child, reason: str) -> None:
+        child.idle_stopping = False
+        child.running_since = 0.0
+        child.dormant_reason = reason
+        child.health = "dormant"
+        child.detail = reason
+        child.set_state(State.DORMANT)
+        log.info("%s is dormant: %s", child.id, reason, extra={"event": "actor.dormant", "reason": reason})
+        self.ctl.notify_waiters(child)
+
+    def _idle_stop(self, child: Child, now: float) -> None:
+        idle_s = round(now - child.idle.active_at, 1)
+        log.info(
+            "%s idle for %s s: stopped until the next request",
+            child.id,
+            idle_s,
+            extra={"event": "actor.idle_stop", "idle_s": idle_s},
+        )
+        self.stop_child(child)
+        child.idle_stopping = True
+
     def _announce_down(self, gone: Child) -> None:
         """Tell the other actors that ``gone`` exited: what they had sent on its lane is lost
         with it, and they answer those requests at once instead of at their deadline."""
@@ -250,40 +303,7 @@ class Supervisor:
 
     def reload(self, config: AgentConfig) -> dict[str, list[str]]:
         """Apply a new configuration: start added actors, stop removed, restart changed ones."""
-        old = self.children
-        self.config = config
-        fresh: dict[str, Child] = {}
-        self.children = fresh
-        self._apply_catalog(config, self._extra_settings)
-        added, changed, removed = [], [], []
-        for actor_id, child in list(fresh.items()):
-            previous = old.get(actor_id)
-            if previous is None:
-                added.append(actor_id)
-                continue
-            if previous.spec != child.spec or previous.settings != child.settings:
-                changed.append(actor_id)
-                previous.spec, previous.settings, previous.window = child.spec, child.settings, child.window
-            fresh[actor_id] = previous
-        for actor_id, previous in old.items():
-            if actor_id not in fresh:
-                removed.append(actor_id)
-                fresh[actor_id] = previous
-                self._removed.add(actor_id)
-                self.stop_child(previous)
-                if previous.pid == 0:
-                    del fresh[actor_id]
-        for actor_id in added:
-            self.start_child(fresh[actor_id])
-        for actor_id in changed:
-            child = fresh[actor_id]
-            if child.pid:
-                child.restart_pending = True
-                self.stop_child(child, wanted=True)
-            else:
-                self.start_child(child)
-        log.info("config reloaded", extra={"event": "agent.reloaded"})
-        return {"added": added, "changed": changed, "removed": removed}
+        return reloading.apply(self, config)
 
     def frozen(self) -> bool:
         """True while the guest's filesystems are frozen (no restarts, no disk writes)."""
@@ -291,74 +311,7 @@ class Supervisor:
 
     # --- control plane ------------------------------------------------------------------------
     def _send(self, actor_id: str, verb: bytes, payload: bytes = b"") -> None:
-        # not connected (yet or any more): the pidfd and timeout paths handle it
-        with contextlib.suppress(zmq.ZMQError):
-            self.control.send_multipart([actor_id.encode(), verb, payload], zmq.NOBLOCK)
-
-    def _drain_control(self) -> None:
-        while True:
-            try:
-                rid, verb, *rest = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            child = self.children.get(rid.decode(errors="replace"))
-            if child is None or child.pid == 0:
-                continue
-            try:
-                payload = envelope.decode_value(rest[0]) if rest and rest[0] else {}
-            except ProtocolError:
-                continue
-            now = self.clock.monotonic()
-            child.last_hb = now
-            if verb == b"hello":
-                if isinstance(payload, dict) and payload.get("pid") != child.pid:
-                    log.warning("hello from a stale process for %s", child.id, extra={"event": "actor.stale_hello"})
-                    continue
-                self._send(child.id, b"welcome", envelope.encode_value(self._welcome(child)))
-            elif verb == b"ready":
-                if child.state == State.STARTING:
-                    child.set_state(State.RUNNING)
-                    child.running_since = now
-                    child.health = "ok"
-                    self.ctl.notify_waiters(child)
-                    if self.frozen():
-                        self._send(child.id, b"frozen", b"1")
-            elif verb == b"hb" and isinstance(payload, dict):
-                child.health = str(payload.get("health", "unknown"))
-                child.detail = str(payload.get("detail", ""))
-                child.counters = dict(payload.get("counters", {}))
-                self._send(child.id, b"ack")
-                if payload.get("stuck") and child.state == State.RUNNING and not self.frozen():
-                    self.kill_child(child, child.detail or "watchdog: unresponsive actor thread")
-            elif verb == b"note" and isinstance(payload, dict):
-                self._on_note(child, payload)
-
-    def _welcome(self, child: Child) -> dict[str, Any]:
-        agent = self.config.agent
-        return {
-            "id": child.id,
-            "entry": child.spec.entry,
-            "settings": child.settings,
-            "agent": {"state_dir": agent.state_dir or str(self.layout.state), "input_sink": agent.input_sink},
-            "heartbeat_interval_s": agent.heartbeat_interval_s,
-            "actor_unresponsive_s": agent.actor_unresponsive_s,
-            "lane_spin_us": agent.lane_spin_us,
-            "log_format": agent.log_format,
-            "log_level": agent.log_level,
-        }
-
-    def _on_note(self, child: Child, note: dict[str, Any]) -> None:
-        if note.get("type") == "freeze.state":
-            body = note.get("body") or {}
-            frozen = bool(body.get("frozen"))
-            deadline = float(body.get("deadline_s", 600.0))
-            self.frozen_until = self.clock.monotonic() + deadline if frozen else 0.0
-            log.info("filesystems %s", "frozen" if frozen else "thawed", extra={"event": "agent.freeze_state"})
-            if self.log_handler is not None:
-                self.log_handler.set_frozen(frozen)
-            for other in self.children.values():
-                if other.pid:
-                    self._send(other.id, b"frozen", b"1" if frozen else b"0")
+        self.plane.send(actor_id, verb, payload)
 
     # --- loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -367,12 +320,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda *_: None)
         for child in self.children.values():
-            self.start_child(child)
+            self.start_or_rest(child)
         self._last_tick = self.clock.monotonic()
         while self.running:
             for item, _ in self.poller.poll(self._timeout_ms()):
-                if item is self.control:
-                    self._drain_control()
+                if item is self.plane.sock:
+                    self.plane.drain()
                 elif item is self.ctl.sock:
                     self.ctl.drain()
                 elif item == self._sig_r.fileno():
@@ -416,19 +369,25 @@ class Supervisor:
             elif child.state == State.RUNNING and now - child.last_hb > hb_timeout:
                 child.last_hb = now
                 self.kill_child(child, "watchdog: no heartbeat")
+            elif (
+                child.state == State.RUNNING
+                and child.idle.due(child.spec, now)
+                and not self.frozen()  # a frozen lifecycle holds the freeze lease: never idle
+                and not self._stopping
+            ):
+                self._idle_stop(child, now)
             elif child.state == State.STOPPING and child.kill_at and now > child.kill_at:
                 child.signal(signal.SIGKILL if child.term_sent else signal.SIGTERM)
                 child.term_sent = True
                 child.kill_at = now + 2.0
-        self._systemd(now)
+        self.readiness.tick(self, now)
+        self.forks.retire_if_idle(now, starting=any(c.state == State.STARTING for c in self.children.values()))
         if self._stopping and all(c.pid == 0 for c in self.children.values()):
             self.running = False
         elif self._stopping:
             self._stop_next()
 
     _stopping = False
-    _all_running_logged = False
-    _last_watchdog = 0.0
     _last_tick = math.inf
 
     def _forgive_stall(self, now: float, gap: float) -> None:
@@ -485,52 +444,6 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 self.ctl.reload()
 
-    def _systemd(self, now: float) -> None:
-        if not self.ready_sent and all(c.state == State.RUNNING for c in self.children.values() if c.spec.essential):
-            self.ready_sent = True
-            self._status_line = self.status_line()
-            self.notifier.notify("READY=1", f"STATUS={self._status_line}")
-            log.info("agent ready", extra={"event": "agent.ready"})
-        if not self._all_running_logged and all(c.state == State.RUNNING for c in self.children.values()):
-            self._all_running_logged = True
-            elapsed_ms = round((now - self.started_at) * 1000, 1)
-            since_exec_ms = round(_since_exec_s() * 1000)
-            log.info(
-                "all actors running after %s ms (%s ms since the process started)",
-                elapsed_ms,
-                since_exec_ms,
-                extra={"event": "agent.all_running", "elapsed_ms": elapsed_ms, "since_exec_ms": since_exec_ms},
-            )
-        self._update_status_line()
-        interval = self.notifier.watchdog_interval_s()
-        if interval and now - self._last_watchdog >= interval:
-            self._last_watchdog = now
-            self.notifier.notify("WATCHDOG=1")
-
-    def status_line(self) -> str:
-        """What ``systemctl status`` shows: ``3 channels, 6/7 actors running, 1 waiting, frozen``."""
-        states = [c.state for c in self.children.values()]
-        running = sum(1 for state in states if state == State.RUNNING)
-        waiting = sum(
-            1 for c in self.children.values() if c.state == State.BACKOFF and c.last_exit_class == "unavailable"
-        )
-        fatal = sum(1 for state in states if state == State.FATAL)
-        parts = []
-        channels = self._extra_settings.get("transport", {}).get("channels")
-        if channels is not None:
-            parts.append(f"{len(channels)} channel{'s' if len(channels) != 1 else ''}")
-        parts.append(f"{running}/{len(states)} actors running")
-        parts += [f"{waiting} waiting"] * bool(waiting) + [f"{fatal} FATAL"] * bool(fatal)
-        parts += ["frozen"] * self.frozen() + ["stopping"] * self._stopping
-        return ", ".join(parts)
-
-    def _update_status_line(self) -> None:
-        """Send ``STATUS=`` to systemd when the summary changed (one datagram per change)."""
-        line = self.status_line()
-        if line != self._status_line and self.ready_sent:
-            self._status_line = line
-            self.notifier.notify(f"STATUS={line}")
-
     def _emit(self, line: str) -> None:
         """Re-emit a child's log line on our stderr (journald), buffered while frozen; its
         ``<N>`` priority is kept for the journal only."""
@@ -544,41 +457,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         """Cached state of every actor (never asks an actor anything)."""
-        now = self.clock.monotonic()
-        actors = []
-        for child in self.children.values():
-            actors.append(
-                {
-                    "id": child.id,
-                    "state": str(child.state),
-                    "pid": child.pid or None,
-                    "restarts": child.restarts,
-                    "restarts_recent": child.window.recent(now),
-                    "uptime_s": round(now - child.running_since, 3)
-                    if child.running_since and child.state == State.RUNNING
-                    else 0.0,
-                    "last_exit": child.last_exit,
-                    "health": child.health,
-                    "detail": child.detail,
-                    "heartbeat_age_s": round(now - child.last_hb, 3) if child.pid else None,
-                    "essential": child.spec.essential,
-                    "waiting": child.state == State.BACKOFF and child.last_exit_class == "unavailable",
-                    "reason": child.why(),
-                    "counters": child.counters,
-                }
-            )
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(now - self.started_at, 3),
-            "frozen": self.frozen(),
-            "runtime_dir": str(self.layout.root),
-            "restart_window": {
-                "intensity": self.config.supervisor.intensity,
-                "period_s": self.config.supervisor.period_s,
-            },
-            "actors": actors,
-        }
+        return report.status_of(self)
 
     def close(self) -> None:
         """Close sockets; the event proxy thread dies with the process."""
@@ -586,24 +465,10 @@ class Supervisor:
         logging.getLogger().removeHandler(self.own_log)
         signal.set_wakeup_fd(-1)
         self.ctl.close()
-        self.control.close(0)
-        if self.forkserver is not None:
-            self.forkserver.close()
+        self.plane.close()
+        self.forks.close()
         self._sig_r.close()
         self._sig_w.close()
         time.sleep(0)
         for path in (self.layout.control, self.layout.ctl, self.layout.events_in, self.layout.events_out):
             Path(path).unlink(missing_ok=True)
-
-
-def _since_exec_s() -> float:
-    """Seconds since this process was created (interpreter start and imports included), from
-    its start time in clock ticks since boot; 0 when /proc cannot tell."""
-    try:
-        with open("/proc/self/stat") as stat:
-            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as uptime:
-            up_s = float(uptime.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(0.0, up_s - start_ticks / os.sysconf("SC_CLK_TCK"))

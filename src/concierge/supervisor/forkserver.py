@@ -201,6 +201,9 @@ def _serve(sock: socket.socket, supervisor_pid: int, keep_fds: tuple[int, ...], 
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != supervisor_pid:
         return
+    # a fork server re-forked from the running supervisor inherits its signal wake-up fd: an
+    # actor would write a byte into whatever file reuses that fd number on each signal
+    signal.set_wakeup_fd(-1)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     keep = {sock.fileno(), 0, 1, 2, *keep_fds}

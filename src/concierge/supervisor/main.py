@@ -79,9 +79,17 @@ def resolve_channels(args: argparse.Namespace, config: AgentConfig, layout: Runt
     return spec.default_channels(layout.root)
 
 
+def present_protocols(channels: list[dict[str, str]], defaulted: bool) -> frozenset[str]:
+    """Protocols whose host channel really exists here. Channels named on the command line or
+    in the config count; of the built-in default layout only the virtio ports found do (its
+    fallback unix sockets exist for local tools and tests, not because a host is there)."""
+    return frozenset(ch["protocol"] for ch in channels if not defaulted or ch["method"] != "unix-listen")
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the supervisor in the foreground."""
     from concierge.supervisor.core import Supervisor  # noqa: PLC0415 - keeps `concierge status` lean
+    from concierge.supervisor.dormancy import unmet_requirement  # noqa: PLC0415
     from concierge.supervisor.forkserver import ForkServer, preload  # noqa: PLC0415
 
     def loader() -> AgentConfig:
@@ -113,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
     clean_stale(layout)
     layout.ensure_dirs()
     settings: dict[str, dict[str, Any]] = {}
+    protocols: frozenset[str] = frozenset()
     try:
         if "transport" in config.actors and config.actors["transport"].enabled:
             channels = resolve_channels(args, config, layout)
             settings["transport"] = {"channels": channels}
+            protocols = present_protocols(channels, defaulted=not args.channel and not config.channels)
             for channel in channels:
                 log.info(
                     "channel %s: %s %s",
@@ -137,9 +147,23 @@ def run(args: argparse.Namespace) -> int:
     os.environ["CONCIERGE_LOG_FORMAT"] = agent.log_format
     forkserver = None
     if os.environ.get("CONCIERGE_FORKSERVER", "1") != "0":
-        preload(tuple(spec.entry for spec in config.actors.values() if spec.enabled and not spec.user))
+        # not the actors this guest cannot use (their channel is absent): an operator's
+        # `concierge start` still works, importing after the fork; on-demand ones per config
+        needed = [s for s in config.actors.values() if s.enabled and not s.user and not unmet_requirement(s, protocols)]
+        if config.supervisor.preload == "started":  # on-demand actors import after their fork
+            needed = [s for s in needed if s.activation == "always"]
+        preload(tuple(spec.entry for spec in needed))
         forkserver = ForkServer(keep_fds=(2,))
-    supervisor = Supervisor(config, layout, settings, log_handler=handler, config_loader=loader, forkserver=forkserver)
+    supervisor = Supervisor(
+        config,
+        layout,
+        settings,
+        log_handler=handler,
+        config_loader=loader,
+        forkserver=forkserver,
+        protocols=protocols,
+        forkserver_factory=None if forkserver is None else lambda: ForkServer(keep_fds=(2,)),
+    )
     log.info("concierge starting on %s", layout.root, extra={"event": "agent.starting"})
     try:
         return supervisor.run()

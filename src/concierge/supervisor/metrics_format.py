@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL")
+STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "DORMANT")
 QUANTILES = (("p50_s", "0.5"), ("p90_s", "0.9"), ("p99_s", "0.99"))
 
 _HELP: dict[str, tuple[str, str]] = {

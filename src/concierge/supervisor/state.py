@@ -18,16 +18,25 @@ class State(enum.StrEnum):
     STOPPING = "STOPPING"
     EXITED = "EXITED"
     FATAL = "FATAL"
+    #: not running because the guest does not need it now: its channel, device or peer is
+    #: absent, or it is on-demand and idle. A request for it starts it (unless a requirement
+    #: is unmet); ``concierge start`` starts it too
+    DORMANT = "DORMANT"
 
 
 #: RUNNING/STARTING -> STOPPED: an actor that exits by itself once it is no longer wanted, before
 #: it was asked to stop (the agent is shutting down and systemd signalled the whole cgroup)
+#: RUNNING/STARTING -> DORMANT: an on-demand actor that exited cleanly by itself;
+#: STOPPING -> DORMANT: an on-demand actor stopped because it was idle
 ALLOWED: dict[State, frozenset[State]] = {
-    State.STOPPED: frozenset({State.STARTING}),
-    State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.FATAL, State.EXITED, State.STOPPED}),
-    State.RUNNING: frozenset({State.BACKOFF, State.STOPPING, State.EXITED, State.FATAL, State.STOPPED}),
-    State.BACKOFF: frozenset({State.STARTING, State.FATAL, State.STOPPED}),
-    State.STOPPING: frozenset({State.STOPPED}),
+    State.STOPPED: frozenset({State.STARTING, State.DORMANT}),
+    State.STARTING: frozenset(
+        {State.RUNNING, State.BACKOFF, State.STOPPING, State.FATAL, State.EXITED, State.STOPPED, State.DORMANT}
+    ),
+    State.RUNNING: frozenset({State.BACKOFF, State.STOPPING, State.EXITED, State.FATAL, State.STOPPED, State.DORMANT}),
+    State.BACKOFF: frozenset({State.STARTING, State.FATAL, State.STOPPED, State.DORMANT}),
+    State.STOPPING: frozenset({State.STOPPED, State.DORMANT}),
+    State.DORMANT: frozenset({State.STARTING, State.STOPPED, State.BACKOFF}),
     State.EXITED: frozenset({State.STARTING, State.STOPPED}),
     State.FATAL: frozenset({State.STARTING, State.STOPPED}),
 }

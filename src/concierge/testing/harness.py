@@ -23,7 +23,13 @@ BUILTIN_IDS = tuple(tomllib.loads(defaults_text())["actors"])
 
 
 def catalog(actors: dict[str, dict[str, Any]], *, extra: str = "") -> str:
-    """TOML for a config running exactly ``actors`` (id -> table of ActorSection keys)."""
+    """TOML for a config running exactly ``actors`` (id -> table of ActorSection keys).
+
+    Each listed actor runs from the agent's start unless its table says otherwise: a built-in
+    id would otherwise inherit the shipped ``activation``/``requires`` (on demand, or no
+    channel) and a test would not run what it describes."""
+    neutral = {"activation": "always", "idle_stop_s": 0.0, "requires": []}
+    actors = {actor_id: {**neutral, **table} for actor_id, table in actors.items()}
     lines = []
     for actor_id in BUILTIN_IDS:
         if actor_id not in actors:
@@ -60,7 +66,8 @@ class AgentHarness:
         self.log_path = root / "agent.log"
 
     def start(self, *, wait: bool = True, timeout_s: float = 20.0) -> None:
-        """Run the supervisor; with ``wait``, until every enabled actor is RUNNING."""
+        """Run the supervisor; with ``wait``, until every enabled actor is RUNNING (or DORMANT:
+        not needed on this guest until a request for it)."""
         cmd = [
             sys.executable,
             "-m",
@@ -77,7 +84,9 @@ class AgentHarness:
         if wait:
             try:
                 self.wait_for(
-                    lambda s: all(a["state"] == "RUNNING" for a in s["actors"]), timeout_s, "all actors RUNNING"
+                    lambda s: all(a["state"] in ("RUNNING", "DORMANT") for a in s["actors"]),
+                    timeout_s,
+                    "all actors RUNNING or DORMANT",
                 )
             except BaseException:
                 self.stop()  # never leave an agent behind when a test's set-up fails

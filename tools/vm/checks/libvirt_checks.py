@@ -21,14 +21,34 @@ Observed = tuple[Any, str]
 VOLATILE = re.compile(r"^(fs\.\d+\.(used-bytes|total-bytes)|users\.\d+\.login-time|load\..*)$")
 # Commands libvirt sends to a guest agent (qemu_agent.c); both agents must enable them all.
 LIBVIRT_USES = {
-    "guest-ping", "guest-info", "guest-sync", "guest-shutdown", "guest-fsfreeze-freeze",
-    "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw", "guest-fsfreeze-status", "guest-get-time",
-    "guest-set-time", "guest-get-vcpus", "guest-set-vcpus", "guest-get-fsinfo",
-    "guest-network-get-interfaces", "guest-set-user-password", "guest-get-users",
-    "guest-get-osinfo", "guest-get-timezone", "guest-get-host-name", "guest-get-disks",
-    "guest-ssh-get-authorized-keys", "guest-ssh-add-authorized-keys",
-    "guest-ssh-remove-authorized-keys", "guest-exec", "guest-exec-status", "guest-suspend-disk",
-    "guest-suspend-ram", "guest-suspend-hybrid",
+    "guest-ping",
+    "guest-info",
+    "guest-sync",
+    "guest-shutdown",
+    "guest-fsfreeze-freeze",
+    "guest-fsfreeze-freeze-list",
+    "guest-fsfreeze-thaw",
+    "guest-fsfreeze-status",
+    "guest-get-time",
+    "guest-set-time",
+    "guest-get-vcpus",
+    "guest-set-vcpus",
+    "guest-get-fsinfo",
+    "guest-network-get-interfaces",
+    "guest-set-user-password",
+    "guest-get-users",
+    "guest-get-osinfo",
+    "guest-get-timezone",
+    "guest-get-host-name",
+    "guest-get-disks",
+    "guest-ssh-get-authorized-keys",
+    "guest-ssh-add-authorized-keys",
+    "guest-ssh-remove-authorized-keys",
+    "guest-exec",
+    "guest-exec-status",
+    "guest-suspend-disk",
+    "guest-suspend-ram",
+    "guest-suspend-hybrid",
 }
 
 
@@ -85,6 +105,7 @@ def freeze_thaw(g: LibvirtGuest) -> Observed:
 
 def domtime(g: LibvirtGuest) -> Observed:
     """Get (within 30 s of the host: TCG guests drift), then --sync, then get again (within 5 s)."""
+
     def guest_time() -> int:
         text = _ok(virsh("domtime", g.name, timeout=60), "domtime")
         return int(re.search(r"(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -92,8 +113,10 @@ def domtime(g: LibvirtGuest) -> Observed:
     before = guest_time() - int(time.time())
     _ok(virsh("domtime", g.name, "--sync", timeout=60), "domtime --sync")
     after = guest_time() - int(time.time())
-    return {"get within 30 s": abs(before) <= 30, "synced within 5 s": abs(after) <= 5}, \
-        f"offset {before} s -> {after} s"
+    return {
+        "get within 30 s": abs(before) <= 30,
+        "synced within 5 s": abs(after) <= 5,
+    }, f"offset {before} s -> {after} s"
 
 
 def set_user_password(g: LibvirtGuest) -> Observed:
@@ -113,8 +136,9 @@ def guestvcpus(g: LibvirtGuest) -> Observed:
 
 def _restart_agent_unit(g: LibvirtGuest, unit: str) -> None:
     """Through systemd-run, so the restart does not die with the agent that ran it."""
-    code, _, err = g.guest_run(["systemd-run", "--quiet", "--no-block", "--unit=e2e-restart-agent",
-                                "systemctl", "restart", unit])
+    code, _, err = g.guest_run(
+        ["systemd-run", "--quiet", "--no-block", "--unit=e2e-restart-agent", "systemctl", "restart", unit]
+    )
     if code != 0:
         raise RuntimeError(f"systemd-run restart {unit}: {err.strip()}")
 
@@ -131,8 +155,9 @@ def lifecycle_restart(g: LibvirtGuest) -> Observed:
 
 KILL_TRANSPORT = (
     "pid=$(PYTHONPATH=/opt/concierge/src:/usr/lib/concierge/vendor python3 -m concierge --json status"
-    " | python3 -c 'import json,sys; print(next(a[\"pid\"] for a in json.load(sys.stdin)[\"actors\"]"
-    " if a[\"id\"] == \"transport\"))'); kill -9 $pid")
+    ' | python3 -c \'import json,sys; print(next(a["pid"] for a in json.load(sys.stdin)["actors"]'
+    ' if a["id"] == "transport"))\'); kill -9 $pid'
+)
 
 
 def lifecycle_kill9(g: LibvirtGuest) -> Observed:
@@ -144,8 +169,9 @@ def lifecycle_kill9(g: LibvirtGuest) -> Observed:
     assert g.events is not None
     mark = len(g.events.lines)
     script = "kill -9 $(pidof qemu-ga)" if g.agent == "stock" else KILL_TRANSPORT
-    g.guest_run(["systemd-run", "--quiet", "--no-block", "--unit=e2e-kill-agent", "/bin/sh", "-c",
-                 f"sleep 0.5; {script}"])
+    g.guest_run(
+        ["systemd-run", "--quiet", "--no-block", "--unit=e2e-kill-agent", "/bin/sh", "-c", f"sleep 0.5; {script}"]
+    )
     try:
         seen = g.events.wait_for(["disconnected", "connected"], mark, timeout=120)
     except TimeoutError:

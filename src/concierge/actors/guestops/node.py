@@ -100,6 +100,14 @@ class GuestOpsNode(ServiceNode):
         del msg
         self.execs.set_frozen(False)
 
+    def idle_hold(self) -> str:
+        """Exec children whose status the host has not collected and open file handles live in
+        this process only: stopping it as idle would kill or lose them."""
+        execs, files = self.execs.running(), len(self.files)
+        if execs:
+            return f"{execs} exec children not collected"
+        return f"{files} open files" if files else ""
+
     def on_stop(self) -> None:
         """Kill unfinished exec children (recorded, never silently orphaned) and close files."""
         self.execs.close()

@@ -140,6 +140,15 @@ class LifecycleNode(ServiceNode):
         body = {"cause": cause, "seconds": seconds, "action": action}
         self.ctx.publish(m.EVT_CLOCK_STEPPED, body)
 
+    def idle_hold(self) -> str:
+        """A freeze (or one in progress) lives in this process: its lease and the host's thaw
+        need it running. The supervisor also never idle-stops anything while it knows of a
+        freeze; this covers the moments before its note arrives. The clock watch (when
+        ``clock_watch_s`` > 0) is a background duty: it keeps the actor up once started."""
+        if self.quiescer.active():
+            return "filesystems frozen"
+        return "clock watch" if self.clock_watch is not None else ""
+
     def on_stop(self) -> None:
         """Never leave the guest frozen behind a stopping actor."""
         if self.clock_watch is not None:
