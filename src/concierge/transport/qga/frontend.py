@@ -190,6 +190,16 @@ class QgaFrontEnd:
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, request: Any) -> None:
+        """Handle one parsed request; a bug costs that request an error reply, never the
+        connection with the replies still pending on it."""
+        try:
+            self._handle(request)
+        except Exception as err:  # loop boundary: host bytes must not reach the bridge loop
+            log.exception("QGA request failed", extra={"event": "qga.request_bug"})
+            self.ctx.count("qga.request_bugs")
+            self._send_now_or_queued(error_line("GenericError", f"internal error: {type(err).__name__}", None, False))
+
+    def _handle(self, request: Any) -> None:
         if type(request) is not dict:
             self._send_now_or_queued(error_line("GenericError", "QMP input must be a JSON object", None, False))
             return
