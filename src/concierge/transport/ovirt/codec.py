@@ -24,6 +24,7 @@ MAX_DEPTH = 32
 class TooDeepError(ValueError):
     """A value nests deeper than :data:`MAX_DEPTH`."""
 
+
 # C0 controls except TAB/LF/CR, DEL..0x84, 0x86..0x9F, surrogates, U+FFFE/U+FFFF (XML 1.1).
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 
