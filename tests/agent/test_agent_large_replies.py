@@ -132,7 +132,6 @@ def test_pipelined_large_reads_arrive_in_order(setup: Setup) -> None:
     for i in range(4):
         reply = json.loads(setup.ours.read_line())
         assert reply["id"] == i
-        import base64
 
         got += base64.b64decode(reply["return"]["buf-b64"])
     assert setup.ours.read_line() == b'{"return": {}, "id": "end"}\n'

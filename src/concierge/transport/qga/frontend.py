@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from concierge.errors import ErrorCode
-from concierge.runtime.node import NodeContext, Reply, TimerHandle
+from concierge.runtime.node import NodeContext, Reply
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
 from concierge.transport.qga.bigreply import is_large, reply_pieces
@@ -312,15 +312,12 @@ class QgaFrontEnd:
             return
         slot = replies.reserve(heavy=name in HEAVY_COMMANDS)
         epoch = replies.epoch
-        guards: list[TimerHandle] = []
         started = 0.0
 
         def on_reply(reply: Reply) -> None:
             if epoch != replies.epoch or slot.done:
                 self.ctx.count("qga.stale_replies")
                 return
-            for guard in guards:
-                guard.cancel()
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
             rendered = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
             replies.complete(slot, rendered)
@@ -332,7 +329,7 @@ class QgaFrontEnd:
         def send() -> None:
             nonlocal started
             started = self.ctx.clock.monotonic()
-            guards.append(self.ctx.call_later(route.timeout_s, on_deadline))
+            replies.set_deadline(slot, route.timeout_s, on_deadline)
             self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
 
         self.ctx.count(f"qga.{name}")
