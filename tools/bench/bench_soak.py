@@ -9,8 +9,8 @@ total PSS (smaps_rollup), threads and open fds. Growth is reported from the end 
 (the first ``--warmup`` of the requests) to the end, so one-time costs (imports, caches, the
 first fsinfo) are not counted as a leak.
 
-Ours: ``concierge run`` with the transport, monitor and guestops actors (the real ones, in
-their own processes). Stock: qemu-ga 7.2 on a unix socket.
+Ours: ``concierge run`` with the transport, lifecycle, monitor and guestops actors (the real
+ones, in their own processes; lifecycle only freezes a scratch directory, never). Stock: qemu-ga 7.2 on a unix socket.
 
 Usage (root, qemu-guest-agent installed):
   .venv/bin/python tools/bench/bench_soak.py --requests 100000
@@ -149,6 +149,10 @@ def our_agent(tmp: Path) -> Iterator[tuple[Path, Callable[[], list[int]]]]:
     sock = tmp / "ours.sock"
     actors = {
         "transport": {"entry": "concierge.actors.hostlink.node:HostLinkNode", "essential": True},
+        "lifecycle": {  # every QGA connection asks it for the freeze state
+            "entry": "concierge.actors.lifecycle.node:LifecycleNode",
+            "settings": {"state_dir": str(tmp / "lifecycle"), "fsfreeze_hook": "", "only_mountpoints": [str(tmp)]},
+        },
         "monitor": {"entry": "concierge.actors.monitor.node:MonitorNode"},
         "guestops": {
             "entry": "concierge.actors.guestops.node:GuestOpsNode",

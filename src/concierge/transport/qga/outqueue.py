@@ -19,6 +19,7 @@ Bridge thread only.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Protocol, runtime_checkable
@@ -85,6 +86,7 @@ class ReplyQueue:
         self._heavy_busy = False
         self._waiting.clear()
         self._deadlines.clear()
+        self._disarm()
         return dropped
 
     def send_now_or_queued(self, line: bytes) -> None:
@@ -123,10 +125,24 @@ class ReplyQueue:
             self._arm(at)
 
     def _arm(self, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()  # holds only a bound method until it would have fired
+        self._disarm()
         self._timer_at = at
-        self._timer = self.ctx.call_later(max(0.0, at - self.ctx.clock.monotonic()), self._sweep)
+        # a cancelled timer stays in the bridge's heap until it would have fired: it must not
+        # keep a closed connection's queue, front-end and link alive until then
+        sweep = weakref.WeakMethod(self._sweep)
+
+        def fire() -> None:
+            method = sweep()
+            if method is not None:
+                method()
+
+        self._timer = self.ctx.call_later(max(0.0, at - self.ctx.clock.monotonic()), fire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
 
     def _sweep(self) -> None:
         self._timer = None
