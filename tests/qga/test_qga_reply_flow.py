@@ -3,13 +3,16 @@ connection, deadlines without a timer per request (real unix socket, fake capabi
 
 from __future__ import annotations
 
+import gc
 import json
+import time
 
 import pytest
 
 from concierge.testing.qga_inproc import Agent
 from concierge.testing.qga_peer import RawClient
 from concierge.transport.qga.bigreply import STREAM_THRESHOLD, is_large, reply_pieces
+from concierge.transport.qga.frontend import QgaFrontEnd
 from concierge.transport.qga.replies import return_line
 
 
@@ -58,3 +61,15 @@ def test_routed_requests_leave_no_timers_behind(agent: Agent) -> None:
             client.read_lines(100)
     # one deadline timer per connection (re-armed), not one per request kept until its timeout
     assert len(agent.ctx._timers) < 10
+
+
+def test_closed_connections_are_not_kept_alive(agent: Agent) -> None:
+    for _ in range(50):
+        with RawClient(agent.socket_path) as client:
+            client.send(b'{"execute":"guest-get-time"}')
+            client.read_line()
+    time.sleep(0.3)  # the transport notices the closes
+    gc.collect()
+    alive = sum(1 for obj in gc.get_objects() if isinstance(obj, QgaFrontEnd))
+    # none of the 50 closed connections' front-ends (and their queues and links) is left
+    assert alive <= 1

@@ -330,7 +330,11 @@ class QgaFrontEnd:
             nonlocal started
             started = self.ctx.clock.monotonic()
             replies.set_deadline(slot, route.timeout_s, on_deadline)
-            self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
+            try:
+                self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
+            except Exception as err:  # loop boundary: the slot must be answered, or it blocks the rest
+                log.exception("cannot send %s", name, extra={"event": "qga.route_bug"})
+                on_reply(Reply(ok=False, code=ErrorCode.INTERNAL, message=f"internal error: {type(err).__name__}"))
 
         self.ctx.count(f"qga.{name}")
         replies.start(slot, send)
