@@ -15,7 +15,9 @@ ones, in their own processes; lifecycle only freezes a scratch directory, never)
 Usage (root, qemu-guest-agent installed):
   .venv/bin/python tools/bench/bench_soak.py --requests 100000
   nice -n 10 .venv/bin/python tools/bench/bench_soak.py --requests 1000000
-Prints markdown: a summary table and one time series per agent and phase.
+Prints markdown: a summary table and one time series per agent and phase. Each sample is also
+written to stderr as it is taken, and the tables so far after every phase, so a long run that
+has to be stopped (SIGTERM or Ctrl-C: the agents are stopped cleanly) still leaves its figures.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -136,7 +139,14 @@ def soak(phase: Phase, sock: Path, pids: Callable[[], list[int]], data: Path, *,
                 client = RawClient(sock, timeout_s=60)
             phase.errors += run_cycle(client, requests)
             if n % every == 0 or n == cycles:
-                phase.samples.append(look(pids(), n * CYCLE, started))
+                last = look(pids(), n * CYCLE, started)
+                phase.samples.append(last)
+                print(
+                    f"{phase.agent}, {phase.pattern}: {last.requests:,} requests, {last.elapsed_s:.0f} s, "
+                    f"PSS {last.pss_mb:.2f} MB, {last.threads} threads, {last.fds} fds",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         client.close()
     phase.seconds = time.monotonic() - started
@@ -190,6 +200,7 @@ def growth(phase: Phase, warmup: float) -> tuple[Sample, Sample]:
 
 def report(phases: list[Phase], warmup: float, total: int) -> str:
     """Markdown: summary, then each phase's series."""
+    phases = [phase for phase in phases if len(phase.samples) > 1]
     lines = [
         f"{total:,} requests per phase ({CYCLE} per cycle: ping, info, osinfo, fsinfo, file "
         f"open/read/write/close); growth measured after the first {warmup:.0%} (warm-up).",
@@ -200,7 +211,7 @@ def report(phases: list[Phase], warmup: float, total: int) -> str:
     ]
     for phase in phases:
         start, end = growth(phase, warmup)
-        rate = end.requests / phase.seconds if phase.seconds else 0.0
+        rate = end.requests / end.elapsed_s if end.elapsed_s else 0.0
         lines.append(
             f"| {phase.agent} | {phase.pattern} | {rate:,.0f} | {phase.errors} | {start.pss_mb:.1f} | "
             f"{end.pss_mb:.1f} | {end.pss_mb - start.pss_mb:+.2f} | {start.threads} -> {end.threads} "
@@ -223,6 +234,7 @@ def main() -> int:
     parser.add_argument("--agents", default="ours,stock", help="comma list: ours, stock")
     parser.add_argument("--patterns", default="one,reconnecting", help="comma list: one, reconnecting")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the agents
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp_name:
         tmp = Path(tmp_name)
@@ -233,10 +245,15 @@ def main() -> int:
             for pattern in args.patterns.split(","):
                 label = "one connection" if pattern == "one" else "reconnecting"
                 phase = Phase("Concierge" if agent_name == "ours" else "qemu-ga", label)
-                with agents[agent_name]() as (sock, pids):  # a fresh agent per phase
-                    soak(phase, sock, pids, data, total=args.requests, samples=args.samples)
                 phases.append(phase)
+                try:
+                    with agents[agent_name]() as (sock, pids):  # a fresh agent per phase
+                        soak(phase, sock, pids, data, total=args.requests, samples=args.samples)
+                except BaseException:
+                    print(report(phases, args.warmup, args.requests), file=sys.stderr, flush=True)
+                    raise
                 print(f"done: {phase.agent}, {phase.pattern}, {phase.seconds:.0f} s", file=sys.stderr, flush=True)
+                print(report(phases, args.warmup, args.requests), file=sys.stderr, flush=True)
     print(report(phases, args.warmup, args.requests))
     return 0
 
