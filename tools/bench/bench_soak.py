@@ -53,6 +53,8 @@ class Sample:
     pss_mb: float
     threads: int
     fds: int
+    #: PSS MB per process ("comm pid"), for finding which process grows
+    by_process: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,15 +82,24 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def comm(pid: int) -> str:
+    """``cc-transport 1234``: the process name (actors are called cc-<id>) and its pid."""
+    try:
+        return f"{Path(f'/proc/{pid}/comm').read_text().strip()} {pid}"
+    except OSError:
+        return f"? {pid}"
+
+
 def look(pids: list[int], requests: int, started: float) -> Sample:
     """Sum PSS, threads and fds over ``pids``."""
-    stats = [sample(pid) for pid in pids]
+    stats = {pid: sample(pid) for pid in pids}
     return Sample(
         requests=requests,
         elapsed_s=time.monotonic() - started,
-        pss_mb=sum(s.get("pss_bytes", 0) for s in stats) / 1e6,
-        threads=sum(s.get("threads", 0) for s in stats),
-        fds=sum(s.get("fds", 0) for s in stats),
+        pss_mb=sum(s.get("pss_bytes", 0) for s in stats.values()) / 1e6,
+        threads=sum(s.get("threads", 0) for s in stats.values()),
+        fds=sum(s.get("fds", 0) for s in stats.values()),
+        by_process={comm(pid): s.get("pss_bytes", 0) / 1e6 for pid, s in stats.items()},
     )
 
 
@@ -218,6 +229,18 @@ def report(phases: list[Phase], warmup: float, total: int) -> str:
             f"| {start.fds} -> {end.fds} |"
         )
     for phase in phases:
+        start, end = growth(phase, warmup)
+        lines += [
+            "",
+            f"{phase.agent}, {phase.pattern}, per process:",
+            "",
+            "| process | PSS after warm-up MB | at end MB |",
+        ]
+        lines.append("|---|---|---|")
+        lines += [
+            f"| {name} | {start.by_process.get(name, 0.0):.2f} | {mb:.2f} |"
+            for name, mb in sorted(end.by_process.items())
+        ]
         lines += ["", f"{phase.agent}, {phase.pattern}:", "", "| requests | s | PSS MB | threads | fds |"]
         lines.append("|---|---|---|---|---|")
         lines += [
