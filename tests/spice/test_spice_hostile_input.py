@@ -5,33 +5,14 @@ Driven over a real unix socket pair and a pty, as the other front-end tests.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from spice_testkit import RecordingContext, wait_for
+from spice_testkit import Pair, RecordingContext, wait_for
 
-from concierge.testing.spice_host import LinkNode, SpiceHost, pty_channel, unix_channel
 from concierge.transport.spice.wire import MsgType, frame
-
-Pair = tuple[SpiceHost, RecordingContext]
-
-
-@pytest.fixture(params=["unix", "pty"])
-def spice_pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
-    host_fd, guest_fd = unix_channel() if request.param == "unix" else pty_channel()
-    ctx = RecordingContext("transport", {"fd": guest_fd, "name": "spice"})
-    ctx.blobs_seen = []
-    ctx.run_node(LinkNode)
-    host = SpiceHost(host_fd)
-    try:
-        yield host, ctx
-    finally:
-        ctx.close()
-        os.close(host_fd)
 
 
 def _casts(ctx: RecordingContext, type_: str) -> list[Any]:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from concierge.supervisor.procstat import sample
+from concierge.supervisor.procstat import process_tree, sample
 from concierge.testing.harness import AgentHarness, catalog
 from concierge.testing.qga_peer import QemuGa, RawClient, wait_for_socket
 
@@ -66,20 +66,6 @@ class Phase:
     samples: list[Sample] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as fh:
-                todo += [int(x) for x in fh.read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def comm(pid: int) -> str:
@@ -188,7 +174,7 @@ def our_agent(tmp: Path) -> Iterator[tuple[Path, Callable[[], list[int]]]]:
         wait_for_socket(sock)
         proc = agent.proc
         assert proc is not None
-        yield sock, lambda: tree(proc.pid)
+        yield sock, lambda: process_tree(proc.pid)
     finally:
         agent.stop()
 
