@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from concierge.runtime.node import Lane
 from concierge.testing.fdloop import PollingFakeContext
+from concierge.testing.spice_host import LinkNode, SpiceHost, pty_channel, unix_channel
 
 
 class RecordingContext(PollingFakeContext):
@@ -43,3 +47,21 @@ def wait_for(cond: Callable[[], Any], timeout_s: float = 10.0) -> Any:
             return value
         time.sleep(0.005)
     raise AssertionError("condition not met in time")
+
+
+Pair = tuple[SpiceHost, RecordingContext]
+
+
+@pytest.fixture(params=["unix", "pty"])
+def spice_pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """The SPICE front-end in a LinkNode over a unix socket pair or a pty, and the host end."""
+    host_fd, guest_fd = unix_channel() if request.param == "unix" else pty_channel()
+    ctx = RecordingContext("transport", {"fd": guest_fd, "name": "spice"})
+    ctx.blobs_seen = []
+    ctx.run_node(LinkNode)
+    host = SpiceHost(host_fd)
+    try:
+        yield host, ctx
+    finally:
+        ctx.close()
+        os.close(host_fd)

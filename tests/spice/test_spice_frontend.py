@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from spice_testkit import RecordingContext, wait_for
+from spice_testkit import Pair, RecordingContext, wait_for
 
-from concierge.testing.spice_host import (
-    SPICE_GTK_CAPS,
-    LinkNode,
-    SpiceHost,
-    pty_channel,
-    unix_channel,
-)
+from concierge.testing.spice_host import SPICE_GTK_CAPS
 from concierge.transport.spice.wire import GUEST_CAPS, Cap, MsgType, caps_to_words
-
-
-@pytest.fixture(params=["unix", "pty"])
-def spice_pair(request: pytest.FixtureRequest) -> Iterator[tuple[SpiceHost, RecordingContext]]:
-    host_fd, guest_fd = unix_channel() if request.param == "unix" else pty_channel()
-    ctx = RecordingContext("transport", {"fd": guest_fd, "name": "spice"})
-    ctx.blobs_seen = []
-    ctx.run_node(LinkNode)
-    host = SpiceHost(host_fd)
-    try:
-        yield host, ctx
-    finally:
-        ctx.close()
-        os.close(host_fd)
-
-
-Pair = tuple[SpiceHost, RecordingContext]
 
 
 def _casts(ctx: RecordingContext, type_: str) -> list[Any]:
@@ -119,7 +95,6 @@ def test_spice_guest_clipboard_serials_limits_and_splitting(spice_pair: Pair) ->
     _port, kind, _body, blob = host.read()
     assert (kind, blob) == (MsgType.CLIPBOARD, b"")
     # large data leaves the guest in <= 2048-byte chunks
-    import os
 
     node = ctx.node
     ctx.call_soon(lambda: node.frontend.send(MsgType.CLIPBOARD, {"selection": 0, "type": 1}, big))  # type: ignore[union-attr]

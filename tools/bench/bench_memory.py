@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stock_vdagent import StockAgent
 
 from concierge.config.loader import defaults_text
+from concierge.supervisor.procstat import process_tree as tree
 from concierge.supervisor.procstat import sample
 from concierge.testing.dbus import LogindMock, private_system_bus
 from concierge.testing.harness import AgentHarness, catalog
@@ -49,20 +50,6 @@ from concierge.testing.xservers import xvfb
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[2] / "src"
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as fh:
-                todo += [int(x) for x in fh.read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def pss_mb(pids: list[int]) -> float:

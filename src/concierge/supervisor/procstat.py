@@ -25,3 +25,17 @@ def sample(pid: int) -> dict[str, Any]:
     except (OSError, IndexError, ValueError):
         return out
     return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/PID/task/PID/children), parents first."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as fh:
+                todo += [int(x) for x in fh.read().split()]
+        except OSError:
+            pass
+    return out

@@ -136,13 +136,20 @@ class RawClient:
 
     def read_line(self) -> bytes:
         """Return the next reply line including its ``\\n`` (and a leading 0xFF if any)."""
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError("peer closed the connection")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
+        end = self.buf.find(b"\n")
+        if end < 0:
+            pending = bytearray(self.buf)  # a 64 MiB reply: no quadratic re-copying
+            while end < 0:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    self.buf = bytes(pending)
+                    raise EOFError("peer closed the connection")
+                scanned = len(pending)
+                pending += chunk
+                end = pending.find(b"\n", scanned)
+            self.buf = bytes(pending)
+        line, self.buf = self.buf[: end + 1], self.buf[end + 1 :]
+        return line
 
     def read_lines(self, count: int) -> list[bytes]:
         """Read exactly ``count`` reply lines."""

@@ -22,12 +22,15 @@ from concierge.actors.guestops.messages import CLASSES, QGA_COMMANDS
 from concierge.actors.guestops.policy import Policy
 from concierge.actors.guestops.settings import GuestOpsSettings
 from concierge.errors import ActorError, ConfigError, ErrorCode
+from concierge.memtrim import large_blocks_mmapped, trim_soon
 from concierge.runtime.node import Incoming
 from concierge.runtime.service import ServiceNode, handler
 
 log = logging.getLogger(__name__)
 
 _TYPE_NAMES = {int: "integer", str: "string", bool: "boolean", list: "array"}
+#: a guest-file-read of this many bytes or more leaves heap worth returning to the system
+TRIM_AFTER_READ_BYTES = 1 << 20
 
 
 def _arg(body: Any, name: str, kind: type, default: Any = ..., *, also: type | None = None) -> Any:
@@ -57,6 +60,7 @@ class GuestOpsNode(ServiceNode):
 
     def start(self) -> None:
         """Read settings, prepare the state dir, kill leftovers, then start the actor threads."""
+        large_blocks_mmapped()  # replies of tens of MiB pass through: give them back when freed
         try:
             self.settings = msgspec.convert(dict(self.ctx.settings), GuestOpsSettings)
         except msgspec.ValidationError as err:
@@ -154,6 +158,8 @@ class GuestOpsNode(ServiceNode):
             result = self.files.read(handle, _arg(body, "count", int, None))
             rec.numbers["bytes"] = int(result["count"])  # type: ignore[call-overload]
             self.ctx.count("files.read_bytes", rec.numbers["bytes"])
+            if rec.numbers["bytes"] >= TRIM_AFTER_READ_BYTES:
+                trim_soon(self.ctx)  # the reply's buffers would otherwise stay mapped
             return result
 
     @handler("file.write", blocking=True)

@@ -18,6 +18,7 @@ import msgspec
 from concierge.actors.hostlink import messages
 from concierge.actors.hostlink.settings import DEFAULT_FRONTENDS, HostLinkSettings
 from concierge.errors import ConfigError, ErrorCode
+from concierge.memtrim import large_blocks_mmapped
 from concierge.runtime.node import Health, Incoming, Node, NodeContext
 from concierge.transport.host.api import FrontEnd, HostLink
 from concierge.transport.host.channel import Channel, ChannelSpec, make_channel
@@ -62,6 +63,7 @@ class HostLinkNode(Node):
 
     def start(self) -> None:
         """Parse settings, build channels, subscribe to freeze events."""
+        large_blocks_mmapped()  # replies of tens of MiB pass through: give them back when freed
         try:
             self.settings = msgspec.convert(dict(self.ctx.settings), HostLinkSettings)
         except msgspec.ValidationError as err:
@@ -104,6 +106,7 @@ class HostLinkNode(Node):
             "backoff_min_s": self.settings.backoff_min_s,
             "backoff_max_s": self.settings.backoff_max_s,
             "max_buffer": self.settings.max_output_bytes,
+            "high_watermark": self.settings.output_high_watermark,
         }
         if spec.method in ("virtio-serial", "isa-serial"):
             options["recheck_s"] = self.settings.recheck_s

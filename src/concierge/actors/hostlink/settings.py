@@ -45,5 +45,9 @@ class HostLinkSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backoff_max_s: float = 5.0
     #: clients served at once per listening channel
     max_clients: int = 16
-    #: bytes buffered for a host that does not read
+    #: bytes of small replies buffered per connection for a host that does not read; beyond
+    #: it the connection's output is dropped (a large reply is streamed, it does not count)
     max_output_bytes: int = 16 << 20
+    #: a large reply is produced only while fewer bytes than this wait for the host (per
+    #: connection): the back-pressure that bounds what streaming holds
+    output_high_watermark: int = 1 << 20

@@ -13,7 +13,7 @@ from typing import Any
 from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
 from concierge.transport.host.listen import StreamClient
-from concierge.transport.host.stream import DEFAULT_MAX_BUFFER
+from concierge.transport.host.stream import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_BUFFER
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,13 @@ class ConnectChannel:
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 5.0,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        high_watermark: int = DEFAULT_HIGH_WATERMARK,
     ) -> None:
         self.ctx = ctx
         self.spec = spec
         self.make_frontend = make_frontend
         self.max_buffer = max_buffer
+        self.high_watermark = high_watermark
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self._backoff = backoff_min_s
@@ -76,7 +78,7 @@ class ConnectChannel:
             return
         self._backoff = self.backoff_min_s
         self._last_error = ""
-        self.client = StreamClient(self, sock, self.max_buffer)
+        self.client = StreamClient(self, sock, self.max_buffer, self.high_watermark)
         self._on_state(self, True)
 
     def _schedule(self) -> None:

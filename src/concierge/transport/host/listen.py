@@ -19,7 +19,7 @@ from typing import Any
 from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
-from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver
+from concierge.transport.host.stream import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_BUFFER, StreamLink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def parse_vsock(path: str) -> tuple[int, int]:
 class StreamClient:
     """One connected socket with its own link and front-end."""
 
-    def __init__(self, channel: Any, sock: socket.socket, max_buffer: int) -> None:
+    def __init__(
+        self, channel: Any, sock: socket.socket, max_buffer: int, high_watermark: int = DEFAULT_HIGH_WATERMARK
+    ) -> None:
         self.channel = channel
         self.sock = sock
         sock.setblocking(False)
@@ -46,6 +48,7 @@ class StreamClient:
             on_ready=self._ready,
             on_overflow=self.close,
             max_buffer=max_buffer,
+            high_watermark=high_watermark,
         )
         self.link.attached = True
         self.link.bind(sock.fileno())
@@ -58,7 +61,7 @@ class StreamClient:
         del revents
         if self.closed:
             return
-        if self.link.buffered and not self.link.flush():
+        if self.link.has_output and not self.link.flush():
             self.close()
             return
         try:
@@ -103,12 +106,14 @@ class ListenChannel:
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 5.0,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        high_watermark: int = DEFAULT_HIGH_WATERMARK,
     ) -> None:
         self.ctx = ctx
         self.spec = spec
         self.make_frontend = make_frontend
         self.max_clients = max_clients
         self.max_buffer = max_buffer
+        self.high_watermark = high_watermark
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self._backoff = backoff_min_s
@@ -206,7 +211,7 @@ class ListenChannel:
                 continue
             self.ctx.count("host.clients_accepted")
             was_attached = self.attached
-            self.clients.append(StreamClient(self, conn, self.max_buffer))
+            self.clients.append(StreamClient(self, conn, self.max_buffer, self.high_watermark))
             if not was_attached:
                 self._on_state(self, True)
 

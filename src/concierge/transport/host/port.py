@@ -21,7 +21,7 @@ from typing import Any
 from concierge.runtime.node import NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 from concierge.transport.host.channel import ChannelSpec, MakeFrontEnd, OnState
-from concierge.transport.host.stream import DEFAULT_MAX_BUFFER, StreamLink, deliver
+from concierge.transport.host.stream import DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_BUFFER, StreamLink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class PortChannel:
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 5.0,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        high_watermark: int = DEFAULT_HIGH_WATERMARK,
     ) -> None:
         self.ctx = ctx
         self.spec = spec
@@ -77,11 +78,17 @@ class PortChannel:
                 on_ready=self._ready,
                 on_overflow=self._overflow,
                 max_buffer=max_buffer,
+                high_watermark=high_watermark,
                 on_wanted=self.set_wanted,
             )
         else:
             self.link = StreamLink(
-                ctx, spec.name, on_ready=self._ready, on_overflow=self._overflow, max_buffer=max_buffer
+                ctx,
+                spec.name,
+                on_ready=self._ready,
+                on_overflow=self._overflow,
+                max_buffer=max_buffer,
+                high_watermark=high_watermark,
             )
         self.frontend: FrontEnd | None = None
         self._serial: Any = None
@@ -284,7 +291,7 @@ class PortChannel:
         del revents
         if self.link.fd < 0:
             return
-        if self.link.buffered and not self.link.flush():
+        if self.link.has_output and not self.link.flush():
             self._lost("write failed")
             return
         try:

@@ -1,10 +1,19 @@
 """StreamLink: one open byte stream to a host (a virtio/serial port fd or one socket client).
 
 It is the :class:`~concierge.transport.host.api.HostLink` a front-end writes to: writes are
-attempted at once, the rest is buffered and completed in order when the fd reports POLLOUT;
-the buffer is bounded; on disconnect buffered output is dropped so a returning host never sees
-half a message. Reading and connection state belong to the channel that owns the link.
-Runs on the bridge thread only. Must not import front-ends or zmq.
+attempted at once, the rest is buffered and completed in order when the fd reports POLLOUT.
+Two kinds of output share one ordered queue:
+
+- ``write(data)``: small messages, copied into the buffer; bytes held this way are bounded by
+  ``max_buffer`` (a host that does not read loses its connection's output, never our memory);
+- ``write_stream(chunks)``: a large reply produced piece by piece. Pieces are pulled only while
+  less than ``high_watermark`` bytes wait for the fd, so a reply of any size the limits allow is
+  delivered while at most about ``high_watermark`` of it is ever copied here (back-pressure:
+  the producer is not asked for more until the host has read what it got).
+
+On disconnect queued output is dropped so a returning host never sees half a message. Reading
+and connection state belong to the channel that owns the link. Runs on the bridge thread only.
+Must not import front-ends or zmq.
 """
 
 from __future__ import annotations
@@ -12,8 +21,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator
 
+from concierge.memtrim import trim_soon
 from concierge.runtime.node import POLLIN, POLLOUT, NodeContext, TimerHandle
 from concierge.transport.host.api import FrontEnd
 
@@ -21,7 +32,13 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
 DEFAULT_MAX_BUFFER = 16 << 20
+DEFAULT_HIGH_WATERMARK = 1 << 20
 RETRY_FLUSH_S = 0.05
+#: a stream at least this long leaves freed heap behind: return it to the system afterwards
+TRIM_AFTER_BYTES = 4 << 20
+
+#: a large message, piece by piece (a generator, so queued output can be closed when dropped)
+Chunks = Generator[bytes, None, None]
 
 
 class StreamLink:
@@ -35,13 +52,19 @@ class StreamLink:
         on_ready: Callable[[int], None],
         on_overflow: Callable[[], None],
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        high_watermark: int = DEFAULT_HIGH_WATERMARK,
     ) -> None:
         self.ctx = ctx
         self.name = name
         self.fd = -1
         self.attached = False
         self.max_buffer = max_buffer
-        self._out = bytearray()
+        self.high_watermark = high_watermark
+        self._out = bytearray()  # bytes the fd takes next
+        self._queue: deque[bytes | Chunks] = deque()  # output behind a stream, in order
+        self._queued = 0  # bytes of ``write`` data in ``_queue``
+        self._streamed = 0  # bytes pulled from the stream at the head of ``_queue``
+        self._idle_callbacks: list[Callable[[], None]] = []
         self._on_ready = on_ready
         self._on_overflow = on_overflow
         self._watched = 0
@@ -54,30 +77,36 @@ class StreamLink:
 
     @property
     def buffered(self) -> int:
-        """Bytes waiting for POLLOUT."""
-        return len(self._out)
+        """Bytes copied here and waiting for the fd (streams count what was pulled so far)."""
+        return len(self._out) + self._queued
+
+    @property
+    def has_output(self) -> bool:
+        """True while anything (bytes or a stream) waits for the fd."""
+        return bool(self._out or self._queue)
 
     def bind(self, fd: int) -> None:
         """Use ``fd`` (already non-blocking) and watch it for input."""
         self.fd = fd
-        self._out.clear()
+        self._clear()
         self.watch()
 
     def watch(self) -> None:
-        """Watch for input, and for output room while bytes are buffered."""
+        """Watch for input, and for output room while output is pending."""
         if self.fd < 0:
             return
-        events = POLLIN | (POLLOUT if self._out else 0)
+        pending = self.has_output
+        events = POLLIN | (POLLOUT if pending else 0)
         if events != self._watched:
             self.ctx.watch_fd(self.fd, self._on_ready, events)
             self._watched = events
-        if self._out and self._retry is None:
+        if pending and self._retry is None:
             # belt and braces: complete buffered writes even if POLLOUT is never reported
             self._retry = self.ctx.call_later(RETRY_FLUSH_S, self._retry_flush)
 
     def _retry_flush(self) -> None:
         self._retry = None
-        if self.fd >= 0 and self._out:
+        if self.fd >= 0 and self.has_output:
             self._on_ready(0)
 
     def unwatch(self) -> None:
@@ -90,19 +119,45 @@ class StreamLink:
             self._retry = None
 
     def drop_output(self) -> None:
-        """Forget buffered output (the host went away)."""
-        if self._out:
-            self.ctx.count("host.dropped_bytes", len(self._out))
-            self._out.clear()
+        """Forget queued output (the host went away)."""
+        if self.has_output:
+            self.ctx.count("host.dropped_bytes", self.buffered)
+            self._clear()
         if self._watched:
             self.watch()
+
+    def _clear(self) -> None:
+        self._out.clear()
+        for item in self._queue:
+            if not isinstance(item, bytes):
+                item.close()
+        self._queue.clear()
+        self._queued = 0
+        self._streamed = 0
+        self._notify_idle()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once, on the bridge thread) when no output is pending any more:
+        at once if none is, else after the last byte was written or dropped."""
+        if not self.has_output:
+            callback()
+        else:
+            self._idle_callbacks.append(callback)
+
+    def _notify_idle(self) -> None:
+        callbacks, self._idle_callbacks = self._idle_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # loop boundary: a front-end bug must not stop the writer
+                log.exception("idle callback of %s failed", self.name, extra={"event": "host.idle_callback_bug"})
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the host; never blocks. Dropped while no host is attached."""
         if not self.attached or self.fd < 0:
             self.ctx.count("host.dropped_bytes", len(data))
             return
-        if not self._out:
+        if not self.has_output:
             try:
                 sent = os.write(self.fd, data)
             except BlockingIOError:
@@ -114,18 +169,63 @@ class StreamLink:
             if sent == len(data):
                 return
             data = data[sent:]
-        if len(self._out) + len(data) > self.max_buffer:
+        if self.buffered + len(data) > self.max_buffer:
             log.warning("output buffer of %s overflowed", self.name, extra={"event": "host.overflow"})
             self.ctx.count("host.overflows")
-            self._out.clear()
+            self._clear()
             self._on_overflow()
             return
-        self._out += data
+        if self._queue:
+            self._queue.append(data)  # behind a stream: keep the order
+            self._queued += len(data)
+        else:
+            self._out += data
         self.watch()
 
+    def write_stream(self, chunks: Chunks) -> None:
+        """Queue a large message produced piece by piece (see the module docstring)."""
+        if not self.attached or self.fd < 0:
+            self.ctx.count("host.dropped_streams")
+            chunks.close()
+            return
+        self.ctx.count("host.streams")
+        self._queue.append(chunks)
+        if not self.flush():
+            self.ctx.count("host.write_errors")  # the owner sees the failure on its next wake-up
+        self.watch()
+
+    def _refill(self) -> None:
+        """Move queued output into ``_out`` until it reaches the high watermark."""
+        queue = self._queue
+        while queue and len(self._out) < self.high_watermark:
+            head = queue[0]
+            if isinstance(head, bytes):
+                queue.popleft()
+                self._queued -= len(head)
+                self._out += head
+                continue
+            try:
+                piece = next(head, None)
+            except Exception:  # loop boundary: a broken producer costs its own message
+                log.exception("stream producer of %s failed", self.name, extra={"event": "host.stream_bug"})
+                self.ctx.count("host.stream_errors")
+                piece = None
+            if piece is None:
+                queue.popleft()
+                if self._streamed >= TRIM_AFTER_BYTES:
+                    trim_soon(self.ctx)
+                self._streamed = 0
+                continue
+            self._streamed += len(piece)
+            self._out += piece
+
     def flush(self) -> bool:
-        """Write buffered bytes after POLLOUT; False when the fd failed."""
-        while self._out:
+        """Write pending output while the fd takes it; False when the fd failed."""
+        while True:
+            if len(self._out) < self.high_watermark:
+                self._refill()
+            if not self._out:
+                break
             try:
                 sent = os.write(self.fd, self._out)
             except BlockingIOError:
@@ -137,6 +237,8 @@ class StreamLink:
             if sent <= 0:
                 break
             del self._out[:sent]
+        if not self.has_output:
+            self._notify_idle()
         self.watch()
         return True
 

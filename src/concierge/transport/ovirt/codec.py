@@ -16,19 +16,33 @@ from typing import Any
 
 #: vdsm's MAX_MESSAGE_SIZE; a line (without the newline) may not reach it
 MAX_LINE = 1024 * 1024
+#: deepest nesting of a host message we accept (vdsm's messages are flat: 2 levels at most);
+#: deeper values would reach Python's recursion limit in the decoder, ``scrub`` or ``encode``
+MAX_DEPTH = 32
+
+
+class TooDeepError(ValueError):
+    """A value nests deeper than :data:`MAX_DEPTH`."""
+
 
 # C0 controls except TAB/LF/CR, DEL..0x84, 0x86..0x9F, surrogates, U+FFFE/U+FFFF (XML 1.1).
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
-def scrub(value: Any) -> Any:
-    """Return ``value`` with every XML-illegal code point in every string replaced by U+FFFD."""
+def scrub(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with every XML-illegal code point in every string replaced by U+FFFD.
+
+    Raises:
+        TooDeepError: ``value`` nests deeper than :data:`MAX_DEPTH`.
+    """
     if isinstance(value, str):
         return _ILLEGAL.sub("\ufffd", value)
+    if depth >= MAX_DEPTH and isinstance(value, dict | list | tuple):
+        raise TooDeepError(f"value nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {scrub(str(k)): scrub(v) for k, v in value.items()}
+        return {scrub(str(k)): scrub(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
+        return [scrub(v, depth + 1) for v in value]
     if isinstance(value, bytes):
         return scrub(value.decode("utf-8", "replace"))
     return value
@@ -72,14 +86,20 @@ def decode_line(line: bytes) -> Message | Garbage:
         return Garbage("invalid UTF-8", len(line))
     try:
         obj = json.loads(text)
-    except ValueError:
+    except RecursionError:  # C decoder's own guard, some hundred levels down
+        return Garbage("JSON nested too deeply", len(line))
+    except ValueError:  # also integers of more than 4,300 digits
         return Garbage("invalid JSON", len(line))
     if not isinstance(obj, dict):
         return Garbage("JSON value is not an object", len(line))
     name = obj.pop("__name__", None)
     if not isinstance(name, str) or not name:
         return Garbage("object without a __name__ string", len(line))
-    return Message(scrub(name), scrub(obj))
+    try:
+        args = scrub(obj)
+    except TooDeepError:
+        return Garbage("JSON nested too deeply", len(line))
+    return Message(scrub(name), args)
 
 
 class LineReader:

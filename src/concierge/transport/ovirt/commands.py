@@ -19,6 +19,23 @@ from concierge.transport.ovirt.settings import OvirtSettings
 
 log = logging.getLogger(__name__)
 
+_INT32_MIN = -(1 << 31)
+_INT32_MAX = (1 << 31) - 1
+
+
+def lenient_int(value: Any) -> int:
+    """OGA's ``int(x)`` on a host value, 0 for anything that is not a finite number or numeral,
+    clamped to 32 bits (a 4,000-digit count would not even fit the request envelope).
+
+    ``int()`` raises TypeError (lists, None), ValueError ("x", NaN) and OverflowError (``1e999``
+    decodes to infinity): none of them may escape a handler.
+    """
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(_INT32_MIN, min(number, _INT32_MAX))
+
 
 class HostCommands(abc.ABC):
     """The ``_on_<command>(msg, stale)`` handlers; the front-end provides the state and the
@@ -75,11 +92,7 @@ class HostCommands(abc.ABC):
         self._full_refresh()
 
     def _on_api_version(self, msg: Message, stale: bool) -> None:
-        try:
-            wanted = int(msg.args.get("apiVersion", 0))
-        except (TypeError, ValueError):
-            wanted = 0
-        wanted = max(0, min(wanted, render.MAX_VERSION))
+        wanted = max(0, min(lenient_int(msg.args.get("apiVersion", 0)), render.MAX_VERSION))
         if wanted != self.version:
             log.info("api version %d -> %d", self.version, wanted, extra={"event": "ovirt.api_version"})
             self.version = wanted
@@ -119,10 +132,7 @@ class HostCommands(abc.ABC):
         )
 
     def _on_shutdown(self, msg: Message, stale: bool) -> None:
-        try:
-            delay = max(0, int(msg.args.get("timeout", 0)))
-        except (TypeError, ValueError):
-            delay = 0
+        delay = max(0, lenient_int(msg.args.get("timeout", 0)))
         reboot = str(msg.args.get("reboot", "False")).lower() == "true"
         message = msg.args.get("message")
         body = {
@@ -140,10 +150,7 @@ class HostCommands(abc.ABC):
         self._send("echo", dict(msg.args))
 
     def _on_set_cpus(self, msg: Message, stale: bool) -> None:
-        try:
-            count = int(msg.args.get("count", 0))
-        except (TypeError, ValueError):
-            count = 0
+        count = lenient_int(msg.args.get("count", 0))
         if count <= 0:
             self._collect("number-of-cpus")
             return

@@ -141,7 +141,11 @@ class OvirtFrontEnd(HostCommands):
                     extra={"event": "ovirt.garbage", "channel": self.link.name},
                 )
                 continue
-            self._dispatch(item)
+            try:
+                self._dispatch(item)
+            except Exception:  # loop boundary: one bad message costs itself, not the channel
+                self.ctx.count("ovirt.handler_errors")
+                log.exception("host message %r failed", item.name[:64], extra={"event": "ovirt.handler_error"})
 
     def disconnected(self) -> None:
         """The host went away: stop reporting, forget partial input and the negotiated version."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from concierge.transport.qga.parser import INT64_MIN, UINT64_MAX
+from concierge.transport.qga.parser import INT64_MIN, MAX_INT_TOKEN, UINT64_MAX
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -21,6 +21,8 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _qemu_int(text: str) -> int | float:
+    if len(text) > MAX_INT_TOKEN:
+        return float(text)  # out of 64-bit range; ``int()`` would refuse 4,300+ digits
     value = int(text)
     if INT64_MIN <= value <= UINT64_MAX:
         return value

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +19,12 @@ from concierge.errors import ErrorCode
 from concierge.runtime.node import NodeContext, Reply
 from concierge.transport.host.api import HostLink
 from concierge.transport.qga import argspec
+from concierge.transport.qga.bigreply import is_large, reply_pieces
 from concierge.transport.qga.commands import all_routes
 from concierge.transport.qga.commands.registry import QgaRoute
 from concierge.transport.qga.fastjson import DECODER, WHITESPACE
 from concierge.transport.qga.lexer import JsonStreamer
+from concierge.transport.qga.outqueue import HEAVY_COMMANDS, Pieces, ReplyQueue
 from concierge.transport.qga.pushed import pushed_body
 from concierge.transport.qga.replies import Encoded, error_line, return_line
 from concierge.transport.qga.settings import QgaSettings, load
@@ -38,16 +39,6 @@ _ALLOWED_MEMBERS = frozenset({"execute", "arguments", "id"})
 #: pause before re-sending an idempotent request that met a restarting actor
 _RETRY_S = 0.1
 _FREEZE_COMMANDS = frozenset({"guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw"})
-
-
-class _Slot:
-    """One reply position in request order (``data`` None: nothing to send)."""
-
-    __slots__ = ("data", "done")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.data: bytes | None = None
 
 
 class QgaFrontEnd:
@@ -66,9 +57,7 @@ class QgaFrontEnd:
         self.settings: QgaSettings = load(settings or {})
         self.routes: dict[str, QgaRoute] = dict(all_routes() if routes is None else routes)
         self.frozen = False
-        self.epoch = 0
-        self.slots: deque[_Slot] = deque()
-        self.pending = 0
+        self.replies = ReplyQueue(ctx, link)
         self.streamer = JsonStreamer(
             self._parsed,
             max_token_size=self.settings.max_message_bytes,
@@ -158,9 +147,7 @@ class QgaFrontEnd:
 
     # ------------------------------------------------------------------ parsing
     def _forget(self) -> None:
-        self.epoch += 1
-        self.slots.clear()
-        self.pending = 0
+        self.replies.discard()
         self.streamer.reset()
 
     def _fast(self, data: bytes) -> None:
@@ -194,6 +181,16 @@ class QgaFrontEnd:
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, request: Any) -> None:
+        """Handle one parsed request; a bug costs that request an error reply, never the
+        connection with the replies still pending on it."""
+        try:
+            self._handle(request)
+        except Exception as err:  # loop boundary: host bytes must not reach the bridge loop
+            log.exception("QGA request failed", extra={"event": "qga.request_bug"})
+            self.ctx.count("qga.request_bugs")
+            self._send_now_or_queued(error_line("GenericError", f"internal error: {type(err).__name__}", None, False))
+
+    def _handle(self, request: Any) -> None:
         if type(request) is not dict:
             self._send_now_or_queued(error_line("GenericError", "QMP input must be a JSON object", None, False))
             return
@@ -271,11 +268,8 @@ class QgaFrontEnd:
             self.link.write(return_line(Encoded(self._info_text()), req_id, has_id))
             return
         # guest-sync / guest-sync-delimited: the host gave up on everything it asked before
-        if self.slots:
-            self.ctx.count("qga.discarded_by_sync", len(self.slots))
-            self.epoch += 1
-            self.slots.clear()
-            self.pending = 0
+        if self.replies.slots:
+            self.ctx.count("qga.discarded_by_sync", self.replies.discard())
         line = return_line(args["id"], req_id, has_id)
         self.link.write(SENTINEL + line if name == "guest-sync-delimited" else line)
 
@@ -305,14 +299,15 @@ class QgaFrontEnd:
             line = self._render(
                 name=name, spec=spec, route=route, reply=Reply(True, pushed), req_id=req_id, has_id=has_id
             )
-            if line is not None:
-                self._send_now_or_queued(line)
+            if line is not None:  # pushed answers are small: never streamed in pieces
+                self._send_now_or_queued(line if isinstance(line, bytes) else b"".join(line))
             return
-        if self.pending >= self.settings.max_pending:
+        replies = self.replies
+        if replies.pending >= self.settings.max_pending:
             self._send_now_or_queued(
                 error_line(
                     "GenericError",
-                    f"too many commands in progress ({self.pending})",
+                    f"too many commands in progress ({replies.pending})",
                     req_id,
                     has_id,
                 )
@@ -328,38 +323,44 @@ class QgaFrontEnd:
                 error_line("GenericError", f"internal error: {type(err).__name__}", req_id, has_id)
             )
             return
-        slot = _Slot()
-        self.slots.append(slot)
-        self.pending += 1
-        epoch = self.epoch
-        started = self.ctx.clock.monotonic()
+        slot = replies.reserve(heavy=name in HEAVY_COMMANDS)
+        epoch = replies.epoch
+        started = 0.0
 
         def on_reply(reply: Reply) -> None:
-            if epoch != self.epoch or slot.done:
+            if epoch != replies.epoch or slot.done:
                 self.ctx.count("qga.stale_replies")
                 return
             left = route.timeout_s - (self.ctx.clock.monotonic() - started)
             if route.retry_unavailable and not reply.ok and reply.code == ErrorCode.UNAVAILABLE and left > _RETRY_S:
                 self.ctx.count("qga.retried")  # the actor is restarting: ask the next one
-                self.ctx.call_later(_RETRY_S, functools.partial(resend, left))
+                self.ctx.call_later(_RETRY_S, functools.partial(ask, left))
                 return
-            guard.cancel()
-            self.pending -= 1
             self.ctx.count("qga.route_us", int((self.ctx.clock.monotonic() - started) * 1e6))
-            slot.data = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
-            slot.done = True
-            self._flush()
-
-        def resend(left: float) -> None:
-            self.ctx.request(route.actor, route.request, body, timeout_s=left, on_reply=on_reply)
+            rendered = self._render(name=name, spec=spec, route=route, reply=reply, req_id=req_id, has_id=has_id)
+            replies.complete(slot, rendered)
 
         def on_deadline() -> None:
             # our own deadline: a hung capability never leaves the host without an answer
             on_reply(Reply(ok=False, code=ErrorCode.TIMEOUT, message="deadline"))
 
+        def ask(timeout_s: float) -> None:
+            if epoch != replies.epoch or slot.done:
+                return
+            try:
+                self.ctx.request(route.actor, route.request, body, timeout_s=timeout_s, on_reply=on_reply)
+            except Exception as err:  # loop boundary: the slot must be answered, or it blocks the rest
+                log.exception("cannot send %s", name, extra={"event": "qga.route_bug"})
+                on_reply(Reply(ok=False, code=ErrorCode.INTERNAL, message=f"internal error: {type(err).__name__}"))
+
+        def send() -> None:
+            nonlocal started
+            started = self.ctx.clock.monotonic()
+            replies.set_deadline(slot, route.timeout_s, on_deadline)
+            ask(route.timeout_s)
+
         self.ctx.count(f"qga.{name}")
-        guard = self.ctx.call_later(route.timeout_s, on_deadline)
-        self.ctx.request(route.actor, route.request, body, timeout_s=route.timeout_s, on_reply=on_reply)
+        replies.start(slot, send)
 
     def _render(
         self,
@@ -370,7 +371,7 @@ class QgaFrontEnd:
         reply: Reply,
         req_id: Any,
         has_id: bool,
-    ) -> bytes | None:
+    ) -> bytes | Pieces | None:
         if not reply.ok:
             if reply.code == ErrorCode.TIMEOUT:
                 desc = f"Command {name} timed out after {route.timeout_s:g} s"
@@ -388,6 +389,8 @@ class QgaFrontEnd:
             self._track_freeze(name, result)
         if not spec.success_response:
             return None
+        if is_large(result):
+            return reply_pieces(result, req_id, has_id)
         return return_line({} if result is None else result, req_id, has_id)
 
     def _track_freeze(self, name: str, result: Any) -> None:
@@ -399,17 +402,4 @@ class QgaFrontEnd:
 
     # ------------------------------------------------------------------ output
     def _send_now_or_queued(self, line: bytes) -> None:
-        if not self.slots:
-            self.link.write(line)
-            return
-        slot = _Slot()
-        slot.data = line
-        slot.done = True
-        self.slots.append(slot)
-
-    def _flush(self) -> None:
-        slots = self.slots
-        while slots and slots[0].done:
-            data = slots.popleft().data
-            if data is not None:
-                self.link.write(data)
+        self.replies.send_now_or_queued(line)

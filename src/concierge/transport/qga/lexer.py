@@ -278,6 +278,9 @@ class JsonStreamer:
         except ParseFailedError as err:
             self.emit(None, err.desc)
             return
+        except (ValueError, RecursionError, IndexError) as err:  # a parser bug: one message lost
+            self.emit(None, f"JSON parse error, {type(err).__name__}")
+            return
         self.emit(value, None)
 
     def _fail_raw(self, text: bytes) -> None:

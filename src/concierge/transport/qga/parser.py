@@ -14,6 +14,10 @@ LCURLY, RCURLY, LSQUARE, RSQUARE, COLON, COMMA, INTEGER, FLOAT, KEYWORD, STRING,
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
+#: longest integer token that can fit 64 bits ("-9223372036854775808", "18446744073709551615");
+#: anything longer is a double for QEMU, and must never reach ``int()``, which refuses more
+#: than 4,300 digits with a ValueError (a host could drop its own connection with it)
+MAX_INT_TOKEN = 20
 _ESCAPES = {
     0x22: '"',
     0x27: "'",
@@ -147,6 +151,8 @@ def _literal(kind: int, text: bytes) -> Any:
     if kind == STRING:
         return parse_string(text)
     if kind == INTEGER:
+        if len(text) > MAX_INT_TOKEN:
+            return float(text)  # out of 64-bit range whatever the digits: QEMU's strtod
         value = int(text)
         if INT64_MIN <= value <= INT64_MAX or (value > 0 and value <= UINT64_MAX):
             return value

@@ -30,6 +30,7 @@ class _Encoded(str):
 
 
 def return_line(value: Any, req_id: Any, has_id: bool) -> bytes:
+    """One whole ``{"return": ...}`` line."""
     body = value if type(value) is Encoded else encode(value)
     if not has_id:
         return ('{"return": ' + body + "}\n").encode("ascii")
@@ -40,6 +41,7 @@ def return_line(value: Any, req_id: Any, has_id: bool) -> bytes:
 
 
 def error_line(cls: str, desc: str, req_id: Any, has_id: bool) -> bytes:
+    """One whole ``{"error": ...}`` line."""
     if _ERROR_KEYS_CLASS_FIRST:
         error = '{"class": ' + quote(cls) + ', "desc": ' + quote(desc) + "}"
     else:
@@ -50,3 +52,13 @@ def error_line(cls: str, desc: str, req_id: Any, has_id: bool) -> bytes:
     if _ERROR_FIRST:
         return ('{"error": ' + error + ', "id": ' + ident + "}\n").encode("ascii")
     return ('{"id": ' + ident + ', "error": ' + error + "}\n").encode("ascii")
+
+
+def return_frame(req_id: Any, has_id: bool) -> tuple[str, str]:
+    """What :func:`return_line` puts before and after the value (for replies sent in pieces)."""
+    if not has_id:
+        return '{"return": ', "}\n"
+    ident = encode(req_id)
+    if _RETURN_FIRST:
+        return '{"return": ', ', "id": ' + ident + "}\n"
+    return '{"id": ' + ident + ', "return": ', "}\n"

@@ -32,6 +32,7 @@ from concierge.transport.spice.wire import (
     BY_SNAKE,
     CLIENT_PORT,
     GUEST_CAPS,
+    MAX_CAP_WORDS,
     MOUSE_FRAME_PREFIX,
     MOUSE_FRAME_SIZE,
     MOUSE_STATE_STRUCT,
@@ -155,7 +156,11 @@ class SpiceFrontEnd:
                         ttl_s=self.mouse_ttl_s,
                     )
                     continue
-                self._dispatch(msg.port, msg.type, msg.payload)
+                try:
+                    self._dispatch(msg.port, msg.type, msg.payload)
+                except Exception:  # loop boundary: one bad message costs itself, not the channel
+                    self.ctx.count("spice.handler_errors")
+                    log.exception("vdagent message %d failed", msg.type, extra={"event": "spice.handler_error"})
         except ProtocolError as err:
             # The stream is no longer trustworthy: drop all buffered bytes and resynchronise on
             # the next read (hosts write whole chunks, so the next read starts a header).
@@ -195,6 +200,8 @@ class SpiceFrontEnd:
         self.ctx.cast(self.session_actor, f"spice.{kind.snake}", body, blobs=blobs)
 
     def _on_announce(self, body: dict[str, Any]) -> None:
+        if len(body["caps"]) > MAX_CAP_WORDS:  # unknown words: never forward megabytes of them
+            body = {**body, "caps": body["caps"][:MAX_CAP_WORDS]}
         self.client_caps = words_to_caps(body["caps"])
         self.layout = Layout.from_caps(self.client_caps)
         if body["request"]:
@@ -234,11 +241,15 @@ class SpiceFrontEnd:
         inner = body.get("body") if isinstance(body.get("body"), dict) else {}
         if kind is None or kind not in GUEST_SENDABLE or inner is None:
             self.ctx.count("spice.send_refused")
-            log.warning("refused spice.send of %r", body.get("type"), extra={"event": "spice.send_refused"})
+            log.warning("refused spice.send of %r", str(body.get("type"))[:64], extra={"event": "spice.send_refused"})
             return True
         # large data arrives as several blob frames (the clipboard actor's blob_chunk): all of
         # it is the message (sending only the first cut 1 MiB of clipboard to 262,144 bytes)
-        self.send(kind, inner, b"".join(msg.blobs))
+        try:
+            self.send(kind, inner, b"".join(msg.blobs))
+        except (TypeError, ValueError, OverflowError, IndexError) as err:  # a field of the wrong type
+            self.ctx.count("spice.send_refused")
+            log.warning("refused spice.send of %s: %s", kind.snake, err, extra={"event": "spice.send_refused"})
         return True
 
     def send(self, kind: MsgType, body: dict[str, Any], blob: bytes = b"") -> None:
@@ -249,18 +260,20 @@ class SpiceFrontEnd:
         if kind is MsgType.CLIPBOARD and 0 <= self.max_clipboard < len(blob):
             log.info("clipboard above the client's limit: sent empty", extra={"event": "spice.max_clip"})
             blob = b""
+        counted = -1  # the selection whose grab serial a sent GRAB uses up
         if kind is MsgType.CLIPBOARD_GRAB and self.layout.grab_serial:
             sel = int(body.get("selection", 0))
-            body = {**body, "serial": self._serial[sel] if sel < 3 else 0}
-            if sel < 3:
-                self._serial[sel] += 1
+            counted = sel if 0 <= sel < len(self._serial) else -1
+            body = {**body, "serial": self._serial[sel] if counted >= 0 else 0}
         if kind is MsgType.FILE_XFER_STATUS and Cap.FILE_XFER_DETAILED_ERRORS not in self.client_caps:
             result = int(body.get("result", 0))
             result = _XFER_ERROR if result > _XFER_SUCCESS else result
             body = {**body, "result": result, "data": b""}
-        self._send(kind, body, blob=blob)
+        if self._send(kind, body, blob=blob) and counted >= 0:
+            self._serial[counted] += 1  # only a GRAB that left uses its serial up
 
-    def _send(self, kind: MsgType, body: dict[str, Any], *, blob: bytes = b"", port: int = CLIENT_PORT) -> None:
+    def _send(self, kind: MsgType, body: dict[str, Any], *, blob: bytes = b"", port: int = CLIENT_PORT) -> bool:
+        """Encode and write one message; False when it could not be encoded or had no host."""
         if port == SERVER_PORT:
             port = CLIENT_PORT  # the server drops anything the guest writes on port 2
         try:
@@ -268,12 +281,13 @@ class SpiceFrontEnd:
         except ProtocolError as err:
             self.ctx.count("spice.bad_send")
             log.warning("cannot send %s: %s", kind.name, err, extra={"event": "spice.bad_send"})
-            return
+            return False
         if not self.link.connected:
             self.ctx.count("spice.tx_dropped")
-            return
+            return False
         self.ctx.count(f"spice.tx.{kind.snake}")
         self.link.write(frame(port, kind, payload))
+        return True
 
     def _set_ready(self, ready: bool) -> None:
         if ready == self.ready:

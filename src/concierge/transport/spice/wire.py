@@ -104,9 +104,14 @@ def caps_to_words(caps: frozenset[int] | set[int]) -> list[int]:
     return words
 
 
+#: capability words read from an announce: every capability defined so far fits the first word,
+#: and a host announcing megabytes of words must not cost a bit test for each (32 per word)
+MAX_CAP_WORDS = 8
+
+
 def words_to_caps(words: list[int]) -> frozenset[int]:
-    """Unpack u32 capability words (VD_AGENT_HAS_CAPABILITY for every bit)."""
-    return frozenset(i * 32 + b for i, w in enumerate(words) for b in range(32) if w >> b & 1)
+    """Unpack u32 capability words (VD_AGENT_HAS_CAPABILITY for every bit we could know)."""
+    return frozenset(i * 32 + b for i, w in enumerate(words[:MAX_CAP_WORDS]) for b in range(32) if w >> b & 1)
 
 
 @dataclass(frozen=True, slots=True)
