@@ -481,7 +481,13 @@ def main() -> None:
     try:
         stock, stock_mem = bench_stock(tmp, modes, args.count) if shutil.which("spice-vdagentd") else ({}, "-")
         real = bench_real_agent(tmp, modes, args.count, flood=False)
-        unlent = bench_real_agent(tmp, modes, args.count, flood=False, lend=False)
+        try:  # the old path drops states whose 50 ms ttl expired on a loaded machine
+            unlent = bench_real_agent(tmp, modes, args.count, flood=False, lend=False)
+        except TimeoutError as err:
+            print(f"sink not lent: {err} (stale states dropped)\n")
+            unlent = {
+                m: {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "cpu": 0, "bad": 0} for m in modes
+            }
         flooded = bench_real_agent(tmp, modes, args.count, flood=True)
         ours, our_mem = bench_concierge(tmp, modes, args.count)
         inproc = bench_inprocess(tmp, modes, args.count)
