@@ -137,6 +137,10 @@ class SinkLender:
             return
         if type_ == "input.mouse_taken" and self.mode is Mode.OFFERED:
             assert isinstance(self.ctx, FdSender)
+            if self.node.pending:  # the sink fell behind since the offer: we keep writing
+                self._end(invalidate=False)  # our hang-up makes the transport cast back
+                self._next_try = self.ctx.clock.monotonic() + RETRY_S
+                return
             s = self.node.state
             go = {"gen": self.gen, "x": s.x, "y": s.y, "buttons": s.buttons}
             if self.ctx.send_fds(self.lend_to, "spice.mouse_go", go, ()):
@@ -151,6 +155,7 @@ class SinkLender:
                 s = self.node.state
                 s.x, s.y, s.buttons = state
             self._end(invalidate=False)
+            self.maybe_offer()  # after a geometry change at once; after a failure, rate-limited
             return
         self.ctx.count("input.lend_stale")
 

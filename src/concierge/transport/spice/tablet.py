@@ -203,8 +203,9 @@ class DirectTablet:
         self.ctx.cast(self.input_actor, "input.mouse", body, lane="input", ttl_s=0.05)
 
     def close(self) -> None:
-        """The front-end is closing: drop our copies (the input actor keeps the sink)."""
-        self.release(self.gen, answer=False)
+        """The front-end is closing (host gone, transport stopping): drop our copies and hand
+        the tablet state back, so the input actor goes on from the true last report."""
+        self.release(self.gen, answer=self.fd is not None)
 
 
 def _areas(monitors: Any) -> dict[int, Area] | None:
