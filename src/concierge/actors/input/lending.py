@@ -101,7 +101,11 @@ class SinkLender:
         self._next_try = self.ctx.clock.monotonic() + RETRY_S
         self.gen += 1
         monitors = [[d, a.x, a.y, a.width, a.height] for d, a in node.areas.items()]
-        life_r, life_w = os.pipe()
+        try:
+            life_r, life_w = os.pipe()
+        except OSError:  # out of descriptors: keep writing here
+            self.ctx.count("input.offer_undelivered")
+            return
         try:
             sent = self.ctx.send_fds(
                 self.lend_to, "spice.mouse_offer", {"gen": self.gen, "monitors": monitors}, (sink_fd, life_r)
