@@ -61,7 +61,7 @@ class Agent:
 
     def __init__(self, root: Path, sink: Path) -> None:
         self.sink = sink
-        spice = root / "spice.sock"
+        spice = self.spice = root / "spice.sock"
         actors = {
             "transport": {"entry": "concierge.actors.hostlink.node:HostLinkNode", "essential": True},
             "input": {"entry": "concierge.actors.input.node:InputNode", "settings": {"geometry_from": ""}},
@@ -69,11 +69,15 @@ class Agent:
         args = ("--log-format", "text", "--channel", f"spice=unix-listen:{spice}", "--input-sink", f"file:{sink}")
         self.harness = AgentHarness(root, catalog(actors), args=args)
         self.harness.start()
+        self.attach()
+        self.client = ActorClient(self.harness.runtime_dir, "tester")
+
+    def attach(self) -> None:
+        """Connect the host to the SPICE port (again) and do the capability handshake."""
         self.conn = socket.socket(socket.AF_UNIX)
-        wait(lambda: self.conn.connect_ex(str(spice)) == 0, 20, "the SPICE port")
+        wait(lambda: self.conn.connect_ex(str(self.spice)) == 0, 20, "the SPICE port")
         self.host = SpiceHost(self.conn.fileno())
         self.host.handshake()
-        self.client = ActorClient(self.harness.runtime_dir, "tester")
 
     def pid(self, actor_id: str) -> int:
         return int(self.harness.actor(actor_id)["pid"] or 0)
@@ -174,6 +178,31 @@ def test_spice_lend_transport_writes_exact_validated_reports(agent: Agent) -> No
     before = len(decode_events(agent.sink.read_bytes()))
     host.mouse(7, 8, 0, 1)
     assert _new_events(agent, before, 1)[-3:] == [(EV_ABS, ABS_X, 1287), (EV_ABS, ABS_Y, 8), SYN]
+
+
+@pytest.mark.peer
+def test_spice_lend_survives_a_transport_kill(agent: Agent) -> None:
+    """kill -9 of the transport: its copy dies with it; the input actor, seeing a state while
+    its sink is lent, writes it itself with the state forgotten (both axes) and lends again."""
+    agent.lend(TWO_MONITORS)
+    agent.host.mouse(7, 8, 0, 1)
+    old = agent.pid("transport")
+    os.kill(old, signal.SIGKILL)
+    agent.conn.close()
+    wait(lambda: agent.pid("transport") not in (0, old), 20, "the transport restarted")
+    agent.attach()
+    before = len(decode_events(agent.sink.read_bytes()))
+    agent.host.mouse(7, 8, 0, 1)  # the same position: only a forgotten state re-sends the axes
+    assert _new_events(agent, before, 1) == [(EV_ABS, ABS_X, 1287), (EV_ABS, ABS_Y, 8), SYN]
+
+    def lent_again() -> bool:
+        agent.host.mouse(9, 9, 0, 0)
+        return agent.lent()
+
+    wait(lent_again, 20, "lent to the new transport")
+    assert agent.transport_copies() == 1
+    metrics = agent.harness.cli("--json", "metrics").stdout
+    assert "input.lend_lost" in metrics
 
 
 @pytest.mark.peer
