@@ -248,7 +248,11 @@ def test_spice_lend_sink_behind_falls_back_without_losing_a_click(tmp_path: Path
             status = agent.status()
             return status.get("pending") == 0 and status.get("writer") == "transport"
 
-        wait(settled, 20, "the backlog written and the sink lent again")
+        try:
+            wait(settled, 20, "the backlog written and the sink lent again")
+        except AssertionError:
+            metrics = agent.harness.cli("--json", "metrics").stdout
+            raise AssertionError(f"status {agent.status()}\nmetrics {metrics}") from None
         time.sleep(0.1)
         drain()
         events = decode_events(bytes(data))

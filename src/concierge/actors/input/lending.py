@@ -65,6 +65,7 @@ class SinkLender:
         self._timer: TimerHandle | None = None
         self._held: list[tuple[int, int, int, int]] = []
         self._next_try = 0.0
+        self._retry: TimerHandle | None = None
 
     # --- from the input actor ------------------------------------------------------------------
     def intercept(self, x: int, y: int, buttons: int, display_id: int) -> bool:
@@ -94,8 +95,12 @@ class SinkLender:
             or node.sink is None
             or node.pending
             or (sink_fd := node.sink.fileno()) is None
-            or self.ctx.clock.monotonic() < self._next_try
         ):
+            return
+        wait_s = self._next_try - self.ctx.clock.monotonic()
+        if wait_s > 0:  # too soon after the last attempt: try again then, mouse or not
+            if self._retry is None:
+                self._retry = self.ctx.call_later(wait_s, self._retry_offer)
             return
         assert isinstance(self.ctx, FdSender)
         self._next_try = self.ctx.clock.monotonic() + RETRY_S
@@ -119,6 +124,10 @@ class SinkLender:
         self._life = life_w
         self.mode = Mode.OFFERED
         self._arm(self._give_up)
+
+    def _retry_offer(self) -> None:
+        self._retry = None
+        self.maybe_offer()
 
     def changed(self) -> None:
         """Geometry or sink changed: take the sink back (then offer it again) or offer it now."""
@@ -169,6 +178,7 @@ class SinkLender:
         if self.mode in (Mode.OFFERED, Mode.RECLAIMING):
             self.ctx.count("input.lend_timeout")
             self._end(invalidate=self.mode is Mode.RECLAIMING)
+            self.maybe_offer()  # (an answer lost to a full lane: try again, rate-limited)
 
     def _end(self, *, invalidate: bool) -> None:
         """Become the writer again, write what was held, and close our end of the life pipe."""
@@ -196,6 +206,9 @@ class SinkLender:
     def close(self) -> None:
         """The input actor stops: the hang-up tells the transport to drop its copies."""
         self._cancel()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._life is not None:
             os.close(self._life)
             self._life = None
