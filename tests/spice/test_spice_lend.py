@@ -243,7 +243,8 @@ def test_spice_lend_sink_behind_falls_back_without_losing_a_click(tmp_path: Path
         agent.host.mouse(2, 2, 0, 0)
         agent.host.mouse(3, 3, 0, 0)
 
-        def settled() -> bool:
+        def settled() -> bool:  # (an offer lost to the full lane is made again on a move)
+            agent.host.mouse(3, 3, 0, 0)
             drain()
             status = agent.status()
             return status.get("pending") == 0 and status.get("writer") == "transport"

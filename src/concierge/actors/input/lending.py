@@ -177,8 +177,9 @@ class SinkLender:
         self._timer = None
         if self.mode in (Mode.OFFERED, Mode.RECLAIMING):
             self.ctx.count("input.lend_timeout")
+            # no retry by timer: with no host attached nobody would take it, and an idle agent
+            # must stay quiet; the next mouse state (a host is there) offers again
             self._end(invalidate=self.mode is Mode.RECLAIMING)
-            self.maybe_offer()  # (an answer lost to a full lane: try again, rate-limited)
 
     def _end(self, *, invalidate: bool) -> None:
         """Become the writer again, write what was held, and close our end of the life pipe."""
