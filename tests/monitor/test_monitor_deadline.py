@@ -68,3 +68,56 @@ def test_several_hung_keys_share_one_deadline() -> None:
     finally:
         gate.set()
         runner.close()
+
+
+def test_run_many_then_answers_from_the_probe_thread_or_at_the_deadline() -> None:
+    """No thread waits: the set's last probe answers on its own thread; a hung one leaves the
+    answer to the caller's timer, once, with the key quarantined; a refused key answers at once."""
+    runner = DeadlineRunner()
+    gate = threading.Event()
+    timers: list[tuple[float, object]] = []
+
+    class Timer:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def arm(delay: float, callback: object) -> Timer:
+        timer = Timer()
+        timers.append((delay, (callback, timer)))
+        return timer
+
+    try:
+        done = threading.Event()
+        got: list[tuple[list[object], str]] = []
+
+        def on_done(outcomes: list[object]) -> None:
+            got.append((outcomes, threading.current_thread().name))
+            done.set()
+
+        runner.run_many_then([("ok", lambda: "fine"), ("bad", lambda: 1 // 0)], 5.0, on_done, arm)
+        assert done.wait(5)
+        ((outcomes, thread),) = got
+        assert outcomes[0] == "fine" and isinstance(outcomes[1], ZeroDivisionError)
+        assert thread.startswith("monitor-probe")  # answered by the probe thread, not a waiter
+        assert timers[0][0] == 5.0 and timers[0][1][1].cancelled  # type: ignore[index]
+
+        got.clear()
+        runner.run_many_then([("nfs", gate.wait), ("ok", lambda: 1)], 0.5, on_done, arm)
+        time.sleep(0.1)
+        assert got == []  # the hung key holds the answer back ...
+        fire = timers[-1][1][0]  # type: ignore[index]
+        fire()  # ... until the deadline (the caller's timer)
+        fire()  # a second firing answers nothing
+        ((outcomes, _),) = got
+        assert isinstance(outcomes[0], ProbeTimeout) and outcomes[1] == 1
+        assert runner.stuck_keys() == ["nfs"]
+
+        got.clear()
+        runner.run_many_then([("nfs", gate.wait)], 0.5, on_done, arm)  # stuck: refused at once
+        ((outcomes, thread),) = got
+        assert isinstance(outcomes[0], ProbeTimeout) and thread == threading.current_thread().name
+    finally:
+        gate.set()
+        runner.close()

@@ -167,9 +167,8 @@ class Bridge(PollLoop):
     def send_fds(self, dst: str, type: str, body: Any, fds: tuple[int, ...], *, ttl_s: float = 5.0) -> bool:
         """A cast carrying open descriptors (SCM_RIGHTS) on ``dst``'s lane, from any thread;
         False when the peer is absent or behind (nothing is queued: the caller retries)."""
-        header = envelope.Header(
-            "cast", type, next(self._ids), 0, self.actor_id, dst, time.monotonic_ns() + int(ttl_s * 1e9)
-        )
+        deadline_ns = time.monotonic_ns() + int(ttl_s * 1e9)
+        header = envelope.Header("cast", type, next(self._ids), 0, self.actor_id, dst, deadline_ns)
         return self._lanes.send_or_why(dst, envelope.encode_datagram(header, body), fds)[0] is not None
 
     def lane_send(self, dst: str, datagram: bytes) -> bool:
@@ -256,19 +255,15 @@ class Bridge(PollLoop):
             got = recv_lane(self._lane_in, self._counters)
         except BlockingIOError:
             return
-        if got is None:
-            return
-        data, fds = got
-        try:
-            self._take_datagram(data, fds)
-        finally:
-            if fds:
-                close_fds(fds)
+        if got is not None:
+            try:
+                self._take_datagram(*got)
+            finally:
+                close_fds(got[1])
 
     def _take_datagram(self, data: bytes, fds: tuple[int, ...]) -> None:
         counters = self._counters
-        counters["msg.in"] += 1
-        counters["lane.in"] += 1
+        counters.update(("msg.in", "lane.in"))
         try:
             header, body = envelope.decode_datagram(data)
         except ProtocolError:

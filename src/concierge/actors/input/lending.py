@@ -65,6 +65,7 @@ class SinkLender:
         self._timer: TimerHandle | None = None
         self._held: list[tuple[int, int, int, int]] = []
         self._next_try = 0.0
+        self._retry: TimerHandle | None = None
 
     # --- from the input actor ------------------------------------------------------------------
     def intercept(self, x: int, y: int, buttons: int, display_id: int) -> bool:
@@ -94,14 +95,22 @@ class SinkLender:
             or node.sink is None
             or node.pending
             or (sink_fd := node.sink.fileno()) is None
-            or self.ctx.clock.monotonic() < self._next_try
         ):
+            return
+        wait_s = self._next_try - self.ctx.clock.monotonic()
+        if wait_s > 0:  # too soon after the last attempt: try again then, mouse or not
+            if self._retry is None:
+                self._retry = self.ctx.call_later(wait_s, self._retry_offer)
             return
         assert isinstance(self.ctx, FdSender)
         self._next_try = self.ctx.clock.monotonic() + RETRY_S
         self.gen += 1
         monitors = [[d, a.x, a.y, a.width, a.height] for d, a in node.areas.items()]
-        life_r, life_w = os.pipe()
+        try:
+            life_r, life_w = os.pipe()
+        except OSError:  # out of descriptors: keep writing here
+            self.ctx.count("input.offer_undelivered")
+            return
         try:
             sent = self.ctx.send_fds(
                 self.lend_to, "spice.mouse_offer", {"gen": self.gen, "monitors": monitors}, (sink_fd, life_r)
@@ -115,6 +124,10 @@ class SinkLender:
         self._life = life_w
         self.mode = Mode.OFFERED
         self._arm(self._give_up)
+
+    def _retry_offer(self) -> None:
+        self._retry = None
+        self.maybe_offer()
 
     def changed(self) -> None:
         """Geometry or sink changed: take the sink back (then offer it again) or offer it now."""
@@ -137,6 +150,10 @@ class SinkLender:
             return
         if type_ == "input.mouse_taken" and self.mode is Mode.OFFERED:
             assert isinstance(self.ctx, FdSender)
+            if self.node.pending:  # the sink fell behind since the offer: we keep writing
+                self._end(invalidate=False)  # our hang-up makes the transport cast back
+                self._next_try = self.ctx.clock.monotonic() + RETRY_S
+                return
             s = self.node.state
             go = {"gen": self.gen, "x": s.x, "y": s.y, "buttons": s.buttons}
             if self.ctx.send_fds(self.lend_to, "spice.mouse_go", go, ()):
@@ -151,6 +168,7 @@ class SinkLender:
                 s = self.node.state
                 s.x, s.y, s.buttons = state
             self._end(invalidate=False)
+            self.maybe_offer()  # after a geometry change at once; after a failure, rate-limited
             return
         self.ctx.count("input.lend_stale")
 
@@ -159,6 +177,8 @@ class SinkLender:
         self._timer = None
         if self.mode in (Mode.OFFERED, Mode.RECLAIMING):
             self.ctx.count("input.lend_timeout")
+            # no retry by timer: with no host attached nobody would take it, and an idle agent
+            # must stay quiet; the next mouse state (a host is there) offers again
             self._end(invalidate=self.mode is Mode.RECLAIMING)
 
     def _end(self, *, invalidate: bool) -> None:
@@ -187,6 +207,9 @@ class SinkLender:
     def close(self) -> None:
         """The input actor stops: the hang-up tells the transport to drop its copies."""
         self._cancel()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._life is not None:
             os.close(self._life)
             self._life = None

@@ -85,6 +85,64 @@ class DeadlineRunner:
                 outcomes.append(err)
         return outcomes
 
+    def run_many_then(
+        self,
+        jobs: Sequence[tuple[str, Callable[[], Any]]],
+        timeout_s: float,
+        on_done: Callable[[list[Any]], None],
+        arm: Callable[[float, Callable[[], None]], Any],
+    ) -> None:
+        """:meth:`run_many` without a waiting thread: ``on_done(outcomes)`` runs exactly once,
+        on the probe thread whose job completes the set (or the caller's, if all were done or
+        refused at once), or at the deadline through ``arm(timeout_s, callback)`` (a timer of
+        the caller's loop), unfinished jobs then quarantined as in :meth:`run_many`. Saves the
+        hop to a thread that would only wait; hang-safety is unchanged."""
+        pending: list[Future[Any] | ProbeTimeout] = []
+        for key, func in jobs:
+            try:
+                pending.append(self._submit(key, func))
+            except ProbeTimeout as err:
+                pending.append(err)
+        lock = threading.Lock()
+        left = [sum(1 for f in pending if isinstance(f, Future))]
+        finished = [False]
+        timer: list[Any] = [None]
+
+        def finish() -> None:
+            with lock:
+                if finished[0]:
+                    return
+                finished[0] = True
+            if timer[0] is not None:
+                timer[0].cancel()
+            outcomes: list[Any] = []
+            for (key, _), future in zip(jobs, pending, strict=True):
+                if isinstance(future, ProbeTimeout):
+                    outcomes.append(future)
+                elif not future.done():
+                    self._quarantine(key, future, timeout_s)
+                    outcomes.append(ProbeTimeout(f"{key} did not answer within {timeout_s:g}s"))
+                elif (err := future.exception()) is not None:
+                    outcomes.append(err)
+                else:
+                    outcomes.append(future.result())
+            on_done(outcomes)
+
+        def one_done(_future: Future[Any]) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                finish()
+
+        if left[0] == 0:
+            finish()
+            return
+        timer[0] = arm(timeout_s, finish)
+        for future in pending:
+            if isinstance(future, Future):
+                future.add_done_callback(one_done)
+
     def _submit(self, key: str, func: Callable[[], Any]) -> Future[Any]:
         with self._lock:
             previous = self._stuck.get(key)

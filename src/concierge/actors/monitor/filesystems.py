@@ -13,6 +13,7 @@ import os
 import select
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,17 +241,32 @@ class FilesystemProbe:
         return chosen
 
     def probe(self, scope: str = "block") -> dict[str, Any]:
-        """The reply body of ``monitor.filesystems``."""
+        """The reply body of ``monitor.filesystems`` (waits on this thread)."""
+        chosen = self.selected(scope)
+        return self._body(chosen, self._runner.run_many(self._statvfs_jobs(chosen), self._timeout_s))
+
+    def probe_then(
+        self,
+        scope: str,
+        answer: Callable[[dict[str, Any]], None],
+        arm: Callable[[float, Callable[[], None]], Any],
+    ) -> None:
+        """:meth:`probe`, answered by ``answer(body)`` from the probe thread that finishes the
+        statvfs set (or at the deadline via ``arm``): no thread waits for the probes."""
+        chosen = self.selected(scope)
+        self._runner.run_many_then(
+            self._statvfs_jobs(chosen), self._timeout_s, lambda sizes: answer(self._body(chosen, sizes)), arm
+        )
+
+    @staticmethod
+    def _statvfs_jobs(chosen: list[tuple[Mount, int, int]]) -> list[tuple[str, Callable[[], Any]]]:
+        return [
+            (f"statvfs:{mount.mountpoint}", functools.partial(os.statvfs, mount.mountpoint)) for mount, _, _ in chosen
+        ]
+
+    def _body(self, chosen: list[tuple[Mount, int, int]], sizes: list[Any]) -> dict[str, Any]:
         entries: list[dict[str, Any]] = []
         timed_out: list[str] = []
-        chosen = self.selected(scope)
-        sizes = self._runner.run_many(
-            [
-                (f"statvfs:{mount.mountpoint}", functools.partial(os.statvfs, mount.mountpoint))
-                for mount, _, _ in chosen
-            ],
-            self._timeout_s,
-        )
         for (mount, major, minor), vfs in zip(chosen, sizes, strict=True):
             if major:
                 walk = self._walk(major, minor)

@@ -93,8 +93,19 @@ class DirectTablet:
             self.ctx.count("spice.mouse_offer_refused")
             return
         self.release(self.gen, answer=False)  # a newer incarnation's offer replaces an old one
+        try:
+            sink = os.dup(fds[0])
+        except OSError:  # out of descriptors: the input actor keeps writing
+            self.ctx.count("spice.mouse_offer_refused")
+            return
+        try:
+            life = os.dup(fds[1])
+        except OSError:
+            os.close(sink)
+            self.ctx.count("spice.mouse_offer_refused")
+            return
         self.gen = body["gen"]
-        self.fd, self._life = os.dup(fds[0]), os.dup(fds[1])
+        self.fd, self._life = sink, life
         self.areas = areas
         self._held = []
         self.ctx.watch_fd(self._life, self._life_event, select.POLLIN)
@@ -203,8 +214,9 @@ class DirectTablet:
         self.ctx.cast(self.input_actor, "input.mouse", body, lane="input", ttl_s=0.05)
 
     def close(self) -> None:
-        """The front-end is closing: drop our copies (the input actor keeps the sink)."""
-        self.release(self.gen, answer=False)
+        """The front-end is closing (host gone, transport stopping): drop our copies and hand
+        the tablet state back, so the input actor goes on from the true last report."""
+        self.release(self.gen, answer=self.fd is not None)
 
 
 def _areas(monitors: Any) -> dict[int, Area] | None:
