@@ -12,6 +12,7 @@ integration).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import select
@@ -27,6 +28,10 @@ from concierge.runtime.timers import Timer, TimerHeap
 
 #: longest sleep of the loop, so a stop or a clock jump is noticed within a second
 _MAX_WAIT_MS = 1000
+#: an fd whose callback raised this many times in a row is no longer watched (it would spin)
+FD_FAILURES_MAX = 100
+
+log = logging.getLogger("concierge.runtime.bridge")
 
 
 class PollLoop:
@@ -44,6 +49,9 @@ class PollLoop:
         self._zmq_fds: dict[int, Callable[[], None]] = {}
         self._touched: set[zmq.Socket[bytes]] = set()
         self._drains: dict[zmq.Socket[bytes], Callable[[], None]] = {}
+        #: callbacks that raised (the last line of defence: node code handles its own errors)
+        self.callback_errors = 0
+        self._fd_failures: dict[int, int] = {}
         # spinning: see :meth:`_spin`; never on one CPU (the peer needs it)
         self._spin_until = 0.0
         self._spin_s = spin_us / 1e6 if len(os.sched_getaffinity(0)) > 1 else 0.0
@@ -114,20 +122,28 @@ class PollLoop:
                     timeout_ms = max(0, min(_MAX_WAIT_MS, int((due - self.clock.monotonic()) * 1000) + 1))
                 events = poller.poll(timeout_ms)
             for fd, revents in events:
-                if fd == self._wake_fd:
-                    self._drain_jobs()
-                    continue
-                drain = self._zmq_fds.get(fd)
-                if drain is not None:
-                    drain()
-                    continue
-                callback = self._fds.get(fd)
-                if callback is not None:
-                    callback(revents)
-            self._run_due(self.clock.monotonic())
-            while self._touched:
-                sock = self._touched.pop()
-                self._drains[sock]()
+                try:
+                    if fd == self._wake_fd:
+                        self._drain_jobs()
+                        continue
+                    drain = self._zmq_fds.get(fd)
+                    if drain is not None:
+                        drain()
+                        continue
+                    callback = self._fds.get(fd)
+                    if callback is not None:
+                        callback(revents)
+                        if self._fd_failures:
+                            self._fd_failures.pop(fd, None)
+                except Exception:  # noqa: BLE001 - loop boundary: one broken callback never ends the process
+                    self._callback_failed(fd)
+            try:
+                self._run_due(self.clock.monotonic())
+                while self._touched:
+                    sock = self._touched.pop()
+                    self._drains[sock]()
+            except Exception:  # noqa: BLE001 - loop boundary, as above (a timer or a drain raised)
+                self._callback_failed(None)
 
     def _spin(self) -> list[tuple[int, int]]:
         """Poll without sleeping until something is ready or the spin window closes. Why: a
@@ -165,7 +181,27 @@ class PollLoop:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            job()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - loop boundary: the other queued jobs still run
+                self._callback_failed(None)
+
+    def _callback_failed(self, fd: int | None) -> None:
+        """A callback raised out to the loop. Node code is meant to turn every peer's mistake
+        into an error reply or a closed connection itself; this is the last line of defence, so
+        that a bug there costs one event, not the actor (and every other peer of it). An fd whose
+        callback keeps raising is dropped rather than spun on."""
+        self.callback_errors += 1
+        log.exception("a loop callback raised (fd %s): the process goes on", fd, extra={"event": "loop.callback_error"})
+        if fd is None or fd not in self._fds:
+            return
+        failures = self._fd_failures[fd] = self._fd_failures.get(fd, 0) + 1
+        if failures >= FD_FAILURES_MAX:
+            log.error(
+                "fd %s failed %d times in a row: no longer watched", fd, failures, extra={"event": "loop.fd_dropped"}
+            )
+            self._fd_failures.pop(fd, None)
+            self.unwatch_fd(fd)
 
     def _close_loop(self) -> None:
         os.close(self._wake_fd)

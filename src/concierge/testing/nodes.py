@@ -254,3 +254,33 @@ class PartlyOptionalNode(CompositeNode):
     """A group whose second part needs python-xlib: without it the first part keeps serving."""
 
     parts = (EchoNode, NeedsXlibNode)
+
+
+class BuggyCallbackNode(EchoNode):
+    """Its fd callback, timers and jobs raise on purpose: the loop must survive each (the last
+    line of defence behind node code that is meant to handle its own errors)."""
+
+    def start(self) -> None:
+        super().start()
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.ctx.watch_fd(self._r, self._on_readable)
+
+    def _on_readable(self, _revents: int) -> None:
+        os.read(self._r, 4096)
+        raise RuntimeError("fd callback bug (on purpose)")
+
+    @handler("poke_fd", inline=True)
+    def poke_fd(self, _msg: Incoming) -> bool:
+        """Make the fd callback raise once."""
+        os.write(self._w, b"x")
+        return True
+
+    @handler("poke_timer", inline=True)
+    def poke_timer(self, _msg: Incoming) -> bool:
+        """Schedule a timer that raises."""
+
+        def bug() -> None:
+            raise RuntimeError("timer bug (on purpose)")
+
+        self.ctx.call_later(0.0, bug)
+        return True
