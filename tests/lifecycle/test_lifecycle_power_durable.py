@@ -104,3 +104,29 @@ def test_a_finished_request_leaves_nothing_pending(tmp_path: Path) -> None:
         assert not (state / JOURNAL_NAME).exists()  # refused: a restart must not retry it
     finally:
         ctx.close()
+
+
+def test_own_request_received_during_start_up_is_not_carried_out_twice(tmp_path: Path) -> None:
+    """A dormant lifecycle is started by the guest-shutdown itself: the handler records the
+    request while the start-up check for a predecessor's request may still run. That check must
+    leave this run's own request to its handler (seen under load: ``shutdown`` ran twice)."""
+    from concierge.actors.lifecycle.node import LifecycleNode
+
+    bindir, log, state = tmp_path / "bin", tmp_path / "calls.log", tmp_path / "state"
+    bindir.mkdir()
+    make_script(bindir / "shutdown", f'echo "shutdown $*" >> {log}\n')
+    ctx = _node_with_state(state, {"power_backend": "binaries", "bin_path": str(bindir)})
+    try:
+        node = ctx.node
+        assert isinstance(node, LifecycleNode)
+        assert node.recovered.wait(10)
+        # the interleaving: our handler has recorded its request, then the start-up check runs
+        node.power_journal.record(PowerRequest("powerdown", 0, "ours", time.time(), node._run))
+        node._resume_power_request()
+        assert not log.exists(), "this run's own request was carried out by the start-up check"
+        # a predecessor's request (another run) is still resumed
+        node.power_journal.record(PowerRequest("reboot", 0, "theirs", time.time(), "an-earlier-run"))
+        node._resume_power_request()
+        assert log.read_text().splitlines() == ["shutdown -h -r +0 theirs"]
+    finally:
+        ctx.close()

@@ -10,6 +10,7 @@ killed predecessor is thawed at start. The API is documented in ``messages.py``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,9 @@ class LifecycleNode(ServiceNode):
             timeout_s=s.helper_timeout_s,
         )
         self.power_journal = PowerJournal(s.state_dir)
+        #: names this run in the power journal: a predecessor's request is resumed at start, but
+        #: never our own one received while that start-up check still ran
+        self._run = os.urandom(8).hex()
         self.hotplug = Hotplug(s.sysfs_root)
         self.time_setter = TimeSetter(s.hwclock, s.helper_timeout_s)
         self._freeze_channel: str | None = None
@@ -112,13 +116,20 @@ class LifecycleNode(ServiceNode):
         except Exception:  # thread boundary: a failed recovery is logged, the actor keeps serving
             log.exception("freeze recovery failed", extra={"event": "freeze.recover_failed"})
             self.ctx.set_health("degraded", "freeze recovery failed")
+        try:
+            self._resume_power_request()
+        except Exception:  # thread boundary, as above
+            log.exception("power request recovery failed", extra={"event": "power.resume_failed"})
         finally:
-            self.recovered.set()
-        self._resume_power_request()
+            self.recovered.set()  # start-up checks done (both): handlers waiting on it go on
 
     def _resume_power_request(self) -> None:
         """Carry out a shutdown a killed predecessor received but never finished."""
         request = self.power_journal.pending()
+        if request is not None and request.run == self._run:
+            # this run's own guest-shutdown, received while recovery ran (a dormant lifecycle is
+            # started by that very request): its handler carries it out, not a second time here
+            return
         if request is None:
             self.power_journal.clear()  # nothing, or stale / from another boot: forget it
             return
@@ -282,7 +293,7 @@ class LifecycleNode(ServiceNode):
         req = _convert(msg.body, m.ShutdownRequest)
         self._refuse_if_frozen()
         # durable from here until the backend's verdict: a restart in between carries it out
-        self.power_journal.record(PowerRequest(req.mode, req.delay_s, req.message, time.time()))
+        self.power_journal.record(PowerRequest(req.mode, req.delay_s, req.message, time.time(), self._run))
         try:
             self.power.shutdown(req.mode, req.delay_s, req.message)
         except PowerError as err:

@@ -33,6 +33,7 @@ class PowerRequest:
     delay_s: int
     message: str
     at: float  # wall clock when it was received
+    run: str = ""  # which lifecycle run received it (its own requests are not "resumed")
 
 
 def boot_id(path: str = BOOT_ID) -> str:
@@ -58,6 +59,7 @@ class PowerJournal:
             "delay_s": request.delay_s,
             "message": request.message,
             "at": request.at,
+            "run": request.run,
             "boot_id": boot_id(self._boot_id_path),
         }
         tmp = self.path.with_suffix(".tmp")
@@ -72,7 +74,13 @@ class PowerJournal:
         """The request a previous run left unfinished in this boot, if still fresh."""
         try:
             data = json.loads(self.path.read_bytes())
-            request = PowerRequest(str(data["mode"]), int(data["delay_s"]), str(data["message"]), float(data["at"]))
+            request = PowerRequest(
+                str(data["mode"]),
+                int(data["delay_s"]),
+                str(data["message"]),
+                float(data["at"]),
+                str(data.get("run", "")),
+            )
             same_boot = str(data.get("boot_id", "")) == boot_id(self._boot_id_path)
         except (OSError, ValueError, TypeError, KeyError):
             return None
