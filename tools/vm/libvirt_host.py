@@ -246,6 +246,11 @@ class LibvirtGuest:
             time.sleep(1.0)
         raise TimeoutError(f"the guest agent did not answer through libvirt in {timeout:.0f} s: {last}")
 
+    def guest_spawn(self, argv: list[str]) -> None:
+        """guest-exec without waiting for its end: for commands that restart or kill the agent
+        itself (its exit status could never be collected)."""
+        self.agent_command({"execute": "guest-exec", "arguments": {"path": argv[0], "arg": argv[1:]}})
+
     def guest_run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
         """guest-exec through libvirt, waiting for the exit (as a host tool would)."""
         import base64
