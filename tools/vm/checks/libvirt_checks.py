@@ -135,12 +135,20 @@ def guestvcpus(g: LibvirtGuest) -> Observed:
 
 
 def _restart_agent_unit(g: LibvirtGuest, unit: str) -> None:
-    """Through systemd-run, so the restart does not die with the agent that ran it."""
-    code, _, err = g.guest_run(
-        ["systemd-run", "--quiet", "--no-block", "--unit=e2e-restart-agent", "systemctl", "restart", unit]
+    """Through systemd-run, so the restart does not die with the agent that ran it; a second
+    later, and without waiting for the exec's status: the agent may be gone before libvirt
+    could collect it (that raced the restart)."""
+    g.guest_spawn(
+        [
+            "systemd-run",
+            "--quiet",
+            "--no-block",
+            "--unit=e2e-restart-agent",
+            "/bin/sh",
+            "-c",
+            f"sleep 1; systemctl restart {unit}",
+        ]
     )
-    if code != 0:
-        raise RuntimeError(f"systemd-run restart {unit}: {err.strip()}")
 
 
 def lifecycle_restart(g: LibvirtGuest) -> Observed:
@@ -169,8 +177,8 @@ def lifecycle_kill9(g: LibvirtGuest) -> Observed:
     assert g.events is not None
     mark = len(g.events.lines)
     script = "kill -9 $(pidof qemu-ga)" if g.agent == "stock" else KILL_TRANSPORT
-    g.guest_run(
-        ["systemd-run", "--quiet", "--no-block", "--unit=e2e-kill-agent", "/bin/sh", "-c", f"sleep 0.5; {script}"]
+    g.guest_spawn(
+        ["systemd-run", "--quiet", "--no-block", "--unit=e2e-kill-agent", "/bin/sh", "-c", f"sleep 1; {script}"]
     )
     try:
         seen = g.events.wait_for(["disconnected", "connected"], mark, timeout=120)
