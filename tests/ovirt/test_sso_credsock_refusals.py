@@ -1,0 +1,203 @@
+"""Every refusal of the credential socket and the vault, driven from outside over real sockets.
+
+The sso actor runs with a real private system bus and the logind mock; its token is caught off
+the bus as a greeter would, and requests are written to the real ``cred.sock``. Each refusal is
+checked by its status byte *and* by its side effect: a refused request must not burn the parked
+credential, and an expired one must be gone for good. The clock is the test's: the vault's
+expiry is then exercised inside ``take()`` itself, before the actor's periodic sweep could run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ovirt_harness import LogindMock
+
+from concierge.actors.sso import credsock
+from concierge.actors.sso.node import SsoNode
+from concierge.errors import UnavailableError
+from concierge.testing.polling_context import PollingFakeContext
+
+PASSWORD = "Cr3dsock-refusal-pw"
+OK, NOT_FOUND, BAD_REQUEST = 0, 1, 3  # the documented wire statuses, as literals
+
+
+class ManualClock:
+    """Monotonic time that moves only when the test says (the actor's timers wait with it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class Tokens:
+    """Catches ``UserAuthenticated`` off the bus, as GNOME Shell's greeter does."""
+
+    def __init__(self, bus: str) -> None:
+        from jeepney import MatchRule, message_bus
+        from jeepney.io.threading import DBusRouter, open_dbus_connection
+
+        self.conn = open_dbus_connection(bus)
+        self.router = DBusRouter(self.conn)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        rule = MatchRule(type="signal", interface="org.ovirt.vdsm.Credentials", member="UserAuthenticated")
+        self.handle = self.router.filter(rule, queue=self.queue, bufsize=10)
+        self.router.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
+
+    def next(self) -> bytes:
+        return str(self.queue.get(timeout=10).body[0]).encode()
+
+    def close(self) -> None:
+        self.handle.close()
+        self.router.close()
+        self.conn.close()
+
+
+@pytest.fixture
+def tokens(system_bus: str) -> Iterator[Tokens]:
+    t = Tokens(system_bus)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def start_sso(system_bus: str, logind: LogindMock, tmp_path: Path) -> Iterator[Callable[..., PollingFakeContext]]:
+    started: list[PollingFakeContext] = []
+
+    def start(clock: ManualClock | None = None, **settings: Any) -> PollingFakeContext:
+        conf = {
+            "system_bus": system_bus,
+            "graceful_logoff": [],
+            "allowed_peer_uids": [os.geteuid()],
+            "socket_dir": str(tmp_path / "sso"),
+            **settings,
+        }
+        ctx = PollingFakeContext("sso", conf, runtime_dir=tmp_path, clock=clock)
+        started.append(ctx)
+        ctx.run_node(SsoNode)
+        return ctx
+
+    yield start
+    for ctx in started:
+        ctx.close()
+
+
+def _park(sso: PollingFakeContext, tokens: Tokens) -> bytes:
+    reply = sso.ask("sso.login", {"username": "alice", "password": PASSWORD})
+    assert reply.ok and reply.body == {"action": "greeter"}, reply.message
+    return tokens.next()
+
+
+def _exchange(path: Path, request: bytes) -> tuple[int, bytes, bytes]:
+    """Send raw bytes, read the whole reply; (status, user, password)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data[:6] == b"CCSSO\x01", data[:6]
+    status = data[6]
+    (ulen,) = struct.unpack(">I", data[7:11])
+    user = data[11 : 11 + ulen]
+    (plen,) = struct.unpack(">I", data[11 + ulen : 15 + ulen])
+    return status, user, data[15 + ulen : 15 + ulen + plen]
+
+
+def _request(token: bytes, *, magic: bytes = b"CCSSO", version: int = 1, length: int | None = None) -> bytes:
+    return magic + struct.pack(">BI", version, len(token) if length is None else length) + token
+
+
+def test_symlinked_socket_dir_is_refused(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(UnavailableError, match=rf"^credential socket dir {link} is not a directory$"):
+        start_sso(socket_dir=str(link))
+    assert list(real.iterdir()) == []  # nothing was created through the link
+
+
+def test_non_directory_socket_dir_is_refused(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("a file where the directory should be")
+    with pytest.raises(UnavailableError, match=rf"^credential socket dir {plain} is not a directory$"):
+        start_sso(socket_dir=str(plain))
+
+
+def test_loose_socket_dir_mode_is_tightened(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
+    loose = tmp_path / "sso"
+    loose.mkdir(mode=0o777)
+    loose.chmod(0o777)
+    start_sso()
+    assert loose.stat().st_mode & 0o7777 == 0o700
+    assert (loose / "cred.sock").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        _request(b"x" * 8, magic=b"XXSSO"),
+        _request(b"x" * 8, magic=b"ccsso"),
+        _request(b"x" * 8, version=0),
+        _request(b"x" * 8, version=2),
+        _request(b"", length=257),  # refused from the length alone: the body never comes
+        _request(b"", length=0xFFFFFFFF),
+    ],
+    ids=["bad-magic", "lowercase-magic", "version-0", "version-2", "token-257", "token-4g"],
+)
+def test_malformed_requests_are_bad_requests_and_burn_nothing(
+    request_bytes: bytes, tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    sso = start_sso()
+    token = _park(sso, tokens)
+    path = tmp_path / "sso" / "cred.sock"
+    assert _exchange(path, request_bytes) == (BAD_REQUEST, b"", b"")
+    assert _exchange(path, _request(token)) == (OK, b"alice", PASSWORD.encode())
+
+
+def test_token_of_256_bytes_is_read_and_looked_up(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    sso = start_sso()
+    token = _park(sso, tokens)
+    path = tmp_path / "sso" / "cred.sock"
+    # the largest allowed length is a lookup (unknown token), not a malformed request
+    assert _exchange(path, _request(b"t" * 256)) == (NOT_FOUND, b"", b"")
+    assert sso.counters["sso.token_refused"] == 1
+    assert _exchange(path, _request(token)) == (OK, b"alice", PASSWORD.encode())
+    assert _exchange(path, _request(token)) == (NOT_FOUND, b"", b"")  # single use
+
+
+def test_expiry_is_enforced_inside_take(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    """The sweep runs every second; with the clock held below that, only take() can expire.
+
+    A TTL of 0.5 s: at exactly the deadline the token is refused and the credential wiped (a
+    fresh login's token at deadline - 1 ms still works, so the bound is the deadline itself).
+    """
+    clock = ManualClock()
+    start = clock.now
+    sso = start_sso(clock=clock, credential_ttl_s=0.5)
+    path = tmp_path / "sso" / "cred.sock"
+    token = _park(sso, tokens)
+    clock.now = start + 0.499
+    assert _exchange(path, _request(token)) == (OK, b"alice", PASSWORD.encode())
+    clock.now = start
+    token = _park(sso, tokens)
+    clock.now = start + 0.5
+    assert _exchange(path, _request(token)) == (NOT_FOUND, b"", b"")
+    clock.now = start + 0.1  # even if time went back, the expired credential is gone
+    assert _exchange(path, _request(token)) == (NOT_FOUND, b"", b"")
+    assert sso.counters["sso.token_refused"] == 2
