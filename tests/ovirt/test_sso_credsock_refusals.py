@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from ovirt_harness import LogindMock
 
-from concierge.actors.sso import credsock
 from concierge.actors.sso.node import SsoNode
 from concierge.errors import UnavailableError
 from concierge.testing.polling_context import PollingFakeContext
