@@ -78,13 +78,17 @@ def test_envelope_round_trip_and_garbage() -> None:
     header = envelope.Header("req", "echo", 7, 0, "a", "b", 123)
     frames = envelope.encode(header, {"k": b"\x00"}, (b"blob",))
     assert envelope.decode(frames) == (header, {"k": b"\x00"}, (b"blob",))
-    for garbage in ([b"CC/1", b"\xc1", b""], [b"XX", b"", b""], [b"CC/1"]):
-        with pytest.raises(ProtocolError):
+    for garbage, error in (
+        ([b"CC/1", b"\xc1", b""], "^bad envelope: MessagePack data is malformed"),
+        ([b"XX", b"", b""], "^not a CC/1 envelope$"),
+        ([b"CC/1"], "^not a CC/1 envelope$"),
+    ):
+        with pytest.raises(ProtocolError, match=error):
             envelope.decode(garbage)
     datagram = envelope.encode_datagram(header, {"k": [1, "two"]})
     assert envelope.decode_datagram(datagram) == (header, {"k": [1, "two"]})
     for junk in (b"", b"\xc1", datagram[:-1], datagram + b"\x00", envelope.encode_value([1, 2]), b"\x92\x90\xc0"):
-        with pytest.raises(ProtocolError):
+        with pytest.raises(ProtocolError, match=r"^bad datagram: "):
             envelope.decode_datagram(junk)
 
 

@@ -288,8 +288,13 @@ def test_channel_specs_and_defaults(tmp_path: Path) -> None:
     }
     assert parse_channel("qga=vsock-listen:3:1234")["path"] == "3:1234"
     assert parse_channel("extra=unix-listen:/run/x.sock", "qga")["protocol"] == "qga"
-    for bad in ("qga", "qga=virtio-serial", "qga=carrier-pigeon:/x", "extra=unix-listen:/x"):
-        with pytest.raises(ValueError):
+    for bad, error in (
+        ("qga", r"^channel must look like NAME=METHOD:PATH, got 'qga'$"),
+        ("qga=virtio-serial", r"^channel must look like NAME=METHOD:PATH"),
+        ("qga=carrier-pigeon:/x", r"^unknown channel method 'carrier-pigeon'"),
+        ("extra=unix-listen:/x", r"^channel 'extra' needs a protocol"),
+    ):
+        with pytest.raises(ValueError, match=error):
             parse_channel(bad)
 
     dev = tmp_path / "dev"
