@@ -9,10 +9,13 @@ expiry is then exercised inside ``take()`` itself, before the actor's periodic s
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import re
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ import pytest
 from ovirt_harness import LogindMock
 
 from concierge.actors.sso.node import SsoNode
+from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import UnavailableError
+from concierge.logs import Secret
 from concierge.testing.polling_context import PollingFakeContext
 
 PASSWORD = "Cr3dsock-refusal-pw"
@@ -200,3 +205,74 @@ def test_expiry_is_enforced_inside_take(
     clock.now = start + 0.1  # even if time went back, the expired credential is gone
     assert _exchange(path, _request(token)) == (NOT_FOUND, b"", b"")
     assert sso.counters["sso.token_refused"] == 2
+
+
+def test_unused_credential_is_swept_at_its_deadline_and_only_then(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The actor's once-a-second sweep drops an expired credential, and reports nothing else.
+
+    With a TTL of exactly one sweep period the deadline and the first sweep coincide: ``>=``
+    must sweep it then. The second sweep finds nothing and must stay silent.
+    """
+    caplog.set_level(logging.INFO, logger="concierge.actors.sso.node")
+    clock = ManualClock()
+    start = clock.now
+    sso = start_sso(clock=clock, credential_ttl_s=1.0)
+    path = tmp_path / "sso" / "cred.sock"
+    token = _park(sso, tokens)
+    assert len(token) == 32 and re.fullmatch(rb"[A-Za-z0-9_-]{32}", token)  # 192 random bits
+
+    def sweeps() -> int:
+        return sum(r.getMessage() == "parked SSO credential expired unused" for r in caplog.records)
+
+    clock.now = start + 1.0
+    deadline = time.monotonic() + 5
+    while sweeps() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sweeps() == 1
+    clock.now = start + 2.0  # the next sweep: nothing is parked any more
+    time.sleep(1.5)
+    assert sweeps() == 1
+    clock.now = start + 1.5  # even back before the deadline, the swept credential is gone
+    assert _exchange(path, _request(token)) == (NOT_FOUND, b"", b"")
+    fresh = _park(sso, tokens)  # and the actor is still serving
+    assert _exchange(path, _request(fresh)) == (OK, b"alice", PASSWORD.encode())
+
+
+def test_vault_wipes_the_password_bytes_on_take_replace_expiry_and_clear() -> None:
+    """The parked password lives in one bytearray; every way out of the vault zeroes it.
+
+    Reading the private buffer is the only way to see memory hygiene from a test.
+    """
+    now = [0.0]
+    vault = CredentialVault(lambda: now[0], 1.0)
+
+    def parked_buffer() -> bytearray:
+        parked = vault._parked  # the buffer itself is what must be wiped
+        assert parked is not None
+        return parked.password
+
+    token = vault.park("alice", Secret("first-secret"))
+    first = parked_buffer()
+    vault.park("alice", Secret("second-secret"))  # replacement wipes the first
+    assert first == bytearray(len("first-secret"))
+    assert vault.take(token.reveal().encode()) is None  # the replaced token is dead
+    second = parked_buffer()
+    token = vault.park("bob", Secret("third-secret"))
+    assert second == bytearray(len("second-secret"))
+    third = parked_buffer()
+    got = vault.take(token.reveal().encode())
+    assert got is not None and got[0] == "bob" and got[1].reveal() == b"third-secret"
+    assert third == bytearray(len("third-secret")) and not vault.pending
+    vault.park("carol", Secret("fourth-secret"))
+    fourth = parked_buffer()
+    assert vault.pending and not vault.expire()  # not yet due
+    now[0] = 1.0
+    assert vault.expire() and not vault.pending
+    assert fourth == bytearray(len("fourth-secret"))
+    assert not vault.expire()  # nothing left to expire
+    vault.park("dave", Secret("fifth-secret"))
+    fifth = parked_buffer()
+    vault.clear()
+    assert fifth == bytearray(len("fifth-secret")) and not vault.pending
