@@ -26,6 +26,16 @@ def test_exit_classification() -> None:
     assert classify_exit(69) == ExitClass.UNAVAILABLE
     assert classify_exit(70) == ExitClass.CRASH and classify_exit(-9) == ExitClass.CRASH
     assert describe_exit(-9) == "signal SIGKILL" and describe_exit(3) == "exit 3"
+    # the edges: 0 is an exit, -1 is the first signal, an unknown signal number stays a number
+    assert describe_exit(0) == "exit 0" and describe_exit(-1) == "signal SIGHUP"
+    assert describe_exit(-200) == "signal 200"
+
+
+class _TopOfRange(random.Random):
+    """Jitter pinned to its upper end, so the un-jittered ceiling is visible."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
@@ -34,6 +44,19 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     for n, delay in enumerate(delays):
         top = min(2.0, 0.1 * 2**n)
         assert top * 0.5 <= delay <= top
+    # the exponent stops at 30: a millionth attempt neither overflows nor grows past 2**30 * base
+    assert backoff_delay(10**6, 1.0, 2.0**40, _TopOfRange()) == 2.0**30
+    assert backoff_delay(30, 1.0, 2.0**40, _TopOfRange()) == 2.0**30
+    assert backoff_delay(29, 1.0, 2.0**40, _TopOfRange()) == 2.0**29
+
+
+def test_restart_window_edges_are_inclusive() -> None:
+    """A restart exactly ``period_s`` ago still counts, both in add() and in recent()."""
+    window = RestartWindow(intensity=1, period_s=10)
+    assert not window.add(100.0)
+    assert window.add(110.0), "100 is exactly one period before 110: still inside the window"
+    assert window.recent(110.0) == 2
+    assert window.recent(110.5) == 1
 
 
 def test_restart_window_with_fake_clock() -> None:

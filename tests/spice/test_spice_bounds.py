@@ -7,12 +7,19 @@ cause with ``match=`` so another error (a lost-sync overrun, say) cannot stand i
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
 
 from concierge.errors import ProtocolError
-from concierge.transport.spice.wire import MsgType, Reassembler
+from concierge.transport.spice.wire import (
+    MOUSE_FRAME_PREFIX,
+    MOUSE_FRAME_SIZE,
+    MsgType,
+    Reassembler,
+    frame,
+)
 
 CHUNK_LIMIT = 2048  # VD_AGENT_MAX_DATA_SIZE in spice-protocol's vd_agent.h
 MESSAGE_LIMIT = 128 * 1024 * 1024
@@ -72,3 +79,32 @@ def test_spice_bound_refusals_keep_working_after_a_good_message() -> None:
     assert len(list(rx.feed(_chunk(20 + len(payload), _message_header(len(payload)) + payload)))) == 1
     with pytest.raises(ProtocolError, match=r"^chunk size 2049 out of range"):
         list(rx.feed(_chunk(CHUNK_LIMIT + 1)))
+
+
+def test_spice_mouse_fast_path_constants_match_a_real_frame() -> None:
+    """The front-end's mouse fast path matches raw bytes against these; they must be exact."""
+    payload = struct.pack("<IIIB", 100, 200, 1, 0)
+    wire = frame(2, MsgType.MOUSE_STATE, payload, opaque=0)
+    assert len(wire) == MOUSE_FRAME_SIZE == 8 + 20 + 13
+    assert wire.startswith(MOUSE_FRAME_PREFIX)
+    assert struct.pack("<IIII", 2, 33, 1, 1) == MOUSE_FRAME_PREFIX
+
+
+def test_spice_a_complete_and_a_partial_chunk_in_one_read() -> None:
+    """The second chunk of a read must wait for its bytes even though the first was consumed."""
+    first = b"\x01\x00\x00\x00" + b"a" * 8
+    second = b"\x01\x00\x00\x00" + b"b" * 40
+    data = _chunk(20 + len(first), _message_header(len(first)) + first)
+    data += _chunk(20 + len(second), _message_header(len(second)) + second)
+    split = len(data) - 10
+    rx = Reassembler()
+    assert [m.payload for m in rx.feed(data[:split])] == [first]
+    assert [m.payload for m in rx.feed(data[split:])] == [second]
+
+
+def test_spice_messages_are_immutable() -> None:
+    """Messages cross threads (reader -> actors): nobody may change one after it is yielded."""
+    payload = b"\x01\x00\x00\x00abc"
+    (msg,) = Reassembler().feed(_chunk(20 + len(payload), _message_header(len(payload)) + payload))
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field"):
+        msg.type = 99  # type: ignore[misc]
