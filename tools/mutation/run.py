@@ -15,6 +15,9 @@ Usage::
     tools/mutation/run.py --all --report mutation.json                  # everything (slow)
     tools/mutation/run.py --changed-since HEAD~1 --sample 30 --budget-s 300   # the CI step
 
+With ``--changed-since`` (CI) only modules marked ``enforced = true`` in guarded.toml (a full
+run left no unexplained survivor) fail the run; the others' survivors are printed.
+
 Exit status: 0 no unexplained survivor, 1 unexplained survivors, 2 usage or a red baseline.
 """
 
@@ -246,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(cwd)
         shutil.rmtree(copy, ignore_errors=True)
     unexplained = classify(reports, equivalent)
+    if args.changed_since:
+        # CI: a module is enforced once a full run left no unexplained survivor (guarded.toml);
+        # until then its survivors are reported but cannot block someone else's change
+        pending = [m for m in unexplained if not modules[m.module].get("enforced", False)]
+        for mutant in pending:
+            print(f"not yet enforced: {mutant.module} {mutant.operator}: {mutant.before} -> {mutant.after}")
+        unexplained = [m for m in unexplained if m not in pending]
     for report in reports:
         print(
             f"mutation: {report.path}: {len(report.mutants)} mutants, {report.count('killed')} killed, "
