@@ -196,3 +196,20 @@ def test_xdg_download_dir_is_parsed_like_xdg_user_dirs(
     assert (target / "got.txt").read_bytes() == b"ok"
     assert target.stat().st_mode & 0o777 == 0o700  # created private
     assert not (home / "got.txt").exists()
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "text"])
+def test_the_keyfile_ends_at_its_nul(as_text: bool, session_ctx: Any, tmp_path: Path) -> None:
+    """Whatever follows the NUL terminator (a second group, bytes that are not UTF-8) is ignored."""
+    ctx = _start(session_ctx, tmp_path / "dl")
+    good = "[vdagent-file-xfer]\nname=good.txt\nsize=2\n"
+    tail = "[vdagent-file-xfer]\nname=evil.txt\nsize=9\n"
+    data: str | bytes = good + "\0" + tail if as_text else (good + "\0" + tail).encode() + b"\xff\xfe"
+    ctx.tell("spice.file_xfer_start", {"id": 100, "data": data})
+    assert _statuses(ctx, 100)[0]["result"] == XferResult.CAN_SEND_DATA
+    ctx.tell("spice.file_xfer_data", {"id": 100, "size": 2, "data": b"ok"})
+    assert _statuses(ctx, 100, 2)[1]["result"] == XferResult.SUCCESS
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["good.txt"]
+    # a keyfile without any NUL (as the gateway may forward it) is read whole
+    ctx.tell("spice.file_xfer_start", {"id": 101, "data": "[vdagent-file-xfer]\nname=plain.txt\nsize=1\n"})
+    assert _statuses(ctx, 101)[0]["result"] == XferResult.CAN_SEND_DATA
