@@ -166,6 +166,7 @@ def test_names_of_255_bytes_are_accepted(session_ctx: Any, tmp_path: Path) -> No
     ("user_dirs", "expected"),
     [
         ('XDG_DOWNLOAD_DIR="$HOME/Téléchargements"\n', "home/Téléchargements"),
+        ('XDG_DOWNLOAD_DIR="$HOME/dl=files"\n', "home/dl=files"),  # only the first "=" separates
         ('# a comment\n  XDG_DOWNLOAD_DIR="{tmp}/abs dir"  \n', "abs dir"),
         ('XDG_DOWNLOAD_DIR="Downloads-relative"\n', "home/Downloads"),
         ('XDG_DOWNLOAD_DIR="$HOME"\n', "home/Downloads"),  # the home itself is never the target
@@ -174,7 +175,17 @@ def test_names_of_255_bytes_are_accepted(session_ctx: Any, tmp_path: Path) -> No
         ('XDG_DESKTOP_DIR="$HOME/Desktop"\n', "home/Downloads"),
         (None, "home/Downloads"),  # no user-dirs.dirs at all
     ],
-    ids=["home-relative", "absolute", "relative-ignored", "home-ignored", "empty", "commented", "other-key", "no-file"],
+    ids=[
+        "home-relative",
+        "equals-in-path",
+        "absolute",
+        "relative-ignored",
+        "home-ignored",
+        "empty",
+        "commented",
+        "other-key",
+        "no-file",
+    ],
 )
 def test_xdg_download_dir_is_parsed_like_xdg_user_dirs(
     user_dirs: str | None, expected: str, session_ctx: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
