@@ -276,3 +276,50 @@ def test_vault_wipes_the_password_bytes_on_take_replace_expiry_and_clear() -> No
     fifth = parked_buffer()
     vault.clear()
     assert fifth == bytearray(len("fifth-secret")) and not vault.pending
+
+
+def test_a_stale_socket_of_ours_is_replaced(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    """A socket file left by a killed agent (ours: our uid, a socket) is removed and re-bound."""
+    directory = tmp_path / "sso"
+    directory.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(directory / "cred.sock"))
+    stale.close()  # the file stays, nobody listens
+    sso = start_sso()
+    token = _park(sso, tokens)
+    assert _exchange(directory / "cred.sock", _request(token)) == (OK, b"alice", PASSWORD.encode())
+
+
+def test_requests_split_across_writes_are_reassembled(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    sso = start_sso()
+    token = _park(sso, tokens)
+    request = _request(token)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(tmp_path / "sso" / "cred.sock"))
+        for piece in (request[:3], request[3:8], request[8:12], request[12:]):  # header, length, token
+            s.sendall(piece)
+            time.sleep(0.1)
+        reply = s.recv(4096)
+    assert reply[:7] == b"CCSSO\x01" + bytes([OK])
+
+
+def test_a_client_that_resets_mid_request_is_dropped_and_burns_nothing(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    sso = start_sso()
+    token = _park(sso, tokens)
+    path = tmp_path / "sso" / "cred.sock"
+    rude = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    rude.connect(str(path))
+    rude.sendall(b"CCS")
+    rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rude.close()
+    quiet = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    quiet.connect(str(path))
+    quiet.close()  # connects and leaves without a byte
+    assert _exchange(path, _request(token)) == (OK, b"alice", PASSWORD.encode())

@@ -224,3 +224,46 @@ def test_the_keyfile_ends_at_its_nul(as_text: bool, session_ctx: Any, tmp_path: 
     # a keyfile without any NUL (as the gateway may forward it) is read whole
     ctx.tell("spice.file_xfer_start", {"id": 101, "data": "[vdagent-file-xfer]\nname=plain.txt\nsize=1\n"})
     assert _statuses(ctx, 101)[0]["result"] == XferResult.CAN_SEND_DATA
+
+
+def test_every_alternative_name_taken_is_an_exists_error(
+    session_ctx: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    for name in ("a.txt", "a (1).txt", "a (2).txt"):
+        (dl / name).write_bytes(b"mine")
+    ctx = _start(session_ctx, dl, max_name_tries=2)
+    ctx.tell("spice.file_xfer_start", {"id": 110, "name": "a.txt", "size": 1})
+    _refused(ctx, 110, 2, "all alternative names exist", caplog)  # G_IO_ERROR_EXISTS
+    assert sorted(p.name for p in dl.iterdir()) == ["a (1).txt", "a (2).txt", "a.txt"]
+    assert all(p.read_bytes() == b"mine" for p in dl.iterdir())
+
+
+def test_a_download_dir_that_is_a_file_is_an_error_not_a_crash(
+    session_ctx: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "dl").write_text("a file where the directory should be")
+    ctx = _start(session_ctx, tmp_path / "dl")
+    ctx.tell("spice.file_xfer_start", {"id": 111, "name": "x", "size": 1})
+    _refused(ctx, 111, 2, "File exists", caplog)  # mkdir: EEXIST -> G_IO_ERROR_EXISTS
+    ctx.tell("spice.file_xfer_start", {"id": 112, "name": "y", "size": 1})  # still answering
+    _refused(ctx, 112, 2, "File exists", caplog)
+
+
+def test_data_for_an_unknown_transfer_is_ignored(session_ctx: Any, tmp_path: Path) -> None:
+    ctx = _start(session_ctx, tmp_path / "dl")
+    ctx.tell("spice.file_xfer_data", {"id": 999, "size": 1, "data": b"x"})
+    ctx.tell("spice.file_xfer_data", {"id": "nope", "size": 1, "data": b"x"})
+    ctx.tell("spice.file_xfer_status", {"id": 999, "result": 3})
+    ctx.tell("spice.file_xfer_start", {"id": 113, "name": "after", "size": 1})  # a marker behind them
+    assert _statuses(ctx, 113)[0]["result"] == XferResult.CAN_SEND_DATA
+    assert [b["id"] for b in sent(ctx, "file_xfer_status")] == [113]
+
+
+def test_bad_settings_are_a_config_error_naming_the_key(session_ctx: Any) -> None:
+    from concierge.errors import ConfigError
+
+    ctx: FakeContext = session_ctx("filexfer", {"max_transfers": "many"})
+    with pytest.raises(ConfigError, match=r"actors\.filexfer\.settings"):
+        ctx.run_node(FileXferNode)
