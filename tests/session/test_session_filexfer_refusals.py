@@ -9,6 +9,7 @@ refusing for another cause cannot pass the test), and that nothing was written.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,21 @@ def test_bad_settings_are_a_config_error_naming_the_key(session_ctx: Any) -> Non
     ctx: FakeContext = session_ctx("filexfer", {"max_transfers": "many"})
     with pytest.raises(ConfigError, match=r"actors\.filexfer\.settings"):
         ctx.run_node(FileXferNode)
+
+
+def test_keyfile_comments_and_blank_lines_are_skipped_not_the_end(session_ctx: Any, tmp_path: Path) -> None:
+    ctx = _start(session_ctx, tmp_path / "dl")
+    data = b"# written by a client\n\n[vdagent-file-xfer]\n\n# the name\nname=c.txt\n\nsize=1\n\0"
+    ctx.tell("spice.file_xfer_start", {"id": 120, "data": data})
+    assert _statuses(ctx, 120)[0]["result"] == XferResult.CAN_SEND_DATA
+    assert (tmp_path / "dl" / "c.txt").exists()
+
+
+def test_download_dir_without_home_in_the_environment(tmp_path: Path) -> None:
+    """No HOME variable: the account's home (pwd), never the current directory."""
+    from concierge.actors.filexfer.names import download_dir
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}  # no user-dirs.dirs there
+    assert download_dir(env) == Path(os.path.expanduser("~")) / "Downloads"
+    assert download_dir({**env, "HOME": ""}) == Path(os.path.expanduser("~")) / "Downloads"
+    assert download_dir(env, "~/Incoming") == Path(os.path.expanduser("~/Incoming"))
