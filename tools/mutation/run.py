@@ -132,6 +132,7 @@ def sample(mutants: list[Mutant], limit: int) -> list[Mutant]:
 def scratch_copy() -> Path:
     """src/, tests/ and pyproject.toml in a temporary tree (mutants are written only there)."""
     copy = Path(tempfile.mkdtemp(prefix="cc-mutation-"))
+    copy.chmod(0o755)  # tests run helpers as other uids (setpriv): they must reach tests/ like in a checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
     for name in ("src", "tests"):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore, symlinks=True)
