@@ -9,12 +9,16 @@ expiry is then exercised inside ``take()`` itself, before the actor's periodic s
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
 import re
+import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,10 +31,11 @@ from concierge.actors.sso.node import SsoNode
 from concierge.actors.sso.vault import CredentialVault
 from concierge.errors import UnavailableError
 from concierge.logs import Secret
+from concierge.testing.peers import require_binary, require_root
 from concierge.testing.polling_context import PollingFakeContext
 
 PASSWORD = "Cr3dsock-refusal-pw"
-OK, NOT_FOUND, BAD_REQUEST = 0, 1, 3  # the documented wire statuses, as literals
+OK, NOT_FOUND, FORBIDDEN, BAD_REQUEST = 0, 1, 2, 3  # the documented wire statuses, as literals
 
 
 class ManualClock:
@@ -71,6 +76,15 @@ def tokens(system_bus: str) -> Iterator[Tokens]:
     t = Tokens(system_bus)
     yield t
     t.close()
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory other uids may traverse (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="cc-credsock-"))
+    base.chmod(0o711)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -323,3 +337,94 @@ def test_a_client_that_resets_mid_request_is_dropped_and_burns_nothing(
     quiet.connect(str(path))
     quiet.close()  # connects and leaves without a byte
     assert _exchange(path, _request(token)) == (OK, b"alice", PASSWORD.encode())
+
+
+def test_anything_but_our_own_socket_at_the_path_is_refused_and_left_alone(
+    tmp_path: Path, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    directory = tmp_path / "sso"
+    directory.mkdir(mode=0o700)
+    squat = directory / "cred.sock"
+    squat.write_text("ours, but not a socket")
+    with pytest.raises(UnavailableError, match=rf"^{squat} exists and is not our socket: refusing$"):
+        start_sso()
+    assert squat.read_text() == "ours, but not a socket"
+    squat.unlink()
+    foreign = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    foreign.bind(str(squat))
+    foreign.close()
+    require_root("to give the socket file to another uid")
+    os.chown(squat, 65534, 65534)  # a socket, but another uid's
+    with pytest.raises(UnavailableError, match=rf"^{squat} exists and is not our socket: refusing$"):
+        start_sso()
+    assert squat.stat().st_uid == 65534
+
+
+PEER_CLIENT = """
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+token = sys.argv[2].encode()
+s.sendall(b"CCSSO" + struct.pack(">BI", 1, len(token)) + token)
+print(s.recv(4096)[6])
+"""
+
+
+def test_the_peer_check_uses_the_uid_not_the_gid(
+    tokens: Tokens, start_sso: Callable[..., PollingFakeContext], world_dir: Path
+) -> None:
+    """A client whose uid is allowed gets the credential; one whose *gid* has that number does not."""
+    require_root("to run clients as other uids")
+    setpriv = require_binary("setpriv", "util-linux")
+    allowed, other = 60011, 60012
+    sso = start_sso(socket_dir=str(world_dir / "sso"), socket_mode=0o666, allowed_peer_uids=[allowed])
+
+    def fetch_as(uid: int, gid: int, token: bytes) -> str:
+        argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "/usr/bin/python3", "-c", PEER_CLIENT]
+        out = subprocess.run(
+            [*argv, str(world_dir / "sso" / "cred.sock"), token.decode()],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+            timeout=30,
+        )
+        return out.stdout.strip() or out.stderr.strip()
+
+    token = _park(sso, tokens)
+    assert fetch_as(other, allowed, token) == str(FORBIDDEN)
+    assert fetch_as(allowed, other, token) == str(OK)
+
+
+def _high_fd_socket() -> socket.socket:
+    """A client socket whose fd is >= 1000, so it never takes the number the server reuses."""
+    low = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    high = fcntl.fcntl(low.fileno(), fcntl.F_DUPFD_CLOEXEC, 1000)
+    low.close()
+    return socket.socket(fileno=high)
+
+
+def test_a_finished_clients_timer_never_drops_the_next_client_on_its_fd(
+    tmp_path: Path, tokens: Tokens, start_sso: Callable[..., PollingFakeContext]
+) -> None:
+    """Client A finishes; client B gets A's server-side fd number. A's timeout must be gone."""
+    sso = start_sso(client_timeout_s=1.0)
+    path = tmp_path / "sso" / "cred.sock"
+    token = _park(sso, tokens)
+    with _high_fd_socket() as a:
+        a.settimeout(10)
+        a.connect(str(path))
+        a.sendall(_request(b"x" * 8))
+        assert a.recv(4096)[6] == NOT_FOUND
+    started = time.monotonic()
+    time.sleep(0.7)
+    request = _request(token)
+    with _high_fd_socket() as b:  # its server-side fd is the number A's had
+        b.settimeout(10)
+        b.connect(str(path))
+        b.sendall(request[:5])
+        time.sleep(max(0.0, 1.3 - (time.monotonic() - started)))  # past A's 1.0 s, inside B's own
+        b.sendall(request[5:])
+        reply = b.recv(4096)
+    assert reply[:7] == b"CCSSO\x01" + bytes([OK]), reply
