@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,8 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from concierge.testing.peers import require_root
 from concierge.testing.rpc import ActorClient
 
 ECHO = {"entry": "concierge.testing.nodes:EchoNode"}
@@ -102,8 +100,7 @@ def test_status_never_hangs_on_a_stuck_actor(agent_factory: Any) -> None:
 
 
 def test_control_socket_refuses_other_users(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to another uid")
+    require_root("to switch to another uid")
     import tempfile
 
     from concierge.testing.harness import AgentHarness, catalog

@@ -26,6 +26,16 @@ def test_exit_classification() -> None:
     assert classify_exit(69) == ExitClass.UNAVAILABLE
     assert classify_exit(70) == ExitClass.CRASH and classify_exit(-9) == ExitClass.CRASH
     assert describe_exit(-9) == "signal SIGKILL" and describe_exit(3) == "exit 3"
+    # the edges: 0 is an exit, -1 is the first signal, an unknown signal number stays a number
+    assert describe_exit(0) == "exit 0" and describe_exit(-1) == "signal SIGHUP"
+    assert describe_exit(-200) == "signal 200"
+
+
+class _TopOfRange(random.Random):
+    """Jitter pinned to its upper end, so the un-jittered ceiling is visible."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
@@ -34,6 +44,19 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     for n, delay in enumerate(delays):
         top = min(2.0, 0.1 * 2**n)
         assert top * 0.5 <= delay <= top
+    # the exponent stops at 30: a millionth attempt neither overflows nor grows past 2**30 * base
+    assert backoff_delay(10**6, 1.0, 2.0**40, _TopOfRange()) == 2.0**30
+    assert backoff_delay(30, 1.0, 2.0**40, _TopOfRange()) == 2.0**30
+    assert backoff_delay(29, 1.0, 2.0**40, _TopOfRange()) == 2.0**29
+
+
+def test_restart_window_edges_are_inclusive() -> None:
+    """A restart exactly ``period_s`` ago still counts, both in add() and in recent()."""
+    window = RestartWindow(intensity=1, period_s=10)
+    assert not window.add(100.0)
+    assert window.add(110.0), "100 is exactly one period before 110: still inside the window"
+    assert window.recent(110.0) == 2
+    assert window.recent(110.5) == 1
 
 
 def test_restart_window_with_fake_clock() -> None:
@@ -78,13 +101,17 @@ def test_envelope_round_trip_and_garbage() -> None:
     header = envelope.Header("req", "echo", 7, 0, "a", "b", 123)
     frames = envelope.encode(header, {"k": b"\x00"}, (b"blob",))
     assert envelope.decode(frames) == (header, {"k": b"\x00"}, (b"blob",))
-    for garbage in ([b"CC/1", b"\xc1", b""], [b"XX", b"", b""], [b"CC/1"]):
-        with pytest.raises(ProtocolError):
+    for garbage, error in (
+        ([b"CC/1", b"\xc1", b""], "^bad envelope: MessagePack data is malformed"),
+        ([b"XX", b"", b""], "^not a CC/1 envelope$"),
+        ([b"CC/1"], "^not a CC/1 envelope$"),
+    ):
+        with pytest.raises(ProtocolError, match=error):
             envelope.decode(garbage)
     datagram = envelope.encode_datagram(header, {"k": [1, "two"]})
     assert envelope.decode_datagram(datagram) == (header, {"k": [1, "two"]})
     for junk in (b"", b"\xc1", datagram[:-1], datagram + b"\x00", envelope.encode_value([1, 2]), b"\x92\x90\xc0"):
-        with pytest.raises(ProtocolError):
+        with pytest.raises(ProtocolError, match=r"^bad datagram: "):
             envelope.decode_datagram(junk)
 
 

@@ -137,3 +137,32 @@ def test_bad_bodies_answer_clearly(tmp_path: Path) -> None:
         assert ours.cmd("guest-exec-status", pid=1)["error"]["desc"] == "Invalid parameter 'pid'"
     finally:
         ctx.close()
+
+
+def test_file_policy_judges_the_real_path_before_anything_is_created(tmp_path: Path) -> None:
+    """A symlinked directory must not smuggle a create into a denied tree.
+
+    The normalised path (``allowed/door/new``) matches no deny rule; only its real path
+    (``secret/new``) does. The check after opening cannot help here: an ``O_CREAT`` open would
+    already have made the file, so the refusal must come before it, and nothing may appear.
+    """
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "door").symlink_to(secret)
+    ctx, ours = make_ours(tmp_path / "state", files={"deny_paths": [f"{secret}/*"]})
+    disabled = {"class": "CommandNotFound", "desc": "Command guest-file-open has been disabled"}
+    try:
+        for mode in ("w", "a", "w+", "r"):
+            reply = ours.cmd("guest-file-open", path=str(allowed / "door" / "new"), mode=mode)
+            assert reply == {"error": disabled}, (mode, reply)
+            assert not (secret / "new").exists(), mode
+        # a dangling symlink into the denied tree: refused by policy, not by a failed open
+        (allowed / "ghost").symlink_to(secret / "ghost")
+        assert ours.cmd("guest-file-open", path=str(allowed / "ghost"), mode="w") == {"error": disabled}
+        assert not (secret / "ghost").exists()
+        # the allowed tree itself still works
+        assert "return" in ours.cmd("guest-file-open", path=str(allowed / "plain"), mode="w")
+    finally:
+        ctx.close()

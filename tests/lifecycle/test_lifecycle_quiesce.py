@@ -121,23 +121,44 @@ def test_freeze_list_only_touches_listed_mounts(make_node: Any, ext4: Path, xfs:
     assert ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed"
 
 
+LEASE_S = 2.0
+
+
 def test_lease_expiry_thaws(make_node: Any, ext4: Path) -> None:
-    ctx = make_node([ext4], freeze_lease_s=1.0)
+    """Writes are blocked first, then the lease (not a request) thaws within 1.5x the lease.
+
+    1.5x leaves a second of slack on a loaded machine and still fails a lease twice as long as
+    configured; the lower bound fails a lease cut short.
+    """
+    ctx = make_node([ext4], freeze_lease_s=LEASE_S)
+    before = time.monotonic()
     assert ctx.ask(m.FREEZE, {}).unwrap() == 1
+    frozen_at = time.monotonic()
     writer = start_writer(ext4)
-    assert wait_for(lambda: ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed", 15.0)
-    assert writer_finishes(writer)
+    assert writer_blocked(writer, settle_s=LEASE_S / 4)  # the freeze really blocks writes
+    assert ctx.ask(m.FREEZE_STATUS).unwrap() == "frozen"
+    assert writer_finishes(writer, timeout_s=LEASE_S * 1.5 - (time.monotonic() - frozen_at))
+    thawed_after = time.monotonic() - before
+    assert thawed_after >= LEASE_S * 0.95, f"thawed after {thawed_after:.2f} s, before the {LEASE_S} s lease"
+    assert ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed"
     assert _thawed_reasons(ctx) == ["lease"]
+    notes = [b for t, b in ctx.supervisor_notes if t == m.NOTE_FREEZE_STATE]
+    assert notes[0] == {"frozen": True, "deadline_s": LEASE_S}
 
 
 def test_qga_channel_loss_thaws_but_other_protocols_do_not(make_node: Any, ext4: Path) -> None:
-    ctx = make_node([ext4], disconnect_grace_s=0.2)
+    grace = 1.0
+    ctx = make_node([ext4], disconnect_grace_s=grace)
     assert ctx.ask(m.FREEZE, {}).unwrap() == 1
     ctx.tell("host.disconnected", {"channel": "spice0", "protocol": "spice"}, kind="evt")
-    time.sleep(0.6)
+    time.sleep(grace * 1.3)
     assert ctx.ask(m.FREEZE_STATUS).unwrap() == "frozen"
+    lost = time.monotonic()
     ctx.tell("host.disconnected", {"channel": "qga0", "protocol": "qga"}, kind="evt")
-    assert wait_for(lambda: ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed", 15.0)
+    time.sleep(grace / 2)
+    assert ctx.ask(m.FREEZE_STATUS).unwrap() == "frozen", "thawed before the grace period ended"
+    # within 1.5x the grace: a grace twice as long as configured fails here
+    assert wait_for(lambda: ctx.ask(m.FREEZE_STATUS).unwrap() == "thawed", grace * 1.5 - (time.monotonic() - lost))
     assert not_frozen(ext4)
     assert _thawed_reasons(ctx) == ["disconnect"]
 

@@ -15,7 +15,7 @@ def test_stuck_key_fails_fast_and_recovers() -> None:
     runner = DeadlineRunner(max_stuck=2)
     gate = threading.Event()
     try:
-        with pytest.raises(ProbeTimeout):
+        with pytest.raises(ProbeTimeout, match="nfs"):
             runner.run("nfs", gate.wait, 0.2)
         assert runner.stuck_keys() == ["nfs"]
         calls: list[int] = []
@@ -38,10 +38,10 @@ def test_exceptions_propagate_and_stuck_threads_are_bounded() -> None:
     runner = DeadlineRunner(max_stuck=2)
     gate = threading.Event()
     try:
-        with pytest.raises(ZeroDivisionError):
+        with pytest.raises(ZeroDivisionError, match="division"):
             runner.run("div", lambda: 1 // 0, 5)
         for i in range(2):
-            with pytest.raises(ProbeTimeout):
+            with pytest.raises(ProbeTimeout, match=f"hang{i}"):
                 runner.run(f"hang{i}", gate.wait, 0.05)
         with pytest.raises(ProbeTimeout, match="too many blocked"):
             runner.run("one-more", lambda: 1, 5)

@@ -30,7 +30,7 @@ def test_bad_settings_raise_config_error() -> None:
         with pytest.raises(ConfigError, match=r"actors\.monitor\.settings"):
             ctx.run_node(MonitorNode)
         ctx2 = FakeContext("monitor", {"no_such_knob": 1})
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=r"no_such_knob"):
             ctx2.run_node(MonitorNode)
         ctx2.close()
     finally:

@@ -82,7 +82,8 @@ def test_slow_monitor_never_delays_heartbeats(closers: list[Callable[[], object]
     pump.wait(lambda h: h.state.mem_usage > 0)
     start = len([n for n in pump.names() if n == "heartbeat"])
     time.sleep(1.5)
-    assert len([n for n in pump.names() if n == "heartbeat"]) - start >= 3
+    # 0.2 s period: ~7 expected in 1.5 s; a cadence twice as slow gives at most 4
+    assert len([n for n in pump.names() if n == "heartbeat"]) - start >= 5
     assert pump.host.state.mem_usage > 0  # the last good sample is reused, never a bogus 0
 
 

@@ -42,6 +42,7 @@ from concierge.actors.sso.node import SsoNode
 from concierge.errors import UnavailableError
 from concierge.testing.context import FakeContext
 from concierge.testing.fd_link import FrontEndHostNode
+from concierge.testing.peers import require_root
 from concierge.testing.polling_context import PollingFakeContext
 
 HERE = Path(__file__).resolve().parent
@@ -252,8 +253,7 @@ def _as_nobody_fetch(path: Path, token: str) -> str:
 def test_other_local_uid_cannot_reach_or_use_socket(
     greeter: Greeter, start_sso: Callable[..., PollingFakeContext]
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a client as another uid")
+    require_root("to run a client as another uid")
     base = Path(tempfile.mkdtemp(prefix="sso-attack-"))
     os.chmod(base, 0o711)  # noqa: S103 - reachable by others down to our socket directory
     try:
@@ -275,8 +275,7 @@ def test_other_local_uid_cannot_reach_or_use_socket(
 
 
 def test_squatted_socket_dir_or_path_refused(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a directory owned by another uid")
+    require_root("to create a directory owned by another uid")
     squat = tmp_path / "squat"
     squat.mkdir()
     os.chown(squat, 65534, 65534)

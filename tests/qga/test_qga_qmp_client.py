@@ -6,10 +6,9 @@ import asyncio
 import socket
 
 import pytest
+from qemu import qmp  # a dev requirement: never skipped
 
 from concierge.testing.qga_inproc import Agent
-
-qmp = pytest.importorskip("qemu.qmp")
 
 
 def test_qemu_qmp_async_client(agent: Agent) -> None:

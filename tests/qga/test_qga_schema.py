@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from concierge.testing.qapi import check_value, find_reference, load_schema
+from concierge.testing.qapi import check_value, load_schema
 from concierge.testing.qga_inproc import Agent
 from concierge.testing.qga_peer import RawClient
 from concierge.testing.reference import reference_file
@@ -17,10 +17,7 @@ from concierge.transport.qga import argspec
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, dict[str, Any]]:
-    path = find_reference("qga-qapi-schema.json")
-    if path is None:
-        pytest.skip("../shared/reference/qga-qapi-schema.json is not beside this checkout")
-    return load_schema(path)
+    return load_schema(reference_file("qga-qapi-schema.json"))
 
 
 def _kind(schema: dict[str, dict[str, Any]], type_name: str) -> str:

@@ -146,9 +146,9 @@ def test_layout_parsing_rules() -> None:
         (0, 0),
         (800, 0),
     ] and off == []  # no USE_POS: side by side
-    with pytest.raises(LayoutError):
+    with pytest.raises(LayoutError, match=r"^every monitor is disabled$"):
         parse_monitors_config({"num_of_monitors": 1, "monitors": [mon(0, 0)]})
-    with pytest.raises(LayoutError):
+    with pytest.raises(LayoutError, match=r"^physical size tail does not match the monitor count$"):
         parse_monitors_config(
             {
                 "num_of_monitors": 1,

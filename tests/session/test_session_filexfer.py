@@ -172,6 +172,6 @@ def test_name_helpers() -> None:
     assert parse_keyfile(keyfile("a\\sb.txt", 5)) == {"name": "a b.txt", "size": "5"}
     assert list(candidates("a.tar", 2)) == ["a.tar", "a (1).tar", "a (2).tar"]
     assert list(candidates(".rc", 1)) == [".rc", ".rc (1)"]
-    with pytest.raises(UnsafeNameError):
+    with pytest.raises(UnsafeNameError, match=r"^name contains control characters$"):
         safe_name("a\u202eb")
     assert safe_name("résumé.txt") == "résumé.txt"

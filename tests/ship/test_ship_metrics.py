@@ -69,7 +69,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_ship_metrics_reference_parser_agrees() -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
+    from prometheus_client import parser  # a dev requirement: never skipped
     text = to_prometheus(STATUS)
     reference = {}
     for family in parser.text_string_to_metric_families(text):
@@ -158,17 +158,17 @@ def test_ship_metrics_empty_and_minimal_status() -> None:
 
 
 @pytest.mark.parametrize(
-    "status",
+    ("status", "error"),
     [
-        {"actors": "nope"},
-        {"actors": [{"state": "RUNNING"}]},
-        {"actors": [{"id": "a", "restarts": "many"}]},
-        {"actors": [{"id": "a", "counters": [1, 2]}]},
-        {"actors": [{"id": "a", "latency": {"t": 3}}]},
+        ({"actors": "nope"}, r"^status\['actors'\] must be a list$"),
+        ({"actors": [{"state": "RUNNING"}]}, r"^status\['actors'\]\[0\] needs a string 'id'$"),
+        ({"actors": [{"id": "a", "restarts": "many"}]}, r"^actor 'a': restarts must be a number, got 'many'$"),
+        ({"actors": [{"id": "a", "counters": [1, 2]}]}, r"^actor 'a': counters must be a mapping$"),
+        ({"actors": [{"id": "a", "latency": {"t": 3}}]}, r"^actor 'a': latency\['t'\] must be a mapping$"),
     ],
 )
-def test_ship_metrics_bad_shape_is_a_clear_error(status: dict) -> None:
-    with pytest.raises(StatusFormatError):
+def test_ship_metrics_bad_shape_is_a_clear_error(status: dict, error: str) -> None:
+    with pytest.raises(StatusFormatError, match=error):
         to_prometheus(status)
 
 
@@ -200,7 +200,7 @@ def test_ship_metrics_textfile_is_atomic(tmp_path: Path) -> None:
 def test_ship_metrics_textfile_failure_leaves_old_file(tmp_path: Path) -> None:
     target = tmp_path / "concierge.prom"
     write_textfile(target, "old\n")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be str, not None"):
         write_textfile(target, None)  # type: ignore[arg-type]
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["concierge.prom"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from concierge.testing.peers import require_binary
+from concierge.testing.peers import require, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "packaging"
@@ -172,8 +172,7 @@ def test_ship_man_page_lists_every_command() -> None:
 def complete(line: str) -> list[str]:
     """COMPREPLY for ``line`` from the real bash-completion framework."""
     framework = Path("/usr/share/bash-completion/bash_completion")
-    if not framework.exists():
-        pytest.skip("bash-completion not installed")
+    require(framework.exists(), "bash-completion not installed (apt install bash-completion)")
     words = line.split(" ")
     script = (
         f"source {framework}; source {PKG / 'completion/concierge'}; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from concierge.errors import ProtocolError
@@ -174,38 +176,59 @@ def test_spice_interleaved_ports_reassemble_independently() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "error"),
     [
-        bytes.fromhex("03000000 14000000".replace(" ", "")) + bytes(20),  # port 3
-        bytes.fromhex("01000000 01080000".replace(" ", "")) + bytes(2049),  # chunk > 2048
-        bytes.fromhex("0100000004000000") + bytes(4),  # first chunk shorter than a header
+        (bytes.fromhex("03000000 14000000".replace(" ", "")) + bytes(20), r"^invalid vdagent port 3$"),
+        (
+            bytes.fromhex("01000000 01080000".replace(" ", "")) + bytes(2049),
+            r"^chunk size 2049 out of range \(max 2048\)$",
+        ),
+        (bytes.fromhex("0100000004000000") + bytes(4), r"^first chunk of 4 bytes is shorter than a header$"),
+        (
+            bytes.fromhex("01000000 18000000".replace(" ", ""))
+            + bytes.fromhex("01000000 02000000")
+            + bytes(8)
+            + bytes.fromhex("02000000")
+            + bytes(4),
+            r"^chunk overruns its message \(lost sync\)$",
+        ),
     ],
 )
-def test_spice_bad_framing_raises(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
+def test_spice_bad_framing_raises(data: bytes, error: str) -> None:
+    with pytest.raises(ProtocolError, match=error):
         list(Reassembler().feed(data))
 
 
 @pytest.mark.parametrize(
-    ("kind", "payload"),
+    ("kind", "payload", "error"),
     [
-        (MsgType.MOUSE_STATE, bytes(12)),
-        (MsgType.MONITORS_CONFIG, bytes.fromhex("02000000 00000000".replace(" ", "")) + bytes(20)),
+        (MsgType.MOUSE_STATE, bytes(12), "MOUSE_STATE: payload is 12 bytes, expected 13"),
+        (
+            MsgType.MONITORS_CONFIG,
+            bytes.fromhex("02000000 00000000".replace(" ", "")) + bytes(20),
+            "MONITORS_CONFIG: payload is 28 bytes, expected 48",
+        ),
         (
             MsgType.MONITORS_CONFIG,
             bytes.fromhex("01000000 02000000".replace(" ", "")) + bytes(20),
+            "MONITORS_CONFIG: payload is 28 bytes, expected 32",
         ),  # tail missing
         (
             MsgType.FILE_XFER_DATA,
             bytes.fromhex("07000000 0a00000000000000".replace(" ", "")) + b"abc",
+            "FILE_XFER_DATA: payload is 15 bytes, expected 22",
         ),
-        (MsgType.AUDIO_VOLUME_SYNC, bytes([1, 0, 200, 1, 2])),
-        (MsgType.GRAPHICS_DEVICE_INFO, bytes.fromhex("01000000") + bytes(16) + b"\xff"),
-        (MsgType.DISPLAY_CONFIG, bytes(9)),
+        (MsgType.AUDIO_VOLUME_SYNC, bytes([1, 0, 200, 1, 2]), "AUDIO_VOLUME_SYNC: payload is 5 bytes, expected 403"),
+        (
+            MsgType.GRAPHICS_DEVICE_INFO,
+            bytes.fromhex("01000000") + bytes(16) + b"\xff",
+            "GRAPHICS_DEVICE_INFO: 1 trailing bytes",
+        ),
+        (MsgType.DISPLAY_CONFIG, bytes(9), "DISPLAY_CONFIG: payload is 9 bytes, expected 8"),
     ],
 )
-def test_spice_bad_sizes_are_refused(kind: MsgType, payload: bytes) -> None:
-    with pytest.raises(ProtocolError):
+def test_spice_bad_sizes_are_refused(kind: MsgType, payload: bytes, error: str) -> None:
+    with pytest.raises(ProtocolError, match=f"^{re.escape(error)}$"):
         codec.decode(kind, payload, PLAIN)
 
 
@@ -214,5 +237,5 @@ def test_spice_one_byte_release_of_stock_daemon_is_accepted() -> None:
 
 
 def test_spice_unknown_type_is_refused() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match=r"^unknown vdagent message type 17$"):
         codec.decode(17, b"", PLAIN)

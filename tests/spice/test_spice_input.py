@@ -135,7 +135,7 @@ def test_spice_input_missing_uinput_is_unavailable(tmp_path: Path) -> None:
     from concierge.errors import UnavailableError
 
     ctx = FakeContext("input", {"sink": "uinput", "uinput_path": str(tmp_path / "uinput")})
-    with pytest.raises(UnavailableError):
+    with pytest.raises(UnavailableError, match=r"uinput"):
         ctx.run_node(InputNode)
     ctx.close()
 
@@ -144,11 +144,11 @@ def test_spice_input_bad_sink_setting_is_a_config_error() -> None:
     from concierge.errors import ConfigError
 
     ctx = FakeContext("input", {"sink": "bogus"})
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^actors\.input\.settings\.sink: unknown sink 'bogus' \(use 'uinput'"):
         ctx.run_node(InputNode)
     ctx.close()
     ctx = FakeContext("input", {"sink": "uinput", "nope": 1})
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"nope"):
         ctx.run_node(InputNode)
     ctx.close()
 

@@ -203,3 +203,42 @@ def test_spice_logind_locked_and_greeter_refuse_transfers(
         refused_with(7, 3)  # DISABLED for greeters
     finally:
         a.stop()
+
+
+@pytest.mark.peer
+def test_spice_logind_session_of_another_uid_is_refused(
+    logind: Logind, gateway: tuple[PollingFakeContext, Path]
+) -> None:
+    """logind places the connecting process in bob's session: alice's agent is refused.
+
+    The endpoint and SO_PEERCRED say uid A; the session logind names for its PID belongs to uid
+    B (what a process that slipped into another user's session scope would look like). The
+    gateway must believe neither side alone and refuse, rather than serve bob's session to A.
+    """
+    ctx, rundir = gateway
+    logind.add_session("c1", UID_A, "alice")
+    logind.add_session("c2", UID_B, "bob")
+    logind.call(
+        LOGIN1,
+        MOCK,
+        "AddMethod",
+        "sssss",
+        "org.freedesktop.login1.Manager",
+        "GetSessionByPID",
+        "u",
+        "o",
+        f"ret = dbus.ObjectPath('{LOGIN1}/session/c2')",
+    )
+    a = Client(rundir, UID_A, UID_A, "hold", hello())
+    try:
+        assert a.wait_frame("reject") == {"reason": "the process's session belongs to another user"}
+        assert "welcome" not in [t for t, _ in a.frames()]
+        assert _status(ctx)["rejected"] == 1
+        assert _status(ctx)["agents"] == []
+    finally:
+        a.stop()
+    b = Client(rundir, UID_B, UID_B, "hold", hello())  # bob himself is welcome in c2
+    try:
+        assert b.wait_frame("welcome")["session_id"] == "c2"
+    finally:
+        b.stop()

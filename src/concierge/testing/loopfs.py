@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from concierge.testing.peers import require, require_binary
+from concierge.testing.peers import require, require_binary, run_tool
 
 FITHAW = 0xC0045878
 SIZES_MB = {"ext4": 64, "xfs": 320}  # xfsprogs >= 5.19 refuses filesystems below 300 MB
@@ -43,6 +43,9 @@ def loop_fs(fstype: str) -> Iterator[Path]:
     """A freshly made ``fstype`` filesystem on a loop device, mounted in a private tmp dir."""
     require(can_loop_mount(), "needs root and /dev/loop-control for loop-mounted filesystems")
     mkfs = require_binary(f"mkfs.{fstype}", "xfsprogs" if fstype == "xfs" else "e2fsprogs")
+    losetup = require_binary("losetup", "util-linux")
+    mount = require_binary("mount", "mount")
+    umount = require_binary("umount", "mount")
     base = Path(tempfile.mkdtemp(prefix=f"cc-loopfs-{fstype}-"))
     image, mnt = base / "fs.img", base / "mnt"
     mnt.mkdir()
@@ -52,19 +55,17 @@ def loop_fs(fstype: str) -> Iterator[Path]:
         with open(image, "wb") as fh:
             fh.truncate(SIZES_MB[fstype] * 1024 * 1024)
         quiet = ["-q", "-F"] if fstype == "ext4" else ["-q", "-f"]
-        subprocess.run([mkfs, *quiet, str(image)], check=True, capture_output=True)
-        device = subprocess.run(
-            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        subprocess.run(["mount", "-t", fstype, device, str(mnt)], check=True, capture_output=True)
+        run_tool([mkfs, *quiet, str(image)], f"mkfs.{fstype}")
+        device = run_tool([losetup, "--find", "--show", str(image)], "attaching a loop device").strip()
+        run_tool([mount, "-t", fstype, device, str(mnt)], f"mounting the {fstype} image")
         mounted = True
         yield mnt
     finally:
         if mounted:
             _thaw_quietly(mnt)
-            umount = subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-            if umount.returncode != 0:
-                subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+            unmounted = subprocess.run([umount, str(mnt)], capture_output=True, check=False)
+            if unmounted.returncode != 0:
+                subprocess.run([umount, "-l", str(mnt)], capture_output=True, check=False)
         if device:
-            subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+            subprocess.run([losetup, "-d", device], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)

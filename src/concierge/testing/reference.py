@@ -1,5 +1,8 @@
 """Locate the team's shared reference data (QAPI schemas ...) beside the repository, or skip.
 
+Under ``CONCIERGE_REQUIRE_PEERS=1`` (CI) a missing shared tree fails instead: the conformance
+tests must never pass by not running.
+
 The data lives in ``../shared/reference`` next to the checkout (CI lays it there too);
 ``CONCIERGE_SHARED`` overrides the location.
 """
@@ -8,14 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
+from concierge.testing.peers import require
 from concierge.testing.qapi import find_reference
 
 
 def reference_file(name: str) -> Path:
-    """Path of ``shared/reference/NAME``, or skip the test when the shared tree is absent."""
+    """Path of ``shared/reference/NAME``; skip (fail in CI) when the shared tree is absent."""
     path = find_reference(name)
-    if path is None:
-        pytest.skip(f"shared reference data not found: {name}")
+    require(path is not None, f"shared reference data not found: {name} (expected in ../shared/reference)")
+    assert path is not None
     return path
