@@ -141,7 +141,7 @@ def test_symlinked_socket_dir_is_refused(tmp_path: Path, start_sso: Callable[...
     real.mkdir(mode=0o700)
     link = tmp_path / "link"
     link.symlink_to(real)
-    with pytest.raises(UnavailableError, match=rf"^credential socket dir {link} is not a directory$"):
+    with pytest.raises(UnavailableError, match=rf"^credential socket dir {link} is not a directory\b"):
         start_sso(socket_dir=str(link))
     assert list(real.iterdir()) == []  # nothing was created through the link
 
@@ -149,7 +149,7 @@ def test_symlinked_socket_dir_is_refused(tmp_path: Path, start_sso: Callable[...
 def test_non_directory_socket_dir_is_refused(tmp_path: Path, start_sso: Callable[..., PollingFakeContext]) -> None:
     plain = tmp_path / "plain"
     plain.write_text("a file where the directory should be")
-    with pytest.raises(UnavailableError, match=rf"^credential socket dir {plain} is not a directory$"):
+    with pytest.raises(UnavailableError, match=rf"^credential socket dir {plain} is not a directory\b"):
         start_sso(socket_dir=str(plain))
 
 
