@@ -145,11 +145,6 @@ def test_every_report_comes_from_the_real_actors(agent: tuple[AgentHarness, Host
     assert actors == dict.fromkeys(("transport", "monitor", "lifecycle", "sso"), "RUNNING")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the monitor actor has no monitor.containers handler, so with the real monitor the "
-    "containers report (apiVersion >= 3) is never sent; the fakes answered it (see docs/testing.md)",
-)
 def test_containers_report_comes_from_the_real_monitor(agent: tuple[AgentHarness, HostPump]) -> None:
     _, pump = agent
     pump.wait(lambda h: h.effective_api_version == 3 and "disks-usage" in {n for n, _ in h.received}, timeout=30)

@@ -67,6 +67,8 @@ MEMORY = "monitor.memory"
 """-> :class:`MemoryReply`: raw bytes and cumulative counters; rates are the consumer's job."""
 
 APPLICATIONS = "monitor.applications"
+#: -> {"containers": [{id, names, image, command, status}]} (Docker/Podman API; [] without one)
+CONTAINERS = "monitor.containers"
 """-> ``{"applications": ["name-version", ...]}`` for installed packages matching the
 ``application_names`` globs (dpkg status read directly, rpm if present; cached by mtime).
 Body may carry ``{"names": [...]}`` to override the configured globs for one request."""

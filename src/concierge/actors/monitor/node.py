@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
+from concierge.actors.monitor import containers, osinfo, routes, stats, users
 from concierge.actors.monitor import messages as m
-from concierge.actors.monitor import osinfo, routes, stats, users
 from concierge.actors.monitor.applications import ApplicationsProbe
 from concierge.actors.monitor.deadline import DeadlineRunner, ProbeTimeout
 from concierge.actors.monitor.disks import DiskProbe
@@ -226,6 +226,11 @@ class MonitorNode(ServiceNode):
         reply = self.filesystems.probe(scope)
         self._report_stuck()
         return reply
+
+    @handler(m.CONTAINERS, blocking=True)
+    def container_list(self, msg: Incoming) -> dict[str, Any]:
+        """Docker/Podman containers for oVirt's ``containers`` report ([] without a daemon)."""
+        return {"containers": containers.list_containers()}
 
     @handler(m.DISKS, blocking=True)
     def disk_list(self, msg: Incoming) -> list[dict[str, Any]]:
