@@ -47,6 +47,8 @@ class FrameReader:
                 type_, body, blobs = msg["t"], msg.get("b"), msg.get("x") or []
             except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as err:
                 raise ProtocolError(f"undecodable frame: {err}") from err
-            if not isinstance(type_, str) or not all(isinstance(b, bytes) for b in blobs):
+            if not isinstance(type_, str) or not isinstance(blobs, list):
+                raise ProtocolError("frame has a bad type or blobs")
+            if not all(isinstance(b, bytes) for b in blobs):
                 raise ProtocolError("frame has a bad type or blobs")
             yield type_, body, tuple(blobs)
