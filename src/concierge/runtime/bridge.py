@@ -44,6 +44,7 @@ from concierge.errors import ErrorCode, ProtocolError
 from concierge.runtime import envelope, sockets
 from concierge.runtime.endpoints import RuntimeLayout
 from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
+from concierge.runtime.watermark import Watermark
 
 log = logging.getLogger(__name__)
 #: largest header + body sent as one lane datagram; larger messages take ZeroMQ
@@ -170,6 +171,7 @@ class Bridge:
         self._lane_out: dict[str, socket.socket] = {}
         self._sub: zmq.Socket[bytes] | None = None
         self._last_supervisor = self._last_beat = self.clock.monotonic()
+        self._watermark = Watermark.from_welcome(welcome, clock=self.clock.monotonic)
         self._watch_zmq(self._control, self._drain_control)
         self._watch_zmq(self._inbox, self._drain_inbox)
         self._poller.register(self._wake_fd, select.POLLIN)
@@ -547,6 +549,11 @@ class Bridge:
             if msg.reply is not None:
                 msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.actor_id} does not handle {msg.type}")
             return
+        if self._watermark.refuses(msg.type):
+            self._counters["memory.shed"] += 1
+            if msg.reply is not None:
+                msg.reply.error(ErrorCode.BACKPRESSURE, f"{self.actor_id} is over its memory watermark", retryable=True)
+            return
         try:
             node.handle(msg)
         except Exception as err:  # loop boundary: a node bug answers INTERNAL, the loop lives on
@@ -640,6 +647,14 @@ class Bridge:
             self._pings.clear()
             for key in self._last_pong:
                 self._last_pong[key] = now
+        if self._watermark.check():  # over the hard watermark while idle: restart to give it back
+            log.error(
+                "anonymous RSS %d MiB over the hard watermark while idle: restarting",
+                self._watermark.rss >> 20,
+                extra={"event": "actor.memory_hard"},
+            )
+            self.stop(75)
+            return
         stuck = []
         for ref in self._actors:
             key = id(ref)

@@ -23,7 +23,7 @@ import zmq.devices
 
 from concierge import __version__
 from concierge.clock import Clock, MonotonicClock
-from concierge.config.schema import AgentConfig
+from concierge.config.schema import AgentConfig, memory_limits
 from concierge.errors import ExitCode, ProtocolError
 from concierge.logs import FreezableHandler
 from concierge.runtime import envelope, sockets
@@ -320,6 +320,7 @@ class Supervisor:
             "heartbeat_interval_s": agent.heartbeat_interval_s,
             "actor_unresponsive_s": agent.actor_unresponsive_s,
             "lane_spin_us": agent.lane_spin_us,
+            "memory": memory_limits(agent, child.spec),
             "log_format": agent.log_format,
             "log_level": agent.log_level,
         }
