@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Run the coverage-guided fuzz targets (atheris/libFuzzer) for a bounded time; fail on a finding.
 
-    tools/fuzz/run.py                       every target, 100 s in all (what CI runs)
-    tools/fuzz/run.py --total 600 qga       one target for ten minutes
-    tools/fuzz/run.py --runs 10000000 spice a long run: stop after that many inputs
-    tools/fuzz/run.py --replay FILE qga     run one input (or a directory) through a target, no atheris
-    tools/fuzz/run.py --merge DIR qga       minimise DIR plus the committed corpus into the corpus
+    .venv/bin/python tools/fuzz/run.py                        every target, 100 s in all (CI)
+    .venv/bin/python tools/fuzz/run.py --total 600 qga        one target for ten minutes
+    .venv/bin/python tools/fuzz/run.py --runs 10000000 spice  a long run: stop after that many inputs
+    .venv/bin/python tools/fuzz/run.py --replay FILE qga      one input (or a directory), no atheris
+    .venv/bin/python tools/fuzz/run.py --merge DIR qga        minimise DIR + the corpus into the corpus
 
 Each target runs in its own process (libFuzzer owns the process), seeded from the committed
 corpus ``tools/fuzz/corpus/<target>/``, which it never writes: new inputs go to a temporary
@@ -129,7 +129,7 @@ def _report_finding(result: Result) -> None:
     for path in result.artifacts:
         data = path.read_bytes()
         print(f"--- input kept at {path} ({len(data)} bytes): {data[:512]!r}")
-        print(f"    replay: tools/fuzz/run.py --replay {path} {result.target}")
+        print(f"    replay: .venv/bin/python tools/fuzz/run.py --replay {path} {result.target}")
 
 
 def replay(target: str, paths: list[Path]) -> int:
