@@ -38,6 +38,27 @@ def test_fuzz_qga_oversized_token_cut_the_same_whatever_the_chunking(run: bytes)
     assert whole[0] == (None, "JSON token size limit exceeded")
 
 
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b'"' + b"\\n" * 40 + b'"',  # escapes are lexed a character at a time
+        b"-" + b"1" * 46 + b".5e+" + b"7" * 3 + b" ",  # sign, point and exponent likewise
+    ],
+    ids=["escapes", "number-punctuation"],
+)
+def test_fuzz_qga_token_limit_is_checked_after_every_character(stream: bytes) -> None:
+    # Found by fuzz_qga: characters appended one at a time (escapes, '.', 'e', '+') were not
+    # checked against the token limit, so the next run computed a negative room and moved the
+    # read position backwards (IndexError, or lexing the same bytes twice). QEMU checks the
+    # limit after every character; whole and byte-by-byte feeds must agree.
+    whole = _lex([stream], max_token_size=48)
+    bytewise = _lex([stream[i : i + 1] for i in range(len(stream))], max_token_size=48)
+    assert whole == bytewise
+    assert whole[0] == (None, "JSON token size limit exceeded")
+    if stream.startswith(b'"'):  # the rest of the escapes is lexed afresh, as QEMU does
+        assert whole == [(None, "JSON token size limit exceeded"), (None, "JSON parse error, stray '\\'")]
+
+
 @pytest.mark.parametrize("blobs", [5, True, 1.5, None])
 def test_fuzz_session_frame_with_non_list_blobs_is_a_protocol_error(blobs: object) -> None:
     # Found by fuzz_session: {"x": 5} raised TypeError out of FrameReader.feed (only

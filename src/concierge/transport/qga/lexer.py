@@ -151,6 +151,7 @@ class JsonStreamer:
                     self._take(STRING)
                 elif ch == 0x5C:
                     self.state = _DQ_ESC if state == _DQ else _SQ_ESC
+                    self._check_size()
                 else:
                     self._error()
                 continue
@@ -159,6 +160,7 @@ class JsonStreamer:
                 token.append(ch)
                 if 0x20 <= ch <= 0xFD:
                     self.state = _DQ if state == _DQ_ESC else _SQ
+                    self._check_size()
                 else:
                     self._error()
                 continue
@@ -186,6 +188,7 @@ class JsonStreamer:
                 i += 1
                 token.append(ch)
                 self.state = nxt
+                self._check_size()
                 continue
             terminal = _LOOKAHEAD_TERMINAL.get(state)
             if terminal is not None:
@@ -235,6 +238,8 @@ class JsonStreamer:
         return end
 
     def _check_size(self) -> None:
+        # QEMU checks after every character; every path that grows a token calls this, which
+        # keeps len(token) <= max_token_size between characters (the runs above rely on it)
         if len(self.token) > self.max_token_size:
             self._token_too_big()
 
