@@ -13,7 +13,9 @@ from concierge.testing.rpc import ActorClient
 
 BALLAST = {"entry": "concierge.testing.ballast:BallastNode"}
 # an idle actor holds ~10-30 MiB anonymous; ballast of 120 MiB crosses soft, 250 MiB hard
-LIMITS = "[agent]\nmemory_soft_mb = 100\nmemory_hard_mb = 200\nmemory_idle_s = 1.0\n"
+LIMITS = "[agent]\nmemory_soft_mb = 100\nmemory_hard_mb = 200\nmemory_idle_s = 3.0\n"
+#: writing 250 MiB takes seconds on a loaded 2-CPU machine
+GROW_TIMEOUT_S = 60
 
 
 def _until(check: Any, timeout_s: float, what: str) -> Any:
@@ -32,7 +34,7 @@ def test_soft_watermark_sheds_bulk_requests_then_recovers(agent_factory: Any) ->
     with ActorClient(agent.runtime_dir) as client:
         pid = client.request("b", "pid").unwrap()
         assert client.request("b", "file.read").unwrap() == "data"
-        client.request("b", "grow", {"mb": 120}).unwrap()
+        client.request("b", "grow", {"mb": 120}, timeout_s=GROW_TIMEOUT_S).unwrap()
         refused = _until(
             lambda: (r := client.request("b", "file.read")).code == ErrorCode.BACKPRESSURE and r,
             10,
@@ -51,15 +53,15 @@ def test_hard_watermark_restarts_the_actor_only_once_idle(agent_factory: Any) ->
     agent.start()
     with ActorClient(agent.runtime_dir) as client:
         pid = client.request("b", "pid").unwrap()
-        client.request("b", "grow", {"mb": 250}).unwrap()
-        # busy (a message every 0.3 s, under memory_idle_s): refused bulk work, no restart
-        busy_until = time.monotonic() + 3.0
+        client.request("b", "grow", {"mb": 250}, timeout_s=GROW_TIMEOUT_S).unwrap()
+        # busy for longer than memory_idle_s (a message every 0.3 s): refused bulk work, no restart
+        busy_until = time.monotonic() + 5.0
         while time.monotonic() < busy_until:
-            assert client.request("b", "pid").unwrap() == pid
+            assert client.request("b", "pid", timeout_s=10).unwrap() == pid
             time.sleep(0.3)
         assert client.request("b", "file.read").code == ErrorCode.BACKPRESSURE
         # quiet: the actor gives its memory back by restarting (exit 75, restarted by the supervisor)
-        agent.wait_for(lambda s: _actor(s)["restarts"] >= 1 and _actor(s)["state"] == "RUNNING", 20, "restart")
+        agent.wait_for(lambda s: _actor(s)["restarts"] >= 1 and _actor(s)["state"] == "RUNNING", 30, "restart")
         new_pid = client.request("b", "pid", timeout_s=10).unwrap()
         assert new_pid != pid
         assert client.request("b", "file.read").unwrap() == "data"
