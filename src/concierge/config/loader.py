@@ -25,15 +25,44 @@ T = TypeVar("T")
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+#: tables/arrays nested deeper than this are refused (real configs use 4); merging and
+#: validating recurse, so an unbounded depth would end in RecursionError instead of ConfigError
+MAX_DEPTH = 32
+
+
 def _read(path: Path | None, text: str | None = None) -> dict[str, Any]:
     name = str(path) if path else "<defaults>"
     try:
-        data = tomllib.loads(text if text is not None else path.read_text())  # type: ignore[union-attr]
+        data = tomllib.loads(text if text is not None else path.read_text(encoding="utf-8"))  # type: ignore[union-attr]
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", source=name) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start})", source=name) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"TOML syntax: {err}", source=name) from None
+    except RecursionError:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=name) from None
+    except ValueError as err:  # tomllib lets int()'s digit limit through (4,300 digits)
+        raise ConfigError(f"bad value: {err}", source=name) from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=name)
     return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables and arrays, computed without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,16 @@ class AgentSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     admin_group: str = ""
     state_dir: str = ""
     input_sink: str = ""
+    #: per-actor memory watermarks (runtime/watermark.py), anonymous RSS in MiB, 0 = off: above
+    #: the soft one an actor refuses bulk requests with BACKPRESSURE until it is back under it;
+    #: above the hard one while idle (no message for memory_idle_s) it exits 75 and is restarted
+    memory_soft_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 256
+    memory_hard_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 512
+    memory_idle_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    #: request/cast types an actor over its soft watermark sheds (glob patterns)
+    memory_bulk_types: list[str] = msgspec.field(
+        default_factory=lambda: ["file.read", "file.write", "exec.start", "spice.clipboard", "spice.file_xfer_data"]
+    )
 
 
 class SupervisorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -74,6 +84,9 @@ class ActorSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     idle_stop_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     #: every condition must hold, else the actor is not started (DORMANT, with the reason)
     requires: list[Requirement] = msgspec.field(default_factory=list)
+    #: this actor's watermarks (MiB) instead of agent.memory_soft_mb / agent.memory_hard_mb
+    memory_soft_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
+    memory_hard_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
     settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -92,3 +105,13 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     supervisor: SupervisorSection = msgspec.field(default_factory=SupervisorSection)
     actors: dict[str, ActorSection] = msgspec.field(default_factory=dict)
     channels: dict[str, ChannelSection] = msgspec.field(default_factory=dict)
+
+
+def memory_limits(agent: AgentSection, actor: ActorSection) -> dict[str, Any]:
+    """The ``memory`` entry of an actor's welcome: its watermarks, the actor's own if set."""
+    return {
+        "soft_mb": agent.memory_soft_mb if actor.memory_soft_mb is None else actor.memory_soft_mb,
+        "hard_mb": agent.memory_hard_mb if actor.memory_hard_mb is None else actor.memory_hard_mb,
+        "idle_s": agent.memory_idle_s,
+        "bulk_types": list(agent.memory_bulk_types),
+    }

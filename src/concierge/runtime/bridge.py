@@ -38,6 +38,7 @@ from concierge.runtime.loop import PollLoop, readable
 from concierge.runtime.node import Health, Incoming, Kind, Lane, Node, Reply
 from concierge.runtime.replyport import BridgeReplyPort
 from concierge.runtime.wakeups import WakeRequests
+from concierge.runtime.watermark import Watermark
 
 __all__ = ["LANE_MAX", "Bridge"]
 
@@ -81,6 +82,8 @@ class Bridge(PollLoop):
         self._lane_in: socket.socket | None = None
         self._heartbeat = Heartbeat(self, control, welcome, self._counters)
         self._wakeups = WakeRequests(self._send_want)
+        self._watermark = Watermark.from_welcome(welcome, clock=self.clock.monotonic)
+        self._heartbeat.watermark = self._watermark
         self.watch_zmq(self._control, self._drain_control)
         self.watch_zmq(self._inbox, self._drain_inbox)
 
@@ -320,6 +323,11 @@ class Bridge(PollLoop):
             self._counters["msg.unknown_type"] += 1
             if msg.reply is not None:
                 msg.reply.error(ErrorCode.UNKNOWN_TYPE, f"{self.actor_id} does not handle {msg.type}")
+            return
+        if self._watermark.refuses(msg.type):
+            self._counters["memory.shed"] += 1
+            if msg.reply is not None:
+                msg.reply.error(ErrorCode.BACKPRESSURE, f"{self.actor_id} is over its memory watermark", retryable=True)
             return
         try:
             node.handle(msg)

@@ -20,6 +20,7 @@ import zmq
 from concierge.runtime import envelope
 from concierge.runtime.node import Health
 from concierge.runtime.watchdog import ActorWatch
+from concierge.runtime.watermark import Watermark
 
 if TYPE_CHECKING:
     from concierge.runtime.bridge import Bridge
@@ -47,6 +48,8 @@ class Heartbeat:
         self.watch = ActorWatch(float(welcome.get("actor_unresponsive_s", 3.0)))
         self.health: tuple[Health, str] = ("ok", "")
         self._last_supervisor = self._last_beat = bridge.clock.monotonic()
+        #: the process's memory watermarks, when the bridge has them (runtime/watermark.py)
+        self.watermark: Watermark | None = None
 
     def heard_supervisor(self) -> None:
         """The supervisor spoke: it is alive."""
@@ -81,6 +84,15 @@ class Heartbeat:
             log.warning("heartbeat %.1f s late: watchdog clocks restart", late, extra={"event": "actor.stalled"})
             self._last_supervisor = now
             self.watch.forgive(now)
+        if self.watermark is not None and self.watermark.check():
+            # over the hard watermark while idle: restart to give the memory back
+            log.error(
+                "anonymous RSS %d MiB over the hard watermark while idle: restarting",
+                self.watermark.rss >> 20,
+                extra={"event": "actor.memory_hard"},
+            )
+            bridge.stop(75)
+            return
         stuck = self.watch.check(now)
         if stuck is None:
             log.error("actor thread died", extra={"event": "actor.thread_died"})

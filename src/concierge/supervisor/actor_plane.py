@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from concierge.config.schema import memory_limits
 from concierge.errors import ProtocolError
 from concierge.runtime import envelope, sockets
 from concierge.supervisor import dormancy
@@ -100,6 +101,7 @@ class ActorPlane:
             "lane_spin_us": agent.lane_spin_us,
             "log_format": agent.log_format,
             "log_level": agent.log_level,
+            "memory": memory_limits(agent, child.spec),
         }
 
     def _on_note(self, note: dict[str, Any]) -> None:

@@ -151,6 +151,7 @@ class JsonStreamer:
                     self._take(STRING)
                 elif ch == 0x5C:
                     self.state = _DQ_ESC if state == _DQ else _SQ_ESC
+                    self._check_size()
                 else:
                     self._error()
                 continue
@@ -159,6 +160,7 @@ class JsonStreamer:
                 token.append(ch)
                 if 0x20 <= ch <= 0xFD:
                     self.state = _DQ if state == _DQ_ESC else _SQ
+                    self._check_size()
                 else:
                     self._error()
                 continue
@@ -171,16 +173,10 @@ class JsonStreamer:
                 continue
             # numbers and keywords
             if state in (_DIGITS, _MANT_DIGITS, _EXP_DIGITS) and 0x30 <= ch <= 0x39:
-                run_end = _run_end(_DIGIT_RUN, data, i)
-                token += data[i:run_end]
-                i = run_end
-                self._check_size()
+                i = self._take_run(_DIGIT_RUN, data, i)
                 continue
             if state == _KEYWORD and 0x61 <= ch <= 0x7A:
-                run_end = _run_end(_ALPHA_RUN, data, i)
-                token += data[i:run_end]
-                i = run_end
-                self._check_size()
+                i = self._take_run(_ALPHA_RUN, data, i)
                 continue
             if state == _ZERO and 0x30 <= ch <= 0x39:
                 i += 1
@@ -192,6 +188,7 @@ class JsonStreamer:
                 i += 1
                 token.append(ch)
                 self.state = nxt
+                self._check_size()
                 continue
             terminal = _LOOKAHEAD_TERMINAL.get(state)
             if terminal is not None:
@@ -227,7 +224,22 @@ class JsonStreamer:
             return _EXP_DIGITS if digit else None
         return None
 
+    def _take_run(self, pattern: re.Pattern[bytes], data: bytes, start: int) -> int:
+        """Append the run at ``start``, stopping one byte past the token limit; return the end.
+
+        QEMU checks the limit after every character, so an over-long run is cut exactly there
+        and its rest starts a new token; taking the whole run would make the errors a host gets
+        depend on how its bytes were split into reads.
+        """
+        room = self.max_token_size + 1 - len(self.token)
+        end = min(_run_end(pattern, data, start), start + room)
+        self.token += data[start:end]
+        self._check_size()
+        return end
+
     def _check_size(self) -> None:
+        # QEMU checks after every character; every path that grows a token calls this, which
+        # keeps len(token) <= max_token_size between characters (the runs above rely on it)
         if len(self.token) > self.max_token_size:
             self._token_too_big()
 
