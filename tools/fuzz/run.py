@@ -152,6 +152,10 @@ def merge(target: str, sources: list[Path], max_len: int) -> int:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", target, "--", "-merge=1", f"-max_len={max_len}"]
     cmd += [str(fresh), *([str(seeds)] if seeds.is_dir() else []), *map(str, sources)]
     proc = subprocess.run(cmd, check=False)
+    if proc.returncode == 0 and not any(fresh.iterdir()):
+        # libFuzzer's merge re-executes argv[0] without our --child marker: keep the corpus
+        print(f"{target}: merge produced nothing; corpus left unchanged (known limitation)")
+        return 1
     if proc.returncode == 0:
         shutil.rmtree(seeds, ignore_errors=True)
         shutil.move(str(fresh), str(seeds))
