@@ -104,7 +104,14 @@ def test_run_many_then_answers_from_the_probe_thread_or_at_the_deadline() -> Non
         assert timers[0][0] == 5.0 and timers[0][1][1].cancelled  # type: ignore[index]
 
         got.clear()
-        runner.run_many_then([("nfs", gate.wait), ("ok", lambda: 1)], 0.5, on_done, arm)
+        answered = threading.Event()
+
+        def ok_probe() -> int:
+            answered.set()
+            return 1
+
+        runner.run_many_then([("nfs", gate.wait), ("ok", ok_probe)], 0.5, on_done, arm)
+        assert answered.wait(10)  # (a loaded machine may start the probe thread late)
         time.sleep(0.1)
         assert got == []  # the hung key holds the answer back ...
         fire = timers[-1][1][0]  # type: ignore[index]

@@ -42,7 +42,11 @@ def qga_socket(tmp_path: Path) -> Iterator[Path]:
         yield sock
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: the reference agent is not under test
+            proc.kill()
+            proc.wait()
 
 
 def test_ship_vm_client_syncs_past_stale_replies(qga_socket: Path) -> None:
