@@ -93,7 +93,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
         info = qga.execute("guest-info")
         steps["switched_back"] = {**_units(qga), "version": info["version"]}
         # 3. purge (through the stock agent): state and configuration go
-        code, out, err = qga.run(["sh", "-c", "dpkg -P concierge >/mnt/e2e/purge.log 2>&1; "
+        _, out, _ = qga.run(["sh", "-c", "dpkg -P concierge >/mnt/e2e/purge.log 2>&1; "
                                   "ls -d /var/lib/concierge /etc/concierge 2>/dev/null; true"])
         steps["purged_left"] = out.split()
     assert steps["switched_back"]["qemu-guest-agent"] == "active", steps
