@@ -73,7 +73,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     mark = len(ctx.vm.events)
     was_open = [p for p in PORTS if ctx.vm.port_open.get(_dev(p))]
     probe = ("echo concierge=$(systemctl is-active concierge.service); "
-             "echo procs=$(pgrep -c -f 'concierge (run|actor)|-m concierge' || true); "
+             "echo procs=$(pgrep -c -f '^concierge: ' || true); "  # every process is titled so
              "echo state=$(test -d /var/lib/concierge && echo kept || echo gone)")
     with QgaClient(ctx.qga, timeout=60) as qga:
         qga.sync()

@@ -211,7 +211,7 @@ def check_doctor_in_guest(ctx: E2EContext) -> dict[str, Any]:
     if ctx.label == "stock":
         assert qga_port["status"] == "fail" and "qemu-ga" in qga_port["detail"], qga_port
         agent = found["qemu-ga"]
-        assert agent["status"] == "fail" and "qemu-guest-agent.service" in agent["active_units"]
+        assert agent["status"] == "fail" and "qemu-guest-agent.service" in agent["active_units"], agent
         assert doc["exit"] == 4
     return {
         "exit": doc["exit"],
