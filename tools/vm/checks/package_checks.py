@@ -53,7 +53,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     with QgaClient(ctx.qga, timeout=60) as qga:
         qga.sync()
         before = _units(qga)
-    assert before == {"concierge": "active", "qemu-guest-agent": "inactive", "pkg": "ii "}, before
+    assert before == {"concierge": "active", "qemu-guest-agent": "inactive", "pkg": "ii"}, before
 
     # 1. upgrade: the same .deb over itself restarts the agent in place (postinst try-restart)
     ctx.vm.poll_events()
@@ -97,7 +97,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
                                   "ls -d /var/lib/concierge /etc/concierge 2>/dev/null; true"])
         steps["purged_left"] = out.split()
     assert steps["switched_back"]["qemu-guest-agent"] == "active", steps
-    assert steps["switched_back"]["pkg"] in ("rc ", ""), steps
+    assert steps["switched_back"]["pkg"] in ("rc", ""), steps
     assert steps["purged_left"] == [], steps
 
     # 4. install again over the stock agent (its Conflicts/Replaces remove qemu-guest-agent)
