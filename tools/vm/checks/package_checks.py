@@ -21,6 +21,25 @@ DEB = "/mnt/e2e/concierge.deb"
 STOCK_DEB = "/mnt/e2e/qemu-guest-agent.deb"
 
 
+def _connect(ctx: E2EContext, timeout: float = 60.0) -> QgaClient:
+    """A synced client, reconnecting and re-sending the sync up to three times, as libvirt does
+    after a sync timeout. A lost sync is a known transport defect seen right after a restart of
+    the agent (docs/vm-e2e.md); counted in ``ctx.results["lost_syncs"]`` and reported, so that
+    the package steps themselves still get checked."""
+    for attempt in range(3):
+        qga = QgaClient(ctx.qga, timeout=timeout)
+        try:
+            qga.sync(timeout=15)
+        except (OSError, TimeoutError):
+            qga.close()
+            ctx.results["lost_syncs"] = ctx.results.get("lost_syncs", 0) + 1
+            if attempt == 2:
+                raise
+            continue
+        return qga
+    raise AssertionError("unreachable")
+
+
 def _units(qga: QgaClient) -> dict[str, str]:
     _, out, _ = qga.run(["sh", "-c", "for u in concierge qemu-guest-agent; do "
                          "echo $u=$(systemctl is-active $u.service); done; "
@@ -50,20 +69,17 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     if not ctx.options.get("deb"):
         raise CheckSkippedError("the guest runs the checkout, not the package (run-e2e --deb)")
     steps: dict[str, Any] = {}
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         before = _units(qga)
     assert before == {"concierge": "active", "qemu-guest-agent": "inactive", "pkg": "ii"}, before
 
     # 1. upgrade: the same .deb over itself restarts the agent in place (postinst try-restart)
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         _background(qga, f"dpkg -i {DEB} >/mnt/e2e/upgrade.log 2>&1")
     _reopened(ctx, mark)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         steps["upgrade"] = _units(qga)
     assert steps["upgrade"] == before, steps
 
@@ -75,8 +91,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     probe = ("echo concierge=$(systemctl is-active concierge.service); "
              "echo procs=$(pgrep -c -f '^concierge: ' || true); "  # every process is titled so
              "echo state=$(test -d /var/lib/concierge && echo kept || echo gone)")
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         _background(qga, f"dpkg -r concierge >/mnt/e2e/remove.log 2>&1; sleep 2; ({probe}) >/mnt/e2e/removed.txt; "
                          f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1")
     start = time.monotonic()
@@ -88,8 +103,7 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     seen = dict(line.split("=", 1) for line in removed.read_text().split() if "=" in line)
     assert seen == {"concierge": "inactive", "procs": "0", "state": "kept"}, seen
     steps["removed"] = seen
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         info = qga.execute("guest-info")
         steps["switched_back"] = {**_units(qga), "version": info["version"]}
         # 3. purge (through the stock agent): state and configuration go
@@ -103,14 +117,13 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     # 4. install again over the stock agent (its Conflicts/Replaces remove qemu-guest-agent)
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         _background(qga, f"dpkg -i {DEB} >/mnt/e2e/reinstall.log 2>&1")
     _reopened(ctx, mark)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         steps["reinstalled"] = _units(qga)
     assert steps["reinstalled"] == before, steps
+    steps["lost_syncs"] = ctx.results.get("lost_syncs", 0)
     return steps
 
 
@@ -133,8 +146,7 @@ def _restart_gap(ctx: E2EContext, unit: str) -> float:
     the agent's own start-to-port-open time, measured by the host's clock (QMP timestamps)."""
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         _background(qga, f"systemctl restart {unit}")
     _reopened(ctx, mark)
     changes = [e for e in ctx.vm.events[mark:] if e.get("event") == "VSERPORT_CHANGE"
@@ -154,13 +166,13 @@ def measure_footprint(ctx: E2EContext, unit: str) -> dict[str, Any]:
     time, three restarts (median): the figures issue 16 asks for, qemu-ga's in the same guest."""
     gaps = sorted(_restart_gap(ctx, unit) for _ in range(3))
     time.sleep(3)  # let a restarted agent settle (dormant actors stop, caches fill)
-    with QgaClient(ctx.qga, timeout=60) as qga:
-        qga.sync()
+    with _connect(ctx) as qga:
         code, out, err = qga.run(["sh", "-c", PSS_PROBE.format(unit=unit)])
     assert code == 0, err
     procs, pss_kb = (int(v) for v in out.split())
     result = {"unit": unit, "processes": procs, "pss_mb": round(pss_kb / 1024, 1),
-              "port_reopen_s_median": round(gaps[1], 2), "port_reopen_s": [round(g, 2) for g in gaps]}
+              "port_reopen_s_median": round(gaps[1], 2), "port_reopen_s": [round(g, 2) for g in gaps],
+              "lost_syncs": ctx.results.get("lost_syncs", 0)}
     ctx.results.setdefault("footprint", {})[unit] = result
     return result
 
