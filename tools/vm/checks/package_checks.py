@@ -41,24 +41,32 @@ def _connect(ctx: E2EContext, timeout: float = 60.0) -> QgaClient:
 
 
 def _units(qga: QgaClient) -> dict[str, str]:
-    _, out, _ = qga.run(["sh", "-c", "for u in concierge qemu-guest-agent; do "
-                         "echo $u=$(systemctl is-active $u.service); done; "
-                         "echo pkg=$(dpkg-query -W -f '${db:Status-Abbrev}' concierge 2>/dev/null)"])
+    _, out, _ = qga.run(
+        [
+            "sh",
+            "-c",
+            "for u in concierge qemu-guest-agent; do "
+            "echo $u=$(systemctl is-active $u.service); done; "
+            "echo pkg=$(dpkg-query -W -f '${db:Status-Abbrev}' concierge 2>/dev/null)",
+        ]
+    )
     return dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
 
 
 def _background(qga: QgaClient, script: str) -> None:
     """Run ``script`` outside the agent's unit (it may stop that unit) and return at once."""
-    code, _, err = qga.run(["systemd-run", "--quiet", "--no-block", "--collect", "/bin/sh", "-c",
-                            f"sleep 1; {script}"])
+    code, _, err = qga.run(["systemd-run", "--quiet", "--no-block", "--collect", "/bin/sh", "-c", f"sleep 1; {script}"])
     assert code == 0, err
 
 
 def _reopened(ctx: E2EContext, mark: int, timeout: float = 180.0) -> None:
     """The QGA port closed after ``mark`` and is open again now."""
     ctx.vm.wait_port(QGA, open_=False, timeout=60, since=mark)
-    closes = [i for i, e in enumerate(ctx.vm.events) if i >= mark and e.get("event") == "VSERPORT_CHANGE"
-              and e["data"]["id"] == "port-qga" and not e["data"]["open"]]
+    closes = [
+        i
+        for i, e in enumerate(ctx.vm.events)
+        if i >= mark and e.get("event") == "VSERPORT_CHANGE" and e["data"]["id"] == "port-qga" and not e["data"]["open"]
+    ]
     ctx.vm.wait_port(QGA, open_=True, timeout=timeout, since=closes[-1] + 1)
 
 
@@ -88,12 +96,17 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
     was_open = [p for p in PORTS if ctx.vm.port_open.get(_dev(p))]
-    probe = ("echo concierge=$(systemctl is-active concierge.service); "
-             "echo procs=$(pgrep -c -f '^concierge: ' || true); "  # every process is titled so
-             "echo state=$(test -d /var/lib/concierge && echo kept || echo gone)")
+    probe = (
+        "echo concierge=$(systemctl is-active concierge.service); "
+        "echo procs=$(pgrep -c -f '^concierge: ' || true); "  # every process is titled so
+        "echo state=$(test -d /var/lib/concierge && echo kept || echo gone)"
+    )
     with _connect(ctx) as qga:
-        _background(qga, f"dpkg -r concierge >/mnt/e2e/remove.log 2>&1; sleep 2; ({probe}) >/mnt/e2e/removed.txt; "
-                         f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1")
+        _background(
+            qga,
+            f"dpkg -r concierge >/mnt/e2e/remove.log 2>&1; sleep 2; ({probe}) >/mnt/e2e/removed.txt; "
+            f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1",
+        )
     start = time.monotonic()
     for port in was_open:
         ctx.vm.wait_port(port, open_=False, timeout=60, since=mark)
@@ -107,8 +120,13 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
         info = qga.execute("guest-info")
         steps["switched_back"] = {**_units(qga), "version": info["version"]}
         # 3. purge (through the stock agent): state and configuration go
-        _, out, _ = qga.run(["sh", "-c", "dpkg -P concierge >/mnt/e2e/purge.log 2>&1; "
-                                  "ls -d /var/lib/concierge /etc/concierge 2>/dev/null; true"])
+        _, out, _ = qga.run(
+            [
+                "sh",
+                "-c",
+                "dpkg -P concierge >/mnt/e2e/purge.log 2>&1; ls -d /var/lib/concierge /etc/concierge 2>/dev/null; true",
+            ]
+        )
         steps["purged_left"] = out.split()
     assert steps["switched_back"]["qemu-guest-agent"] == "active", steps
     assert steps["switched_back"]["pkg"] in ("rc", ""), steps
@@ -137,7 +155,7 @@ PSS_PROBE = (
     "cg=/sys/fs/cgroup$(systemctl show -p ControlGroup --value {unit}); t=0; n=0; "
     "for p in $(cat $cg/cgroup.procs); do [ $p = $$ ] && continue; "
     "v=$(sed -n 's/^Pss: *\\([0-9]*\\) kB/\\1/p' /proc/$p/smaps_rollup 2>/dev/null); "
-    "[ -n \"$v\" ] || continue; t=$((t+v)); n=$((n+1)); done; echo $n $t"
+    '[ -n "$v" ] || continue; t=$((t+v)); n=$((n+1)); done; echo $n $t'
 )
 
 
@@ -149,8 +167,7 @@ def _restart_gap(ctx: E2EContext, unit: str) -> float:
     with _connect(ctx) as qga:
         _background(qga, f"systemctl restart {unit}")
     _reopened(ctx, mark)
-    changes = [e for e in ctx.vm.events[mark:] if e.get("event") == "VSERPORT_CHANGE"
-               and e["data"]["id"] == "port-qga"]
+    changes = [e for e in ctx.vm.events[mark:] if e.get("event") == "VSERPORT_CHANGE" and e["data"]["id"] == "port-qga"]
     closed = max(_ts(e) for e in changes if not e["data"]["open"])
     opened = max(_ts(e) for e in changes if e["data"]["open"])
     return opened - closed
@@ -170,9 +187,14 @@ def measure_footprint(ctx: E2EContext, unit: str) -> dict[str, Any]:
         code, out, err = qga.run(["sh", "-c", PSS_PROBE.format(unit=unit)])
     assert code == 0, err
     procs, pss_kb = (int(v) for v in out.split())
-    result = {"unit": unit, "processes": procs, "pss_mb": round(pss_kb / 1024, 1),
-              "port_reopen_s_median": round(gaps[1], 2), "port_reopen_s": [round(g, 2) for g in gaps],
-              "lost_syncs": ctx.results.get("lost_syncs", 0)}
+    result = {
+        "unit": unit,
+        "processes": procs,
+        "pss_mb": round(pss_kb / 1024, 1),
+        "port_reopen_s_median": round(gaps[1], 2),
+        "port_reopen_s": [round(g, 2) for g in gaps],
+        "lost_syncs": ctx.results.get("lost_syncs", 0),
+    }
     ctx.results.setdefault("footprint", {})[unit] = result
     return result
 
@@ -188,7 +210,8 @@ def check_footprint(ctx: E2EContext) -> dict[str, Any]:
     ours = measure_footprint(ctx, "concierge.service")
     stock = ctx.results.get("footprint", {}).get("qemu-guest-agent.service")
     if stock:
-        ours["vs_stock"] = {"pss_ratio": round(ours["pss_mb"] / max(stock["pss_mb"], 0.1), 1),
-                            "port_reopen_delta_s": round(ours["port_reopen_s_median"]
-                                                         - stock["port_reopen_s_median"], 2)}
+        ours["vs_stock"] = {
+            "pss_ratio": round(ours["pss_mb"] / max(stock["pss_mb"], 0.1), 1),
+            "port_reopen_delta_s": round(ours["port_reopen_s_median"] - stock["port_reopen_s_median"], 2),
+        }
     return ours
