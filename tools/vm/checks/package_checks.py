@@ -53,10 +53,24 @@ def _units(qga: QgaClient) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
 
 
-def _background(qga: QgaClient, script: str) -> None:
-    """Run ``script`` outside the agent's unit (it may stop that unit) and return at once."""
+def _background(qga: QgaClient, script: str, done: str = "") -> None:
+    """Run ``script`` outside the agent's unit (it may stop that unit) and return at once; with
+    ``done``, the guest writes the script's status to ``/mnt/e2e/<done>.done`` at the end."""
+    if done:
+        script = f"({script}); echo $? >/mnt/e2e/{done}.done"
     code, _, err = qga.run(["systemd-run", "--quiet", "--no-block", "--collect", "/bin/sh", "-c", f"sleep 1; {script}"])
     assert code == 0, err
+
+
+def _wait_done(ctx: E2EContext, done: str, timeout: float = 180.0) -> str:
+    """The status a background script wrote (dpkg runs on after the port reopens: its
+    postinst restarts the agent, then re-triggers udev)."""
+    marker = ctx.vm.workdir / "ctl" / f"{done}.done"
+    deadline = time.monotonic() + timeout
+    while not marker.exists() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, f"{done} did not finish in {timeout:.0f} s"
+        time.sleep(0.5)
+    return marker.read_text().strip()
 
 
 def _reopened(ctx: E2EContext, mark: int, timeout: float = 180.0) -> None:
@@ -85,8 +99,9 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
     with _connect(ctx) as qga:
-        _background(qga, f"dpkg -i {DEB} >/mnt/e2e/upgrade.log 2>&1")
+        _background(qga, f"dpkg -i {DEB} >/mnt/e2e/upgrade.log 2>&1", done="upgrade")
     _reopened(ctx, mark)
+    assert _wait_done(ctx, "upgrade") == "0", (ctx.vm.workdir / "ctl" / "upgrade.log").read_text()
     with _connect(ctx) as qga:
         steps["upgrade"] = _units(qga)
     assert steps["upgrade"] == before, steps
@@ -106,12 +121,14 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
             qga,
             f"dpkg -r concierge >/mnt/e2e/remove.log 2>&1; sleep 2; ({probe}) >/mnt/e2e/removed.txt; "
             f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1",
+            done="switch-back",
         )
     start = time.monotonic()
     for port in was_open:
         ctx.vm.wait_port(port, open_=False, timeout=60, since=mark)
     steps["ports_closed_s"] = round(time.monotonic() - start, 2)
     _reopened(ctx, mark)
+    assert _wait_done(ctx, "switch-back") == "0", (ctx.vm.workdir / "ctl" / "stock.log").read_text()
     removed = ctx.vm.workdir / "ctl" / "removed.txt"
     seen = dict(line.split("=", 1) for line in removed.read_text().split() if "=" in line)
     assert seen == {"concierge": "inactive", "procs": "0", "state": "kept"}, seen
@@ -136,8 +153,9 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     ctx.vm.poll_events()
     mark = len(ctx.vm.events)
     with _connect(ctx) as qga:
-        _background(qga, f"dpkg -i {DEB} >/mnt/e2e/reinstall.log 2>&1")
+        _background(qga, f"dpkg -i {DEB} >/mnt/e2e/reinstall.log 2>&1", done="reinstall")
     _reopened(ctx, mark)
+    assert _wait_done(ctx, "reinstall") == "0", (ctx.vm.workdir / "ctl" / "reinstall.log").read_text()
     with _connect(ctx) as qga:
         steps["reinstalled"] = _units(qga)
     assert steps["reinstalled"] == before, steps
