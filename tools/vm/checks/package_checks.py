@@ -91,9 +91,12 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
     if not ctx.options.get("deb"):
         raise CheckSkippedError("the guest runs the checkout, not the package (run-e2e --deb)")
     steps: dict[str, Any] = {}
+    expected = {"concierge": "active", "qemu-guest-agent": "inactive", "pkg": "ii"}
+    deadline = time.monotonic() + 120  # the first install's postinst may still be running
     with _connect(ctx) as qga:
-        before = _units(qga)
-    assert before == {"concierge": "active", "qemu-guest-agent": "inactive", "pkg": "ii"}, before
+        while (before := _units(qga)) != expected and time.monotonic() < deadline:
+            time.sleep(1)
+    assert before == expected, before
 
     # 1. upgrade: the same .deb over itself restarts the agent in place (postinst try-restart)
     ctx.vm.poll_events()
