@@ -123,7 +123,9 @@ def check_package_lifecycle(ctx: E2EContext) -> dict[str, Any]:
         _background(
             qga,
             f"dpkg -r concierge >/mnt/e2e/remove.log 2>&1; sleep 2; ({probe}) >/mnt/e2e/removed.txt; "
-            f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1",
+            # qemu-ga's postinst leaves its static unit stopped (udev starts it at boot): as a
+            # user would, start it
+            f"dpkg -i {STOCK_DEB} >/mnt/e2e/stock.log 2>&1 && systemctl start qemu-guest-agent.service",
             done="switch-back",
         )
     start = time.monotonic()
