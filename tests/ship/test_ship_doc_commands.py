@@ -36,7 +36,7 @@ NOT_RUN_HERE: dict[str, tuple[str, str]] = {
     r"^(sudo )?apt-get install ": ("skip", "installs Debian packages: tools/dev test does, from tools/ci/apt-*.txt"),
     r"^(CONCIERGE_VM_SRC=\S+ )?tools/vm/run-e2e\b": ("help", "boots a QEMU guest for minutes (docs/vm-e2e.md)"),
     r"^tools/vm/run-libvirt-e2e\b": ("help", "boots two libvirt guests for minutes (docs/vm-e2e.md)"),
-    r"^tools/vm/ci-e2e\.sh$": ("exists", ".ci/run runs it after the suite, where KVM works"),
+    r"^(CONCIERGE_E2E=\w+ )?tools/vm/ci-e2e\.sh$": ("exists", ".ci/run runs it after the suite, where KVM works"),
     r"^\.venv/bin/python tools/bench/bench_\w+\.py\b": ("help", "benchmarks need minutes on a quiet machine"),
     r"^(systemctl|journalctl) ": ("skip", "needs systemd as PID 1 and the installed unit: the real-VM run"),
 }

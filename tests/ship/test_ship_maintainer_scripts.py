@@ -4,7 +4,7 @@ and release its ports; an upgrade must not; purge removes the state.
 There is no systemd in the test machine, so the scripts run in a private mount namespace whose
 /run holds `/run/systemd/system` (what they test for), with `deb-systemd-invoke`, `systemctl`
 and `udevadm` replaced by programs that record their arguments. What systemd then does with
-those calls is checked in the real VM (tools/vm/checks/fidelity_checks.py: check_dpkg_remove).
+those calls is checked in the real VM (tools/vm/checks/package_checks.py: check_package_lifecycle).
 """
 
 from __future__ import annotations

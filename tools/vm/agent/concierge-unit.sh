@@ -7,7 +7,22 @@
 #   concierge-unit.sh                 # ExecStart = python3 -m concierge run
 #   concierge-unit.sh 'CMD'           # stand-in ExecStart, e.g. the notify-standin.py beside
 #                                     # this file (tests the unit and udev plumbing itself)
+#
+# With /mnt/e2e/concierge.deb (run-e2e --deb, the package tools/ship/build-deb.sh builds), the
+# package itself is installed instead (`dpkg -i`): its own unit, udev rule and postinst start
+# the agent, exactly as on a user's guest; nothing is redirected to the shared tree.
 set -eu
+DEB=/mnt/e2e/concierge.deb
+if [ -f "$DEB" ]; then
+    dpkg -i "$DEB"
+    for _ in $(seq 60); do
+        state=$(systemctl is-active concierge.service || true)
+        [ "$state" = inactive ] || break
+        sleep 0.5
+    done
+    echo "concierge-unit: installed $(dpkg-query -W -f '${Version}' concierge); concierge.service $state" >/dev/console
+    exit 0
+fi
 SRC=/opt/concierge          # the tree under test (its src/ runs)
 TOOLS=/opt/e2e-tools        # this checkout (packaging/), mounted by run-e2e's agent.sh
 EXEC="${1:-/usr/bin/python3 -m concierge run}"
