@@ -9,7 +9,8 @@
 # The whole plan: build the guest image (needs the Debian mirror; cached by content), build the
 # .deb (tools/ship/build-deb.sh), then two boots: `--agent concierge` (the checkout's
 # `concierge run`) and `--agent concierge-unit --deb` (the package installed in the guest:
-# unit, udev rule, fidelity, footprint and package lifecycle checks, qemu-ga as the reference).
+# unit, udev rule, fidelity, footprint and package lifecycle checks, qemu-ga as the reference),
+# then tools/vm/run-libvirt-e2e (libvirt as the host) where libvirt is installed.
 # Every step has its own timeout (generous for a busy 2-core machine under TCG) and the plan
 # has a total budget (CONCIERGE_E2E_BUDGET_S, default 2700 s); run-e2e itself boots a second
 # time when the first boot never reaches the agent. A failing step fails the script.
@@ -82,6 +83,12 @@ deb=$(ls "$debdir"/concierge_*.deb 2>/dev/null | head -1)
 if [ -n "$deb" ]; then
   step "run-e2e --agent concierge-unit --deb" 1500 \
     "$PY" "$HERE/run-e2e" --accel "$accel" --agent concierge-unit --deb "$deb" || failed=1
+fi
+# libvirt as the host (virsh against stock qemu-ga, then against `concierge run`), when installed
+if command -v virsh >/dev/null && { command -v libvirtd >/dev/null || [ -x /usr/sbin/libvirtd ]; }; then
+  step "run-libvirt-e2e" 1200 "$PY" "$HERE/run-libvirt-e2e" || failed=1
+else
+  results+=("run-libvirt-e2e SKIPPED (libvirt-daemon-system not installed)")
 fi
 summary
 exit $failed
