@@ -100,7 +100,9 @@ def test_run_many_then_answers_from_the_probe_thread_or_at_the_deadline() -> Non
         assert done.wait(5)
         ((outcomes, thread),) = got
         assert outcomes[0] == "fine" and isinstance(outcomes[1], ZeroDivisionError)
-        assert thread.startswith("monitor-probe")  # answered by the probe thread, not a waiter
+        # answered by the probe thread, not a waiter (or by us, when both were done before we
+        # could register: a fast probe on a fresh worker)
+        assert thread.startswith("monitor-probe") or thread == threading.current_thread().name
         assert timers[0][0] == 5.0 and timers[0][1][1].cancelled  # type: ignore[index]
 
         got.clear()
@@ -125,6 +127,33 @@ def test_run_many_then_answers_from_the_probe_thread_or_at_the_deadline() -> Non
         runner.run_many_then([("nfs", gate.wait)], 0.5, on_done, arm)  # stuck: refused at once
         ((outcomes, thread),) = got
         assert isinstance(outcomes[0], ProbeTimeout) and thread == threading.current_thread().name
+    finally:
+        gate.set()
+        runner.close()
+
+
+def test_a_job_never_waits_behind_a_hung_probe_on_the_one_idle_worker() -> None:
+    """Two jobs submitted back to back while one worker is idle: the second gets its own worker,
+    even if the first hangs (the idle count was read before that worker woke, so both were
+    handed to it and the second waited behind a probe that may never return)."""
+    runner = DeadlineRunner()
+    gate = threading.Event()
+    try:
+        assert runner.run_many([("warm", lambda: 1)], 5.0) == [1]  # leaves one idle worker
+        time.sleep(0.05)
+        answered = threading.Event()
+
+        def ok_probe() -> int:
+            answered.set()
+            return 1
+
+        for _ in range(5):  # the old accounting lost this race nearly every time
+            answered.clear()
+            outcomes = runner.run_many([("nfs", gate.wait), ("ok", ok_probe)], 0.5)
+            assert answered.is_set() and outcomes[1] == 1, outcomes
+            gate.set()  # release the hung probe so the next round starts from idle workers
+            time.sleep(0.05)
+            gate.clear()
     finally:
         gate.set()
         runner.close()

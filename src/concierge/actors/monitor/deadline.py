@@ -155,11 +155,19 @@ class DeadlineRunner:
             stuck = sum(1 for fut in self._stuck.values() if not fut.done())
             if stuck >= self._max_stuck:
                 raise ProbeTimeout(f"too many blocked probes, {key} not attempted")
-            if self._idle == 0 and self._threads - stuck < self._max_workers:
-                self._threads += 1
-                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
             future: Future[Any] = Future()
-            self._jobs.put((func, future))
+            job = (func, future)
+            # ``_idle`` is idle workers minus queued jobs no worker has taken yet, counted here
+            # and not when a worker wakes: counted late, two jobs submitted back to back both
+            # saw the same idle worker, and one waited behind a probe that may hang forever
+            if self._idle <= 0 and self._threads - stuck < self._max_workers:
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, args=(job,), name=f"{self._name}-{self._threads}", daemon=True
+                ).start()
+            else:
+                self._idle -= 1
+                self._jobs.put(job)
             return future
 
     def _quarantine(self, key: str, future: Future[Any], timeout_s: float) -> None:
@@ -176,24 +184,21 @@ class DeadlineRunner:
     def _recovered(self, key: str) -> None:
         log.info("probe %s answered again", key, extra={"event": "monitor.probe_recovered"})
 
-    def _work(self) -> None:
-        while True:
+    def _work(self, first: tuple[Callable[[], Any], Future[Any]]) -> None:
+        job: tuple[Callable[[], Any], Future[Any]] | None = first
+        while job is not None:
+            func, future = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(func())
+                except BaseException as err:  # noqa: BLE001 - worker boundary: the waiter re-raises it
+                    future.set_exception(err)
             with self._lock:
                 self._idle += 1
-            job = self._jobs.get()
-            with self._lock:
-                self._idle -= 1
-            if job is None:
-                with self._lock:
-                    self._threads -= 1
-                return
-            func, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(func())
-            except BaseException as err:  # noqa: BLE001 - worker boundary: the waiter re-raises it
-                future.set_exception(err)
+            job = self._jobs.get()  # (the submitter already took this worker off ``_idle``)
+        with self._lock:  # close(): its None was not counted against ``_idle``
+            self._idle -= 1
+            self._threads -= 1
 
     def close(self) -> None:
         """Let idle workers exit; stuck ones exit when their call returns (daemon threads)."""
